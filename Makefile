@@ -1,0 +1,42 @@
+# Every go command here carries -tags slicelabels: github.com/grafana/loki-client-go
+# needs Prometheus's slice-backed labels (see ../shared/DESIGN.md, dependency facts).
+GO        ?= go
+GOTAGS    := slicelabels
+GOFLAGS_T := -tags $(GOTAGS)
+TOOLS     := $(CURDIR)/.tools
+export PATH := $(TOOLS)/bin:$(PATH)
+
+.PHONY: all build vet test test-short deps fuzz bench-exporter clean
+
+all: build
+
+build:
+	$(GO) build $(GOFLAGS_T) -o bin/cascade ./cmd/cascade
+
+vet:
+	$(GO) vet $(GOFLAGS_T) ./...
+
+# deps installs what the tests talk to on a bare machine: etcd, nginx and
+# Prometheus from Debian, kube-apiserver built once into .tools/bin.
+deps:
+	./hack/install-deps.sh
+
+# test is the one command CI and newcomers run: it installs the real
+# components, then vets and runs every test with the race detector.
+test: deps vet
+	$(GO) test $(GOFLAGS_T) -race -count=1 -timeout 30m ./...
+
+# test-short runs only the tests that need no outside component.
+test-short:
+	$(GO) test $(GOFLAGS_T) -short -count=1 ./...
+
+FUZZTIME ?= 2m
+# fuzz runs every fuzz target for FUZZTIME each.
+fuzz:
+	./hack/fuzz-all.sh $(FUZZTIME)
+
+bench-exporter: deps build
+	$(GO) run $(GOFLAGS_T) ./hack/bench/exporter
+
+clean:
+	rm -rf bin

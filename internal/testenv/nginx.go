@@ -1,0 +1,121 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// NginxJSONLogFormat is the access log format the gateway exporter reads, as
+// users paste it into nginx.conf.
+const NginxJSONLogFormat = `log_format cascade_json escape=json '{'
+    '"time":"$time_iso8601","msec":"$msec","remote_addr":"$remote_addr",'
+    '"method":"$request_method","uri":"$request_uri","status":"$status",'
+    '"request_time":"$request_time","upstream_status":"$upstream_status",'
+    '"upstream_response_time":"$upstream_response_time",'
+    '"bytes_sent":"$bytes_sent","user_agent":"$http_user_agent"}';`
+
+// Nginx is a real nginx acting as the API gateway in front of kube-apiserver.
+type Nginx struct {
+	Dir       string
+	URL       string // http://127.0.0.1:PORT
+	AccessLog string // path of the JSON access log
+	proc      *Process
+}
+
+// NginxOptions tunes the gateway.
+type NginxOptions struct {
+	// ProxyReadTimeout bounds how long nginx waits for the upstream before
+	// answering 504; zero means nginx's default (60 s).
+	ProxyReadTimeout time.Duration
+}
+
+// StartNginx starts nginx in dir, proxying plain HTTP on a free loopback port
+// to upstream (an https:// URL, not verified).
+func StartNginx(dir, upstream string, opts NginxOptions) (*Nginx, error) {
+	bin, err := ToolPath("nginx")
+	if err != nil {
+		return nil, err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	for _, sub := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
+		if err := os.MkdirAll(filepath.Join(dir, "tmp", sub), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	n := &Nginx{Dir: dir, URL: "http://127.0.0.1:" + itoa(port), AccessLog: filepath.Join(dir, "access.log")}
+	readTimeout := ""
+	if opts.ProxyReadTimeout > 0 {
+		readTimeout = fmt.Sprintf("proxy_read_timeout %dms;", opts.ProxyReadTimeout.Milliseconds())
+	}
+	// As root, nginx would switch its workers to "nobody", who cannot enter
+	// the test's private temp dir; keep them as the current user.
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "user root root;"
+	}
+	conf := fmt.Sprintf(`%s
+daemon off;
+master_process on;
+worker_processes 1;
+pid %[2]s/nginx.pid;
+error_log %[2]s/error.log warn;
+events { worker_connections 1024; }
+http {
+    %[3]s
+    access_log %[4]s cascade_json;
+    client_body_temp_path %[2]s/tmp/client_body;
+    proxy_temp_path %[2]s/tmp/proxy;
+    fastcgi_temp_path %[2]s/tmp/fastcgi;
+    uwsgi_temp_path %[2]s/tmp/uwsgi;
+    scgi_temp_path %[2]s/tmp/scgi;
+    server {
+        listen 127.0.0.1:%[5]d;
+        location / {
+            proxy_pass %[6]s;
+            proxy_ssl_verify off;
+            proxy_http_version 1.1;
+            proxy_buffering off;
+            %[7]s
+        }
+    }
+}
+`, user, dir, NginxJSONLogFormat, n.AccessLog, port, strings.TrimSuffix(upstream, "/"), readTimeout)
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	n.proc, err = startProcess(dir, "nginx", bin, "-c", confPath, "-p", dir, "-e", filepath.Join(dir, "error.log"))
+	if err != nil {
+		return nil, err
+	}
+	err = waitFor(n.proc, 20*time.Second, func(ctx context.Context) error {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", "127.0.0.1:"+itoa(port))
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+	if err != nil {
+		n.proc.Kill()
+		b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+		return nil, fmt.Errorf("nginx: %w\n%s", err, b)
+	}
+	return n, nil
+}
+
+// Pid is nginx's master process id.
+func (n *Nginx) Pid() int { return n.proc.Pid() }
+
+// Reopen asks nginx to reopen its log files (SIGUSR1), as logrotate does.
+func (n *Nginx) Reopen() error { return n.proc.cmd.Process.Signal(sigUSR1) }
+
+// Stop stops nginx.
+func (n *Nginx) Stop() { n.proc.Stop() }
