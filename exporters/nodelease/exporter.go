@@ -1,0 +1,432 @@
+// Package nodelease exports how long ago each node renewed its Lease in
+// kube-node-lease, how many leases are fresh, late or expired, how many nodes
+// are Ready, and whether the exporter can see any of it: while its watch is
+// broken it says so and stops reporting lease and node counts, because "all
+// leases look old" must never be confused with "we cannot see leases".
+package nodelease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+var (
+	renewDesc = prometheus.NewDesc("cascade_node_lease_renew_timestamp_seconds",
+		"When the node last renewed its lease (the lease's renewTime), as a Unix time.",
+		[]string{"node"}, nil)
+	durationDesc = prometheus.NewDesc("cascade_node_lease_duration_seconds",
+		"The lease's leaseDurationSeconds (40 s assumed when the lease has none).",
+		[]string{"node"}, nil)
+	leasesDesc = prometheus.NewDesc("cascade_node_leases",
+		"Node leases by state: fresh (age below a quarter of the duration), late, expired (age at or above the duration). Absent while the watch is down.",
+		[]string{"state"}, nil)
+	nodesDesc = prometheus.NewDesc("cascade_nodes",
+		"Nodes by Ready condition. Absent while the node watch is down.",
+		[]string{"condition"}, nil)
+	watchUpDesc = prometheus.NewDesc("cascade_node_lease_watch_up",
+		"1 while the lease watch is healthy: synced, no error since its last success, and the API answers the exporter's probe.",
+		nil, nil)
+	lastEventDesc = prometheus.NewDesc("cascade_node_lease_watch_last_event_timestamp_seconds",
+		"When the lease watch last delivered an event or completed a list, as a Unix time.",
+		nil, nil)
+	watchErrorsDesc = prometheus.NewDesc("cascade_node_lease_watch_errors_total",
+		"Errors of the exporter's list, watch and probe calls to the API server, by resource.",
+		[]string{"resource"}, nil)
+)
+
+// nodeCondition is a node's Ready condition.
+type nodeCondition int
+
+const (
+	condReady nodeCondition = iota
+	condNotReady
+	condUnknown
+	numConditions
+)
+
+var conditionNames = [numConditions]string{"ready", "not_ready", "unknown"}
+
+// Exporter watches Leases and Nodes and serves their metrics.
+type Exporter struct {
+	cfg    Config
+	client kubernetes.Interface
+	logger *slog.Logger
+	now    func() time.Time
+
+	mu         sync.Mutex
+	leases     *leaseTracker
+	nodes      map[string]nodeCondition
+	nodeCounts [numConditions]int
+
+	informers  []cache.SharedIndexInformer
+	leaseWatch watchHealth
+	nodeWatch  watchHealth
+	probeOK    atomic.Bool
+	probeErrs  atomic.Uint64
+}
+
+// New returns an exporter; nothing is watched until Run.
+func New(cfg Config, client kubernetes.Interface, logger *slog.Logger) (*Exporter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if client == nil {
+		return nil, errors.New("nodelease: a Kubernetes client is required")
+	}
+	e := &Exporter{
+		cfg:    cfg,
+		client: client,
+		logger: logger,
+		now:    time.Now,
+		leases: newLeaseTracker(),
+		nodes:  make(map[string]nodeCondition),
+	}
+	// Until the first probe answers, trust the watch alone.
+	e.probeOK.Store(cfg.ProbeInterval == 0)
+	if err := e.buildInformers(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Describe implements exporters.Collector.
+func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{renewDesc, durationDesc, leasesDesc, nodesDesc, watchUpDesc, lastEventDesc, watchErrorsDesc} {
+		ch <- d
+	}
+}
+
+// Update implements exporters.Collector. It copies what it needs under the
+// lock and sends outside it, so a slow scrape never holds up the watch.
+func (e *Exporter) Update(ch chan<- prometheus.Metric) error {
+	leaseUp := e.leaseWatch.up() && e.probeOK.Load()
+	nodesUp := e.nodeWatch.up() && e.probeOK.Load()
+
+	e.mu.Lock()
+	e.leases.advance(e.now().UnixNano())
+	leaseCounts := e.leases.counts
+	nodeCounts := e.nodeCounts
+	var perNode []prometheus.Metric
+	if e.cfg.PerNodeSeries {
+		perNode = make([]prometheus.Metric, 0, 2*len(e.leases.leases))
+		for _, l := range e.leases.leases {
+			perNode = append(perNode, l.renewMetric, l.durMetric)
+		}
+	}
+	e.mu.Unlock()
+
+	for _, m := range perNode {
+		ch <- m
+	}
+	if leaseUp {
+		for s, n := range leaseCounts {
+			ch <- prometheus.MustNewConstMetric(leasesDesc, prometheus.GaugeValue, float64(n), stateNames[s])
+		}
+	}
+	if nodesUp {
+		for c, n := range nodeCounts {
+			ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(n), conditionNames[c])
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(watchUpDesc, prometheus.GaugeValue, boolFloat(leaseUp))
+	if t := e.leaseWatch.lastEvent.Load(); t > 0 {
+		ch <- prometheus.MustNewConstMetric(lastEventDesc, prometheus.GaugeValue, float64(t)/1e9)
+	}
+	ch <- prometheus.MustNewConstMetric(watchErrorsDesc, prometheus.CounterValue, float64(e.leaseWatch.errors.Load()), "leases")
+	ch <- prometheus.MustNewConstMetric(watchErrorsDesc, prometheus.CounterValue, float64(e.nodeWatch.errors.Load()), "nodes")
+	ch <- prometheus.MustNewConstMetric(watchErrorsDesc, prometheus.CounterValue, float64(e.probeErrs.Load()), "probe")
+	return nil
+}
+
+// buildInformers sets up the lease and node informers; Run starts them.
+func (e *Exporter) buildInformers() error {
+	leaseAPI := e.client.CoordinationV1().Leases(e.cfg.Namespace)
+	leaseInformer := e.newInformer(&e.leaseWatch, "leases", &coordinationv1.Lease{},
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return leaseAPI.List(ctx, o) },
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return leaseAPI.Watch(ctx, o)
+		},
+		slimLease)
+	if _, err := leaseInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { e.onLease(obj) },
+		UpdateFunc: func(_, obj any) { e.onLease(obj) },
+		DeleteFunc: e.onLeaseDeleted,
+	}); err != nil {
+		return fmt.Errorf("nodelease: lease handler: %w", err)
+	}
+
+	nodeAPI := e.client.CoreV1().Nodes()
+	nodeInformer := e.newInformer(&e.nodeWatch, "nodes", &corev1.Node{},
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return nodeAPI.List(ctx, o) },
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return nodeAPI.Watch(ctx, o) },
+		slimNode)
+	if _, err := nodeInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { e.onNode(obj) },
+		UpdateFunc: func(_, obj any) { e.onNode(obj) },
+		DeleteFunc: e.onNodeDeleted,
+	}); err != nil {
+		return fmt.Errorf("nodelease: node handler: %w", err)
+	}
+	e.leaseWatch.synced = leaseInformer.HasSynced
+	e.nodeWatch.synced = nodeInformer.HasSynced
+	e.informers = []cache.SharedIndexInformer{leaseInformer, nodeInformer}
+	return nil
+}
+
+// Run watches until ctx is done.
+func (e *Exporter) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, inf := range e.informers {
+		wg.Go(func() { inf.RunWithContext(ctx) })
+	}
+	if e.cfg.ProbeInterval > 0 {
+		wg.Go(func() { e.probeLoop(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+type listFunc = func(context.Context, metav1.ListOptions) (runtime.Object, error)
+type watchFunc = func(context.Context, metav1.ListOptions) (watch.Interface, error)
+
+// newInformer builds an informer whose list and watch calls report to h.
+func (e *Exporter) newInformer(h *watchHealth, resource string, example runtime.Object, list listFunc, watchFn watchFunc, slim cache.TransformFunc) cache.SharedIndexInformer {
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			obj, err := list(ctx, o)
+			h.record(err, e.now())
+			if err == nil {
+				h.lastEvent.Store(e.now().UnixNano())
+			}
+			return obj, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			w, err := watchFn(ctx, o)
+			h.record(err, e.now())
+			return w, err
+		},
+	}
+	inf := cache.NewSharedIndexInformer(lw, example, 0, cache.Indexers{})
+	_ = inf.SetTransform(slim)
+	_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+		// A watch that ends normally or whose resource version expired is
+		// restarted at once; only other errors mean the API is unwell.
+		if errors.Is(err, io.EOF) || apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+			return
+		}
+		h.record(err, e.now())
+		e.logger.Warn("watch failed", "resource", resource, "err", err)
+	})
+	return inf
+}
+
+func (e *Exporter) onLease(obj any) {
+	l, ok := obj.(*coordinationv1.Lease)
+	if !ok {
+		return
+	}
+	now := e.now()
+	e.leaseWatch.lastEvent.Store(now.UnixNano())
+	var renew int64
+	if l.Spec.RenewTime != nil {
+		renew = l.Spec.RenewTime.UnixNano()
+	}
+	duration := defaultLeaseDuration
+	if l.Spec.LeaseDurationSeconds != nil && *l.Spec.LeaseDurationSeconds > 0 {
+		duration = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	tracked, created := e.leases.upsert(l.Name, renew, int64(duration), now.UnixNano())
+	if !e.cfg.PerNodeSeries {
+		return
+	}
+	if created {
+		tracked.renewMetric = newNodeGauge(renewDesc, l.Name)
+		tracked.durMetric = newNodeGauge(durationDesc, l.Name)
+	}
+	tracked.renewMetric.set(float64(renew) / 1e9)
+	tracked.durMetric.set(duration.Seconds())
+}
+
+func (e *Exporter) onLeaseDeleted(obj any) {
+	e.leaseWatch.lastEvent.Store(e.now().UnixNano())
+	name, ok := deletedName(obj)
+	if !ok {
+		return
+	}
+	e.mu.Lock()
+	e.leases.remove(name)
+	e.mu.Unlock()
+}
+
+func (e *Exporter) onNode(obj any) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return
+	}
+	cond := readyCondition(n)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if old, ok := e.nodes[n.Name]; ok {
+		e.nodeCounts[old]--
+	}
+	e.nodes[n.Name] = cond
+	e.nodeCounts[cond]++
+}
+
+func (e *Exporter) onNodeDeleted(obj any) {
+	name, ok := deletedName(obj)
+	if !ok {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if old, ok := e.nodes[name]; ok {
+		e.nodeCounts[old]--
+		delete(e.nodes, name)
+	}
+}
+
+// probeLoop asks the API for one lease by a name no node has: a 404 proves
+// the API server authenticates and answers the exporter, at the cost of one
+// small GET, whatever the fleet size.
+func (e *Exporter) probeLoop(ctx context.Context) {
+	ticker := time.NewTicker(e.cfg.ProbeInterval)
+	defer ticker.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, e.cfg.ProbeTimeout)
+		_, err := e.client.CoordinationV1().Leases(e.cfg.Namespace).Get(pctx, "cascade-probe.invalid", metav1.GetOptions{})
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		ok := err == nil || apierrors.IsNotFound(err)
+		if !ok {
+			e.probeErrs.Add(1)
+			if e.probeOK.Load() {
+				e.logger.Warn("API server probe failed", "err", err)
+			}
+		}
+		e.probeOK.Store(ok)
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// watchHealth follows one informer: healthy once synced and while no error
+// came after its last successful list, watch or event.
+type watchHealth struct {
+	synced      func() bool
+	lastSuccess atomic.Int64
+	lastFailure atomic.Int64
+	lastEvent   atomic.Int64
+	errors      atomic.Uint64
+}
+
+func (h *watchHealth) record(err error, now time.Time) {
+	if err != nil {
+		h.errors.Add(1)
+		h.lastFailure.Store(now.UnixNano())
+		return
+	}
+	h.lastSuccess.Store(now.UnixNano())
+}
+
+func (h *watchHealth) up() bool {
+	if h.synced == nil || !h.synced() {
+		return false
+	}
+	return h.lastFailure.Load() <= max(h.lastSuccess.Load(), h.lastEvent.Load())
+}
+
+// slimLease keeps only what the exporter reads, so the informer's cache of
+// thousands of leases stays small.
+func slimLease(obj any) (any, error) {
+	l, ok := obj.(*coordinationv1.Lease)
+	if !ok {
+		return obj, nil
+	}
+	return &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: l.Name, Namespace: l.Namespace, ResourceVersion: l.ResourceVersion},
+		Spec: coordinationv1.LeaseSpec{
+			RenewTime:            l.Spec.RenewTime,
+			LeaseDurationSeconds: l.Spec.LeaseDurationSeconds,
+		},
+	}, nil
+}
+
+// slimNode keeps a node's name and Ready condition: images, addresses and
+// the rest of a node's status would dominate the exporter's memory.
+func slimNode(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	slim := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name, ResourceVersion: n.ResourceVersion}}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			slim.Status.Conditions = []corev1.NodeCondition{{Type: c.Type, Status: c.Status}}
+			break
+		}
+	}
+	return slim, nil
+}
+
+func readyCondition(n *corev1.Node) nodeCondition {
+	for _, c := range n.Status.Conditions {
+		if c.Type != corev1.NodeReady {
+			continue
+		}
+		switch c.Status {
+		case corev1.ConditionTrue:
+			return condReady
+		case corev1.ConditionFalse:
+			return condNotReady
+		}
+		return condUnknown
+	}
+	return condUnknown
+}
+
+func deletedName(obj any) (string, bool) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+		if obj == nil {
+			_, name, err := cache.SplitMetaNamespaceKey(d.Key)
+			return name, err == nil
+		}
+	}
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return "", false
+	}
+	return m.GetName(), true
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,276 @@
+package nodelease
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/stretchr/testify/require"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/cascade-sre/cascade/internal/testenv"
+)
+
+// TestExporterAgainstRealAPIServer creates, renews, expires and deletes real
+// Lease objects, kills the API server under the running exporter and brings
+// it back.
+func TestExporterAgainstRealAPIServer(t *testing.T) {
+	cp := testenv.ControlPlaneForTest(t)
+	client, err := cp.Clientset()
+	require.NoError(t, err)
+	ctx := t.Context()
+	ensureNamespace(t, client, "kube-node-lease")
+
+	now := time.Now()
+	createLease(t, client, "node-fresh", now, 40)
+	createLease(t, client, "node-late", now.Add(-15*time.Second), 40)
+	createLease(t, client, "node-expired", now.Add(-60*time.Second), 40)
+	createNode(t, client, "node-fresh", corev1.ConditionTrue)
+	createNode(t, client, "node-late", corev1.ConditionFalse)
+	createNode(t, client, "node-expired", corev1.ConditionUnknown)
+	createNode(t, client, "node-new", "")
+
+	cfg := DefaultConfig()
+	cfg.ProbeInterval = 300 * time.Millisecond
+	cfg.ProbeTimeout = 250 * time.Millisecond
+	exp, err := New(cfg, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- exp.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		require.NoError(t, <-done)
+	})
+
+	waitMetric(t, exp, `cascade_node_lease_watch_up`, 1)
+	m := scrape(t, exp)
+	require.Equal(t, 1.0, m[`cascade_node_leases{state="fresh"}`])
+	require.Equal(t, 1.0, m[`cascade_node_leases{state="late"}`])
+	require.Equal(t, 1.0, m[`cascade_node_leases{state="expired"}`])
+	require.Equal(t, 1.0, m[`cascade_nodes{condition="ready"}`])
+	require.Equal(t, 1.0, m[`cascade_nodes{condition="not_ready"}`])
+	require.Equal(t, 2.0, m[`cascade_nodes{condition="unknown"}`])
+	require.InDelta(t, float64(now.UnixMicro())/1e6, m[`cascade_node_lease_renew_timestamp_seconds{node="node-fresh"}`], 1e-6,
+		"renew time is exported with sub-second precision")
+	require.Equal(t, 40.0, m[`cascade_node_lease_duration_seconds{node="node-late"}`])
+	require.InDelta(t, float64(time.Now().Unix()), m[`cascade_node_lease_watch_last_event_timestamp_seconds`], 10)
+	lintClean(t, exp)
+
+	// Renewal moves an expired lease back to fresh.
+	renewLease(t, client, "node-expired", time.Now())
+	waitMetric(t, exp, `cascade_node_leases{state="fresh"}`, 2)
+
+	// A lease left alone expires with no event at all.
+	createLease(t, client, "node-short", time.Now(), 2)
+	waitMetric(t, exp, `cascade_node_leases{state="fresh"}`, 3)
+	time.Sleep(2100 * time.Millisecond)
+	m = scrape(t, exp)
+	require.Equal(t, 1.0, m[`cascade_node_leases{state="expired"}`], "node-short expired by time alone: %v", m)
+
+	// A node turning Ready moves between the counts.
+	setNodeReady(t, client, "node-late", corev1.ConditionTrue)
+	waitMetric(t, exp, `cascade_nodes{condition="ready"}`, 2)
+
+	// The API server dies: the watch is reported down at once and lease
+	// counts disappear instead of turning "expired" or staying "fresh".
+	cp.KillAPIServer()
+	waitMetric(t, exp, `cascade_node_lease_watch_up`, 0)
+	m = scrape(t, exp)
+	for _, s := range []string{"fresh", "late", "expired"} {
+		require.NotContains(t, m, `cascade_node_leases{state="`+s+`"}`)
+	}
+	require.NotContains(t, m, `cascade_nodes{condition="ready"}`)
+	require.Contains(t, m, `cascade_node_lease_renew_timestamp_seconds{node="node-fresh"}`,
+		"the last known renew times are still served")
+	require.Positive(t, m[`cascade_node_lease_watch_errors_total{resource="probe"}`])
+	lastEventBefore := m[`cascade_node_lease_watch_last_event_timestamp_seconds`]
+
+	// It comes back by itself and sees what changed while it was away.
+	require.NoError(t, cp.StartAPIServer())
+	renewLease(t, client, "node-late", time.Now())
+	require.NoError(t, client.CoordinationV1().Leases("kube-node-lease").Delete(ctx, "node-short", metav1.DeleteOptions{}))
+	waitMetric(t, exp, `cascade_node_lease_watch_up`, 1)
+	waitMetric(t, exp, `cascade_node_leases{state="expired"}`, 0)
+	m = scrape(t, exp)
+	require.NotContains(t, m, `cascade_node_lease_renew_timestamp_seconds{node="node-short"}`)
+	require.Greater(t, m[`cascade_node_lease_watch_last_event_timestamp_seconds`], lastEventBefore)
+}
+
+// TestPerNodeSeriesOff keeps only the aggregate series.
+func TestPerNodeSeriesOff(t *testing.T) {
+	cp := testenv.ControlPlaneForTest(t)
+	client, err := cp.Clientset()
+	require.NoError(t, err)
+	ensureNamespace(t, client, "kube-node-lease")
+	createLease(t, client, "node-a", time.Now(), 40)
+
+	cfg := DefaultConfig()
+	cfg.PerNodeSeries = false
+	exp, err := New(cfg, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	go func() { _ = exp.Run(ctx) }()
+
+	waitMetric(t, exp, `cascade_node_leases{state="fresh"}`, 1)
+	for k := range scrape(t, exp) {
+		require.NotContains(t, k, `node=`, "per-node series must be off")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for name, tc := range map[string]struct {
+		mutate func(*Config)
+		err    string
+	}{
+		"defaults":          {func(*Config) {}, ""},
+		"empty namespace":   {func(c *Config) { c.Namespace = "" }, "namespace must not be empty"},
+		"bad namespace":     {func(c *Config) { c.Namespace = "Kube_Node" }, `namespace "Kube_Node"`},
+		"negative interval": {func(c *Config) { c.ProbeInterval = -time.Second }, "must not be negative"},
+		"timeout too long":  {func(c *Config) { c.ProbeTimeout = time.Minute }, "probe timeout 1m0s"},
+		"probe off":         {func(c *Config) { c.ProbeInterval = 0 }, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := DefaultConfig()
+			tc.mutate(&c)
+			err := c.Validate()
+			if tc.err == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tc.err)
+		})
+	}
+}
+
+// scrape gathers the exporter through a registry, as a scrape would, into
+// "name{labels}" → value.
+func scrape(t *testing.T, e *Exporter) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(collectorFunc{e})
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.Metric {
+			out[seriesKey(mf.GetName(), m)] = metricValue(m)
+		}
+	}
+	return out
+}
+
+func waitMetric(t *testing.T, e *Exporter, key string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var got map[string]float64
+	for time.Now().Before(deadline) {
+		got = scrape(t, e)
+		if v, ok := got[key]; ok && v == want {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s never became %v; last scrape: %v", key, want, got)
+}
+
+func lintClean(t *testing.T, e *Exporter) {
+	t.Helper()
+	problems, err := testutil.CollectAndLint(collectorFunc{e})
+	require.NoError(t, err)
+	require.Empty(t, problems)
+}
+
+type collectorFunc struct{ e *Exporter }
+
+func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) { c.e.Describe(ch) }
+func (c collectorFunc) Collect(ch chan<- prometheus.Metric) {
+	if err := c.e.Update(ch); err != nil {
+		panic(err)
+	}
+}
+
+func seriesKey(name string, m *dto.Metric) string {
+	var parts []string
+	for _, l := range m.Label {
+		parts = append(parts, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+	}
+	if len(parts) == 0 {
+		return name
+	}
+	return name + "{" + strings.Join(parts, ",") + "}"
+}
+
+func metricValue(m *dto.Metric) float64 {
+	switch {
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	}
+	return 0
+}
+
+func ensureNamespace(t *testing.T, c kubernetes.Interface, name string) {
+	t.Helper()
+	_, err := c.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		require.NoError(t, err)
+	}
+}
+
+func createLease(t *testing.T, c kubernetes.Interface, name string, renew time.Time, seconds int32) {
+	t.Helper()
+	_, err := c.CoordinationV1().Leases("kube-node-lease").Create(t.Context(), &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: coordinationv1.LeaseSpec{
+			HolderIdentity:       &name,
+			LeaseDurationSeconds: &seconds,
+			RenewTime:            &metav1.MicroTime{Time: renew},
+		},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+}
+
+func renewLease(t *testing.T, c kubernetes.Interface, name string, renew time.Time) {
+	t.Helper()
+	api := c.CoordinationV1().Leases("kube-node-lease")
+	l, err := api.Get(t.Context(), name, metav1.GetOptions{})
+	require.NoError(t, err)
+	l.Spec.RenewTime = &metav1.MicroTime{Time: renew}
+	_, err = api.Update(t.Context(), l, metav1.UpdateOptions{})
+	require.NoError(t, err)
+}
+
+func createNode(t *testing.T, c kubernetes.Interface, name string, ready corev1.ConditionStatus) {
+	t.Helper()
+	_, err := c.CoreV1().Nodes().Create(t.Context(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	if ready != "" {
+		setNodeReady(t, c, name, ready)
+	}
+}
+
+func setNodeReady(t *testing.T, c kubernetes.Interface, name string, ready corev1.ConditionStatus) {
+	t.Helper()
+	n, err := c.CoreV1().Nodes().Get(t.Context(), name, metav1.GetOptions{})
+	require.NoError(t, err)
+	n.Status.Conditions = []corev1.NodeCondition{
+		{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse},
+		{Type: corev1.NodeReady, Status: ready, LastHeartbeatTime: metav1.Now()},
+	}
+	_, err = c.CoreV1().Nodes().UpdateStatus(t.Context(), n, metav1.UpdateOptions{})
+	require.NoError(t, err)
+}

@@ -1,0 +1,151 @@
+package nodelease
+
+import (
+	"container/heap"
+	"time"
+)
+
+// leaseState is how recently a lease was renewed, relative to its duration.
+type leaseState int
+
+const (
+	stateFresh   leaseState = iota // age below a quarter of the duration (the renew interval)
+	stateLate                      // renewal missed, not yet expired
+	stateExpired                   // age at or above the duration
+	numStates
+)
+
+var stateNames = [numStates]string{"fresh", "late", "expired"}
+
+// defaultLeaseDuration is what the kubelet sets; used when a lease carries none.
+const defaultLeaseDuration = 40 * time.Second
+
+// lease is what the exporter keeps of one Lease object.
+type lease struct {
+	name        string
+	renewNanos  int64 // renewTime in Unix nanoseconds; 0 when never renewed
+	durationNs  int64
+	state       leaseState
+	nextChange  int64 // when state changes next, Unix ns; 0 once expired
+	heapIndex   int   // position in leaseTracker.pending, -1 when not there
+	renewMetric *nodeGauge
+	durMetric   *nodeGauge
+}
+
+// classify returns the state of l at now and when that state ends (0: never).
+func (l *lease) classify(now int64) (leaseState, int64) {
+	if l.renewNanos == 0 {
+		return stateExpired, 0
+	}
+	lateAt := l.renewNanos + l.durationNs/4
+	expiredAt := l.renewNanos + l.durationNs
+	switch {
+	case now < lateAt:
+		return stateFresh, lateAt
+	case now < expiredAt:
+		return stateLate, expiredAt
+	default:
+		return stateExpired, 0
+	}
+}
+
+// leaseTracker keeps the count of leases in each state current without
+// looking at every lease on every scrape: leases that will change state are
+// kept in a min-heap by the time of their next change, so an event costs
+// O(log n) and a scrape costs O(changes since the last scrape).
+// It is not safe for concurrent use; the exporter holds its lock.
+type leaseTracker struct {
+	leases  map[string]*lease
+	pending leaseHeap
+	counts  [numStates]int
+	now     int64 // the latest time the counts are correct for
+}
+
+func newLeaseTracker() *leaseTracker {
+	return &leaseTracker{leases: make(map[string]*lease)}
+}
+
+// upsert records a lease's renew time and duration as seen at now.
+// It returns the tracked lease so the caller can attach per-node metrics.
+func (t *leaseTracker) upsert(name string, renewNanos, durationNs int64, now int64) (l *lease, created bool) {
+	t.advance(now)
+	l, ok := t.leases[name]
+	if !ok {
+		l = &lease{name: name, heapIndex: -1}
+		t.leases[name] = l
+	} else {
+		t.counts[l.state]--
+	}
+	l.renewNanos, l.durationNs = renewNanos, durationNs
+	l.state, l.nextChange = l.classify(t.now)
+	t.counts[l.state]++
+	t.reschedule(l)
+	return l, !ok
+}
+
+// remove forgets a lease; it returns the removed lease or nil.
+func (t *leaseTracker) remove(name string) *lease {
+	l, ok := t.leases[name]
+	if !ok {
+		return nil
+	}
+	t.counts[l.state]--
+	if l.heapIndex >= 0 {
+		heap.Remove(&t.pending, l.heapIndex)
+	}
+	delete(t.leases, name)
+	return l
+}
+
+// advance moves the counts forward to now. Time never goes backwards for the
+// tracker: an earlier now is treated as the latest seen.
+func (t *leaseTracker) advance(now int64) {
+	if now < t.now {
+		return
+	}
+	t.now = now
+	for len(t.pending) > 0 && t.pending[0].nextChange <= now {
+		l := t.pending[0]
+		t.counts[l.state]--
+		l.state, l.nextChange = l.classify(now)
+		t.counts[l.state]++
+		t.reschedule(l)
+	}
+}
+
+// reschedule puts l where its nextChange says in the heap, or out of it.
+func (t *leaseTracker) reschedule(l *lease) {
+	switch {
+	case l.nextChange == 0 && l.heapIndex >= 0:
+		heap.Remove(&t.pending, l.heapIndex)
+	case l.nextChange == 0:
+	case l.heapIndex >= 0:
+		heap.Fix(&t.pending, l.heapIndex)
+	default:
+		heap.Push(&t.pending, l)
+	}
+}
+
+// leaseHeap orders leases by their next state change.
+type leaseHeap []*lease
+
+func (h leaseHeap) Len() int           { return len(h) }
+func (h leaseHeap) Less(i, j int) bool { return h[i].nextChange < h[j].nextChange }
+func (h leaseHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIndex = i
+	h[j].heapIndex = j
+}
+func (h *leaseHeap) Push(x any) {
+	l := x.(*lease)
+	l.heapIndex = len(*h)
+	*h = append(*h, l)
+}
+func (h *leaseHeap) Pop() any {
+	old := *h
+	l := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	l.heapIndex = -1
+	return l
+}
