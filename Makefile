@@ -14,6 +14,8 @@ build:
 	$(GO) build $(GOFLAGS_T) -o bin/cascade ./cmd/cascade
 
 vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(GOFLAGS_T) ./...
 
 # deps installs what the tests talk to on a bare machine: etcd, nginx and

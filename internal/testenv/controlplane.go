@@ -136,6 +136,9 @@ func (cp *ControlPlane) StartAPIServer() error {
 		"--service-account-signing-key-file="+filepath.Join(cp.Dir, "sa.key"),
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--authorization-mode=RBAC",
+		// No controller-manager runs, so no namespace gets its "default"
+		// service account; tests create pods without one.
+		"--disable-admission-plugins=ServiceAccount",
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--max-requests-inflight=2000",
 		"--max-mutating-requests-inflight=1000",

@@ -246,3 +246,26 @@ func envName(name string) string {
 func itoa(i int) string { return strconv.Itoa(i) }
 
 var sigUSR1 = syscall.SIGUSR1
+
+// StartProcess starts a program of the project's own (the cascade binary,
+// a benchmark's helper) the same way as the components: own process group,
+// output in dir/name.log.
+func StartProcess(dir, name, bin string, args ...string) (*Process, error) {
+	return startProcess(dir, name, bin, args...)
+}
+
+// BuildCascade builds the cascade binary into dir, with the build tags the
+// Makefile uses, and returns its path.
+func BuildCascade(dir string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "cascade")
+	cmd := exec.Command("go", "build", "-tags", "slicelabels", "-o", out, "./cmd/cascade")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/cascade: %w\n%s", err, b)
+	}
+	return out, nil
+}

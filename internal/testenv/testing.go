@@ -51,3 +51,15 @@ func (cp *ControlPlane) apiserverLogTail() string {
 	}
 	return cp.apiserver.LogTail(3000)
 }
+
+// PrometheusForTest starts Prometheus with config for t.
+func PrometheusForTest(t testing.TB, config string) *Prometheus {
+	t.Helper()
+	requireLong(t)
+	p, err := StartPrometheus(t.TempDir(), config)
+	if err != nil {
+		t.Fatalf("start prometheus: %v", err)
+	}
+	t.Cleanup(p.Stop)
+	return p
+}
