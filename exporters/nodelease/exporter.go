@@ -24,15 +24,19 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/cascade-sre/cascade/exporters"
+)
+
+// The per-node families are written by AppendText, not through descriptors.
+const (
+	renewName = "cascade_node_lease_renew_timestamp_seconds"
+	renewHelp = "When the node last renewed its lease (the lease's renewTime), as a Unix time."
+	durName   = "cascade_node_lease_duration_seconds"
+	durHelp   = "The lease's leaseDurationSeconds (40 s assumed when the lease has none)."
 )
 
 var (
-	renewDesc = prometheus.NewDesc("cascade_node_lease_renew_timestamp_seconds",
-		"When the node last renewed its lease (the lease's renewTime), as a Unix time.",
-		[]string{"node"}, nil)
-	durationDesc = prometheus.NewDesc("cascade_node_lease_duration_seconds",
-		"The lease's leaseDurationSeconds (40 s assumed when the lease has none).",
-		[]string{"node"}, nil)
 	leasesDesc = prometheus.NewDesc("cascade_node_leases",
 		"Node leases by state: fresh (age below a quarter of the duration), late, expired (age at or above the duration). Absent while the watch is down.",
 		[]string{"state"}, nil)
@@ -107,13 +111,12 @@ func New(cfg Config, client kubernetes.Interface, logger *slog.Logger) (*Exporte
 
 // Describe implements exporters.Collector.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{renewDesc, durationDesc, leasesDesc, nodesDesc, watchUpDesc, lastEventDesc, watchErrorsDesc} {
+	for _, d := range []*prometheus.Desc{leasesDesc, nodesDesc, watchUpDesc, lastEventDesc, watchErrorsDesc} {
 		ch <- d
 	}
 }
 
-// Update implements exporters.Collector. It copies what it needs under the
-// lock and sends outside it, so a slow scrape never holds up the watch.
+// Update implements exporters.Collector: the aggregate and health series.
 func (e *Exporter) Update(ch chan<- prometheus.Metric) error {
 	leaseUp := e.leaseWatch.up() && e.probeOK.Load()
 	nodesUp := e.nodeWatch.up() && e.probeOK.Load()
@@ -122,18 +125,8 @@ func (e *Exporter) Update(ch chan<- prometheus.Metric) error {
 	e.leases.advance(e.now().UnixNano())
 	leaseCounts := e.leases.counts
 	nodeCounts := e.nodeCounts
-	var perNode []prometheus.Metric
-	if e.cfg.PerNodeSeries {
-		perNode = make([]prometheus.Metric, 0, 2*len(e.leases.leases))
-		for _, l := range e.leases.leases {
-			perNode = append(perNode, l.renewMetric, l.durMetric)
-		}
-	}
 	e.mu.Unlock()
 
-	for _, m := range perNode {
-		ch <- m
-	}
 	if leaseUp {
 		for s, n := range leaseCounts {
 			ch <- prometheus.MustNewConstMetric(leasesDesc, prometheus.GaugeValue, float64(n), stateNames[s])
@@ -253,17 +246,46 @@ func (e *Exporter) onLease(obj any) {
 	}
 
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	tracked, created := e.leases.upsert(l.Name, renew, int64(duration), now.UnixNano())
+	e.leases.upsert(l.Name, renew, int64(duration), now.UnixNano())
+	e.mu.Unlock()
+}
+
+// nodeLease is what one per-node sample needs, copied out under the lock.
+type nodeLease struct {
+	name       string
+	renewNanos int64
+	durationNs int64
+}
+
+// AppendText implements exporters.TextAppender: the per-node families, in
+// the text format, unless per-node series are off. It copies the few fields
+// it needs under the lock and formats outside it, so a scrape holds up the
+// watch for microseconds, not for the whole formatting.
+func (e *Exporter) AppendText(b []byte) []byte {
 	if !e.cfg.PerNodeSeries {
-		return
+		return b
 	}
-	if created {
-		tracked.renewMetric = newNodeGauge(renewDesc, l.Name)
-		tracked.durMetric = newNodeGauge(durationDesc, l.Name)
+	e.mu.Lock()
+	snap := make([]nodeLease, 0, len(e.leases.leases))
+	for _, l := range e.leases.leases {
+		snap = append(snap, nodeLease{l.name, l.renewNanos, l.durationNs})
 	}
-	tracked.renewMetric.set(float64(renew) / 1e9)
-	tracked.durMetric.set(duration.Seconds())
+	e.mu.Unlock()
+	if len(snap) == 0 {
+		return b
+	}
+
+	b = exporters.AppendHelpType(b, renewName, renewHelp, "gauge")
+	for _, l := range snap {
+		if l.renewNanos != 0 {
+			b = exporters.AppendSample(b, renewName, "node", l.name, float64(l.renewNanos)/1e9)
+		}
+	}
+	b = exporters.AppendHelpType(b, durName, durHelp, "gauge")
+	for _, l := range snap {
+		b = exporters.AppendSample(b, durName, "node", l.name, float64(l.durationNs)/1e9)
+	}
+	return b
 }
 
 func (e *Exporter) onLeaseDeleted(obj any) {

@@ -22,14 +22,12 @@ const defaultLeaseDuration = 40 * time.Second
 
 // lease is what the exporter keeps of one Lease object.
 type lease struct {
-	name        string
-	renewNanos  int64 // renewTime in Unix nanoseconds; 0 when never renewed
-	durationNs  int64
-	state       leaseState
-	nextChange  int64 // when state changes next, Unix ns; 0 once expired
-	heapIndex   int   // position in leaseTracker.pending, -1 when not there
-	renewMetric *nodeGauge
-	durMetric   *nodeGauge
+	name       string
+	renewNanos int64 // renewTime in Unix nanoseconds; 0 when never renewed
+	durationNs int64
+	state      leaseState
+	nextChange int64 // when state changes next, Unix ns; 0 once expired
+	heapIndex  int   // position in leaseTracker.pending, -1 when not there
 }
 
 // classify returns the state of l at now and when that state ends (0: never).
@@ -66,8 +64,7 @@ func newLeaseTracker() *leaseTracker {
 }
 
 // upsert records a lease's renew time and duration as seen at now.
-// It returns the tracked lease so the caller can attach per-node metrics.
-func (t *leaseTracker) upsert(name string, renewNanos, durationNs int64, now int64) (l *lease, created bool) {
+func (t *leaseTracker) upsert(name string, renewNanos, durationNs int64, now int64) {
 	t.advance(now)
 	l, ok := t.leases[name]
 	if !ok {
@@ -80,21 +77,20 @@ func (t *leaseTracker) upsert(name string, renewNanos, durationNs int64, now int
 	l.state, l.nextChange = l.classify(t.now)
 	t.counts[l.state]++
 	t.reschedule(l)
-	return l, !ok
 }
 
-// remove forgets a lease; it returns the removed lease or nil.
-func (t *leaseTracker) remove(name string) *lease {
+// remove forgets a lease; it reports whether the lease was known.
+func (t *leaseTracker) remove(name string) bool {
 	l, ok := t.leases[name]
 	if !ok {
-		return nil
+		return false
 	}
 	t.counts[l.state]--
 	if l.heapIndex >= 0 {
 		heap.Remove(&t.pending, l.heapIndex)
 	}
 	delete(t.leases, name)
-	return l
+	return true
 }
 
 // advance moves the counts forward to now. Time never goes backwards for the

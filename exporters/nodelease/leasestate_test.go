@@ -36,8 +36,8 @@ func TestLeaseTrackerStates(t *testing.T) {
 	tr.advance(now)
 	require.Equal(t, [numStates]int{1, 0, 3}, tr.counts)
 
-	require.NotNil(t, tr.remove("late"))
-	require.Nil(t, tr.remove("late"))
+	require.True(t, tr.remove("late"))
+	require.False(t, tr.remove("late"))
 	require.Equal(t, [numStates]int{0, 0, 3}, tr.counts)
 	require.Empty(t, tr.pending)
 }

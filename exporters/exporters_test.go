@@ -1,0 +1,148 @@
+package exporters
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+)
+
+var testDesc = prometheus.NewDesc("cascade_test_value", "A test value.", nil, nil)
+
+type fakeExporter struct {
+	err   error
+	block chan struct{}
+}
+
+func (f fakeExporter) Describe(ch chan<- *prometheus.Desc) { ch <- testDesc }
+func (f fakeExporter) Update(ch chan<- prometheus.Metric) error {
+	if f.block != nil {
+		<-f.block
+	}
+	ch <- prometheus.MustNewConstMetric(testDesc, prometheus.GaugeValue, 1)
+	return f.err
+}
+
+// appender writes one family with a label value that needs escaping.
+type appender struct{}
+
+func (appender) AppendText(b []byte) []byte {
+	b = AppendHelpType(b, "cascade_test_per_node", "Per node\\value.", "gauge")
+	b = AppendSample(b, "cascade_test_per_node", "node", "a\"b\\c\nd", 1.5)
+	b = AppendSample(b, "cascade_test_per_node", "node", "nan", math.NaN())
+	return AppendSample(b, "cascade_test_per_node", "node", "inf", math.Inf(1))
+}
+
+func serve(t *testing.T, h http.Handler, gzipped bool) (*httptest.ResponseRecorder, []byte) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	if gzipped {
+		req.Header.Set("Accept-Encoding", "deflate, gzip;q=1.0, *;q=0.5")
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	body := w.Body.Bytes()
+	if w.Header().Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		require.NoError(t, err)
+		body, err = io.ReadAll(zr)
+		require.NoError(t, err)
+	}
+	return w, body
+}
+
+func TestHandlerServesRegistryAndAppenders(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewSet(slog.New(slog.DiscardHandler),
+		Named{Name: "good", Collector: fakeExporter{}},
+	))
+	h := Handler(reg, []TextAppender{appender{}}, 0, slog.New(slog.DiscardHandler))
+
+	for _, gz := range []bool{false, true} {
+		w, body := serve(t, h, gz)
+		require.Equal(t, http.StatusOK, w.Code)
+		require.Equal(t, gz, w.Header().Get("Content-Encoding") == "gzip")
+		require.Equal(t, string(expfmt.NewFormat(expfmt.TypeTextPlain)), w.Header().Get("Content-Type"))
+
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		mfs, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+		require.NoError(t, err, "%s", body)
+		require.Contains(t, mfs, "cascade_test_value")
+		per := mfs["cascade_test_per_node"]
+		require.NotNil(t, per)
+		require.Equal(t, "Per node\\value.", per.GetHelp())
+		require.Equal(t, "a\"b\\c\nd", per.Metric[0].Label[0].GetValue())
+		require.Equal(t, 1.5, per.Metric[0].GetGauge().GetValue())
+		require.True(t, math.IsNaN(per.Metric[1].GetGauge().GetValue()))
+		require.True(t, math.IsInf(per.Metric[2].GetGauge().GetValue(), 1))
+
+		problems, err := promlint.New(bytes.NewReader(body)).Lint()
+		require.NoError(t, err)
+		require.Empty(t, problems)
+	}
+}
+
+// TestSetReportsEachExporter: a failing exporter is reported as such and does
+// not hide the others.
+func TestSetReportsEachExporter(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewSet(slog.New(slog.DiscardHandler),
+		Named{Name: "good", Collector: fakeExporter{}},
+		Named{Name: "bad", Collector: fakeExporter{err: errors.New("boom")}},
+	))
+	_, body := serve(t, Handler(reg, nil, 0, slog.New(slog.DiscardHandler)), false)
+	text := string(body)
+	require.Contains(t, text, `cascade_exporter_scrape_success{exporter="good"} 1`)
+	require.Contains(t, text, `cascade_exporter_scrape_success{exporter="bad"} 0`)
+	require.Contains(t, text, `cascade_exporter_scrape_duration_seconds{exporter="bad"}`)
+}
+
+func TestHandlerLimitsConcurrentScrapes(t *testing.T) {
+	block := make(chan struct{})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewSet(slog.New(slog.DiscardHandler), Named{Name: "slow", Collector: fakeExporter{block: block}}))
+	h := Handler(reg, nil, 1, slog.New(slog.DiscardHandler))
+
+	var wg sync.WaitGroup
+	first := make(chan int, 1)
+	wg.Go(func() {
+		w, _ := serve(t, h, false)
+		first <- w.Code
+	})
+	// Wait until the first scrape holds the only slot.
+	require.Eventually(t, func() bool { return len(h.(*handler).inFlight) == 1 }, 5*time.Second, time.Millisecond)
+	w, _ := serve(t, h, false)
+	require.Equal(t, http.StatusServiceUnavailable, w.Code)
+	close(block)
+	wg.Wait()
+	require.Equal(t, http.StatusOK, <-first)
+}
+
+func TestAcceptsGzip(t *testing.T) {
+	for header, want := range map[string]bool{
+		"":                   false,
+		"gzip":               true,
+		"identity":           false,
+		"br, GZIP":           true,
+		"gzip;q=0":           false,
+		"gzip; q=0, deflate": false,
+		"x-gzip":             false,
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Accept-Encoding", header)
+		require.Equal(t, want, acceptsGzip(r), header)
+	}
+}

@@ -1,0 +1,176 @@
+package exporters
+
+import (
+	"compress/gzip"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+)
+
+// TextAppender is implemented by exporters with a series per node or more:
+// they write those families straight in the text exposition format, which
+// costs a fraction of building, sorting and checking a protobuf message per
+// series as a registry does. The families must not also come from Update.
+type TextAppender interface {
+	AppendText(b []byte) []byte
+}
+
+// textFormat is the one format the handler writes; every Prometheus version
+// and every Prometheus-compatible scraper accepts it.
+var textFormat = expfmt.NewFormat(expfmt.TypeTextPlain)
+
+// Handler serves /metrics: everything registered in reg through the
+// registry, then the families of every TextAppender, gzip-compressed when
+// the scraper accepts it. At most maxInFlight scrapes run at once (0: no
+// limit); more are answered 503 so a scrape storm cannot pile up.
+func Handler(reg prometheus.Gatherer, appenders []TextAppender, maxInFlight int, logger *slog.Logger) http.Handler {
+	h := &handler{reg: reg, appenders: appenders, logger: logger}
+	if maxInFlight > 0 {
+		h.inFlight = make(chan struct{}, maxInFlight)
+	}
+	return h
+}
+
+type handler struct {
+	reg       prometheus.Gatherer
+	appenders []TextAppender
+	inFlight  chan struct{}
+	logger    *slog.Logger
+}
+
+var (
+	bufPool  = sync.Pool{New: func() any { return new(sliceWriter) }}
+	gzipPool = sync.Pool{New: func() any {
+		w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+		return w
+	}}
+)
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.inFlight != nil {
+		select {
+		case h.inFlight <- struct{}{}:
+			defer func() { <-h.inFlight }()
+		default:
+			http.Error(w, "too many concurrent scrapes", http.StatusServiceUnavailable)
+			return
+		}
+	}
+
+	buf := bufPool.Get().(*sliceWriter)
+	buf.b = buf.b[:0]
+	defer bufPool.Put(buf)
+
+	// A failing collector is logged and the rest is still served, as
+	// promhttp's ContinueOnError does: one broken source must not blind
+	// Prometheus to all the others.
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		h.logger.Error("gathering metrics", "err", err)
+	}
+	enc := expfmt.NewEncoder(buf, textFormat)
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			h.logger.Error("encoding metric family", "family", mf.GetName(), "err", err)
+		}
+	}
+	for _, a := range h.appenders {
+		buf.b = a.AppendText(buf.b)
+	}
+	b := buf.b
+
+	header := w.Header()
+	header.Set("Content-Type", string(textFormat))
+	if !acceptsGzip(r) {
+		header.Set("Content-Length", strconv.Itoa(len(b)))
+		_, _ = w.Write(b)
+		return
+	}
+	header.Set("Content-Encoding", "gzip")
+	header.Add("Vary", "Accept-Encoding")
+	gz := gzipPool.Get().(*gzip.Writer)
+	gz.Reset(w)
+	_, _ = gz.Write(b)
+	_ = gz.Close()
+	gzipPool.Put(gz)
+}
+
+// sliceWriter collects the exposition in one reusable slice.
+type sliceWriter struct{ b []byte }
+
+func (w *sliceWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		enc, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(enc), "gzip") && strings.ReplaceAll(params, " ", "") != "q=0" {
+			return true
+		}
+	}
+	return false
+}
+
+// AppendHelpType writes a family's HELP and TYPE lines.
+func AppendHelpType(b []byte, name, help, typ string) []byte {
+	b = append(b, "# HELP "...)
+	b = append(b, name...)
+	b = append(b, ' ')
+	b = appendEscaped(b, help, false)
+	b = append(b, "\n# TYPE "...)
+	b = append(b, name...)
+	b = append(b, ' ')
+	b = append(b, typ...)
+	return append(b, '\n')
+}
+
+// AppendSample writes one sample with a single label.
+func AppendSample(b []byte, name, label, value string, v float64) []byte {
+	b = append(b, name...)
+	b = append(b, '{')
+	b = append(b, label...)
+	b = append(b, `="`...)
+	b = appendEscaped(b, value, true)
+	b = append(b, `"} `...)
+	b = AppendFloat(b, v)
+	return append(b, '\n')
+}
+
+// AppendFloat writes v as the text format does.
+func AppendFloat(b []byte, v float64) []byte {
+	switch {
+	case math.IsNaN(v):
+		return append(b, "NaN"...)
+	case math.IsInf(v, 1):
+		return append(b, "+Inf"...)
+	case math.IsInf(v, -1):
+		return append(b, "-Inf"...)
+	}
+	return strconv.AppendFloat(b, v, 'g', -1, 64)
+}
+
+// appendEscaped escapes backslash and newline, and double quotes in label
+// values, as the text format requires.
+func appendEscaped(b []byte, s string, quote bool) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\':
+			b = append(b, `\\`...)
+		case c == '\n':
+			b = append(b, `\n`...)
+		case c == '"' && quote:
+			b = append(b, `\"`...)
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}

@@ -1,0 +1,97 @@
+package nodelease
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/cascade-sre/cascade/exporters"
+)
+
+// BenchmarkScrape compares a full HTTP scrape of the exporter holding N
+// leases and nodes with a bare client_golang registry serving the same
+// series (the floor). The bench command under hack/bench/exporter measures
+// the same against a real API server; this one isolates the scrape path.
+func BenchmarkScrape(b *testing.B) {
+	for _, n := range []int{1000, 5000} {
+		b.Run("exporter/"+strconv.Itoa(n), func(b *testing.B) {
+			e := filledExporter(b, n)
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectorFunc{e})
+			benchScrape(b, exporters.Handler(reg, []exporters.TextAppender{e}, 0, slog.New(slog.DiscardHandler)))
+		})
+		b.Run("floor/"+strconv.Itoa(n), func(b *testing.B) {
+			benchScrape(b, promhttp.HandlerFor(floorRegistry(n), promhttp.HandlerOpts{}))
+		})
+	}
+}
+
+func benchScrape(b *testing.B, h http.Handler) {
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		req.Header.Set("Accept-Encoding", "gzip")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			b.Fatal(w.Code)
+		}
+		_, _ = io.Copy(io.Discard, w.Body)
+	}
+}
+
+// filledExporter returns an exporter holding n leases and n nodes, fed
+// through its event handlers as the informers would.
+func filledExporter(b *testing.B, n int) *Exporter {
+	e, err := New(DefaultConfig(), fake.NewClientset(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	forty := int32(40)
+	for i := range n {
+		name := "ip-10-0-" + strconv.Itoa(i/256) + "-" + strconv.Itoa(i%256) + ".eu-west-1.compute.internal"
+		e.onLease(&coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: coordinationv1.LeaseSpec{
+				LeaseDurationSeconds: &forty,
+				RenewTime:            &metav1.MicroTime{Time: now.Add(-time.Duration(i%40) * time.Second)},
+			},
+		})
+		e.onNode(&corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Status:     corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
+		})
+	}
+	return e
+}
+
+// floorRegistry serves the same per-node series from plain GaugeVecs.
+func floorRegistry(n int) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	renew := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cascade_node_lease_renew_timestamp_seconds", Help: "h"}, []string{"node"})
+	dur := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cascade_node_lease_duration_seconds", Help: "h"}, []string{"node"})
+	leases := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cascade_node_leases", Help: "h"}, []string{"state"})
+	reg.MustRegister(renew, dur, leases)
+	now := float64(time.Now().UnixNano()) / 1e9
+	for i := range n {
+		name := "ip-10-0-" + strconv.Itoa(i/256) + "-" + strconv.Itoa(i%256) + ".eu-west-1.compute.internal"
+		renew.WithLabelValues(name).Set(now - float64(i%40))
+		dur.WithLabelValues(name).Set(40)
+	}
+	for _, s := range stateNames {
+		leases.WithLabelValues(s).Set(1)
+	}
+	return reg
+}
