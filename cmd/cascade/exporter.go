@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/cascade-sre/cascade/exporters"
+	"github.com/cascade-sre/cascade/exporters/apimemory"
+	"github.com/cascade-sre/cascade/exporters/nodelease"
+	"github.com/cascade-sre/cascade/internal/kube"
+)
+
+// DefaultExporterAddress is where `cascade exporter` listens unless told.
+const DefaultExporterAddress = ":9847"
+
+// exporterCommand holds the flags of `cascade exporter`.
+type exporterCommand struct {
+	cmd         *kingpin.CmdClause
+	web         *web.FlagConfig
+	metricsPath string
+	maxRequests int
+	kube        kube.Config
+
+	nodeleaseOn bool
+	nodelease   nodelease.Config
+
+	apimemoryOn bool
+	apimemory   apimemory.Config
+	endpoints   []string
+	cgroups     []string
+}
+
+func addExporterCommand(app *kingpin.Application) *exporterCommand {
+	c := &exporterCommand{nodelease: nodelease.DefaultConfig(), apimemory: apimemory.DefaultConfig()}
+	cmd := app.Command("exporter", "Serve the enabled exporters (node leases, API server memory) as one Prometheus scrape target.")
+	c.cmd = cmd
+	c.web = kingpinflag.AddFlags(cmd, DefaultExporterAddress)
+	cmd.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&c.metricsPath)
+	cmd.Flag("web.max-requests", "Maximum number of concurrent scrapes; 0 means no limit.").Default("40").IntVar(&c.maxRequests)
+
+	cmd.Flag("kubeconfig", "Kubeconfig file. Empty: $KUBECONFIG, then ~/.kube/config, then the pod's service account.").StringVar(&c.kube.Kubeconfig)
+	cmd.Flag("kube.context", "Kubeconfig context to use; empty means the current context.").StringVar(&c.kube.Context)
+	cmd.Flag("kube.qps", "Queries per second the exporter's Kubernetes client may send.").Default("20").Float32Var(&c.kube.QPS)
+	cmd.Flag("kube.burst", "Burst of the exporter's Kubernetes client.").Default("40").IntVar(&c.kube.Burst)
+
+	cmd.Flag("exporter.nodelease", "Enable the node lease exporter (cascade_node_*).").Default("true").BoolVar(&c.nodeleaseOn)
+	cmd.Flag("nodelease.namespace", "Namespace of the node Leases.").Default(c.nodelease.Namespace).StringVar(&c.nodelease.Namespace)
+	cmd.Flag("nodelease.per-node-series", "Export renew time and duration per node. Turn off (--no-nodelease.per-node-series) for very large fleets; the aggregate series stay.").
+		Default("true").BoolVar(&c.nodelease.PerNodeSeries)
+	cmd.Flag("nodelease.probe-interval", "How often to check that the API server still answers the exporter; 0 turns the probe off.").
+		Default(c.nodelease.ProbeInterval.String()).DurationVar(&c.nodelease.ProbeInterval)
+	cmd.Flag("nodelease.probe-timeout", "Timeout of one probe; at most the probe interval.").
+		Default(c.nodelease.ProbeTimeout.String()).DurationVar(&c.nodelease.ProbeTimeout)
+
+	cmd.Flag("exporter.apimemory", "Enable the API server memory exporter (cascade_apiserver_*).").Default("true").BoolVar(&c.apimemoryOn)
+	cmd.Flag("apimemory.endpoint", "API server /metrics endpoint to probe, as [replica=]https://host:port/metrics. Repeatable.").StringsVar(&c.endpoints)
+	cmd.Flag("apimemory.bearer-token-file", "Bearer token sent to the endpoints, read again at each probe.").StringVar(&c.apimemory.BearerTokenFile)
+	cmd.Flag("apimemory.ca-file", "PEM CA bundle that signs the endpoints' serving certificates.").StringVar(&c.apimemory.CAFile)
+	cmd.Flag("apimemory.insecure-skip-tls-verify", "Do not verify the endpoints' TLS certificates.").BoolVar(&c.apimemory.InsecureSkipVerify)
+	cmd.Flag("apimemory.cgroup", "Cgroup (v1 or v2) of a local API server, as replica=/sys/fs/cgroup/... or replica=pid:PID. Repeatable.").StringsVar(&c.cgroups)
+	cmd.Flag("apimemory.proc-root", "Where pid: cgroups are resolved (PROC/PID/cgroup).").Default(c.apimemory.ProcRoot).StringVar(&c.apimemory.ProcRoot)
+	cmd.Flag("apimemory.cgroup-root", "Mount point of the cgroup file system (v1 memory hierarchy under it at memory/).").Default(c.apimemory.CgroupRoot).StringVar(&c.apimemory.CgroupRoot)
+	cmd.Flag("apimemory.pods", "Watch the status of API server pods (limit, restarts, OOMKilled) through the Kubernetes API.").Default("true").BoolVar(&c.apimemory.Pods.Enabled)
+	cmd.Flag("apimemory.pods.namespace", "Namespace of the API server pods.").Default(c.apimemory.Pods.Namespace).StringVar(&c.apimemory.Pods.Namespace)
+	cmd.Flag("apimemory.pods.selector", "Label selector of the API server pods.").Default(c.apimemory.Pods.LabelSelector).StringVar(&c.apimemory.Pods.LabelSelector)
+	cmd.Flag("apimemory.pods.container", "Name of the API server container in those pods.").Default(c.apimemory.Pods.Container).StringVar(&c.apimemory.Pods.Container)
+	cmd.Flag("apimemory.poll-interval", "How often endpoints and cgroups are read.").Default(c.apimemory.PollInterval.String()).DurationVar(&c.apimemory.PollInterval)
+	cmd.Flag("apimemory.timeout", "Timeout of one endpoint probe.").Default(c.apimemory.Timeout.String()).DurationVar(&c.apimemory.Timeout)
+	return c
+}
+
+// part is an exporter together with its background work, if any.
+type part struct {
+	exporters.Named
+	runner exporters.Runner
+}
+
+func (c *exporterCommand) build(logger *slog.Logger) ([]part, error) {
+	var parts []part
+	var client kubernetes.Interface
+	needKube := c.nodeleaseOn || (c.apimemoryOn && c.apimemory.Pods.Enabled)
+	if needKube {
+		var err error
+		client, _, err = kube.NewClient(c.kube, "cascade-exporter/"+version.Version)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if c.nodeleaseOn {
+		e, err := nodelease.New(c.nodelease, client, logger.With("exporter", "nodelease"))
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, part{exporters.Named{Name: "nodelease", Collector: e}, e})
+	}
+	if c.apimemoryOn {
+		for _, s := range c.endpoints {
+			spec, err := apimemory.ParseEndpointSpec(s)
+			if err != nil {
+				return nil, fmt.Errorf("--apimemory.endpoint: %w", err)
+			}
+			c.apimemory.Endpoints = append(c.apimemory.Endpoints, spec)
+		}
+		for _, s := range c.cgroups {
+			spec, err := apimemory.ParseCgroupSpec(s)
+			if err != nil {
+				return nil, fmt.Errorf("--apimemory.cgroup: %w", err)
+			}
+			c.apimemory.Cgroups = append(c.apimemory.Cgroups, spec)
+		}
+		e, err := apimemory.New(c.apimemory, client, logger.With("exporter", "apimemory"))
+		if err != nil {
+			return nil, fmt.Errorf("%w (or turn the exporter off with --no-exporter.apimemory)", err)
+		}
+		parts = append(parts, part{exporters.Named{Name: "apimemory", Collector: e}, e})
+	}
+	if len(parts) == 0 {
+		return nil, errors.New("every exporter is disabled")
+	}
+	return parts, nil
+}
+
+func (c *exporterCommand) run(logger *slog.Logger) int {
+	parts, err := c.build(logger)
+	if err != nil {
+		logger.Error("cannot start the exporter", "err", err)
+		return 1
+	}
+	if *c.web.WebConfigFile != "" {
+		if err := web.Validate(*c.web.WebConfigFile); err != nil {
+			logger.Error("invalid --web.config.file", "file", *c.web.WebConfigFile, "err", err)
+			return 1
+		}
+	}
+
+	named := make([]exporters.Named, 0, len(parts))
+	var appenders []exporters.TextAppender
+	for _, p := range parts {
+		named = append(named, p.Named)
+		if a, ok := p.Collector.(exporters.TextAppender); ok {
+			appenders = append(appenders, a)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		exporters.NewSet(logger, named...),
+		versioncollector.NewCollector("cascade_exporter"),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	server := &http.Server{
+		Handler:           c.handler(reg, appenders, logger),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+
+	var g run.Group
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, p := range parts {
+		g.Add(func() error {
+			if err := p.runner.Run(ctx); err != nil {
+				return fmt.Errorf("%s: %w", p.Name, err)
+			}
+			<-ctx.Done()
+			return nil
+		}, func(error) { cancel() })
+	}
+	g.Add(func() error {
+		logger.Info("serving exporters", "version", version.Info(), "exporters", len(parts))
+		if err := web.ListenAndServe(server, c.web, logger); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}, func(error) {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		_ = server.Shutdown(sctx)
+	})
+	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
+
+	if err := g.Run(); err != nil && !errors.As(err, &run.SignalError{}) {
+		logger.Error("exporter stopped", "err", err)
+		return 1
+	}
+	logger.Info("exporter stopped")
+	return 0
+}
+
+func (c *exporterCommand) handler(reg *prometheus.Registry, appenders []exporters.TextAppender, logger *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(c.metricsPath, exporters.Handler(reg, appenders, c.maxRequests, logger))
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy") })
+	if c.metricsPath != "/" {
+		landing, err := web.NewLandingPage(web.LandingConfig{
+			Name:        "Cascade exporter",
+			Description: "Node lease age and API server memory, for the Cascade incident signal",
+			Version:     version.Info(),
+			Links:       []web.LandingLinks{{Address: c.metricsPath, Text: "Metrics"}},
+		})
+		if err == nil {
+			mux.Handle("/", landing)
+		}
+	}
+	return mux
+}

@@ -1,0 +1,59 @@
+// Command cascade is Cascade's one binary: each part of the pipeline is a
+// subcommand. main only parses flags, sets up logging and wires packages.
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"k8s.io/klog/v2"
+)
+
+func main() {
+	os.Exit(runMain(os.Args[1:]))
+}
+
+// cli is the command line: the application and its subcommands' flags.
+type cli struct {
+	app      *kingpin.Application
+	logCfg   *promslog.Config
+	exporter *exporterCommand
+	version  *kingpin.CmdClause
+}
+
+func newCLI() *cli {
+	app := kingpin.New("cascade", "Detects a Kubernetes control-plane cascade (API server OOM → node leases expire → gateway retry storm) as one incident with its root cause.")
+	app.HelpFlag.Short('h')
+	c := &cli{app: app, logCfg: &promslog.Config{}}
+	promslogflag.AddFlags(app, c.logCfg)
+	c.exporter = addExporterCommand(app)
+	c.version = app.Command("version", "Print the version and build information.")
+	return c
+}
+
+func runMain(args []string) int {
+	c := newCLI()
+	cmd, err := c.app.Parse(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cascade: %v (try --help)\n", err)
+		return 2
+	}
+	logger := promslog.New(c.logCfg)
+	slog.SetDefault(logger)
+	// client-go logs through klog; send it to the same place, in the same format.
+	klog.SetSlogLogger(logger.With("component", "client-go"))
+
+	switch cmd {
+	case c.version.FullCommand():
+		fmt.Println(version.Print("cascade"))
+		return 0
+	case c.exporter.cmd.FullCommand():
+		return c.exporter.run(logger)
+	}
+	return 2
+}

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestREADMEDocumentsEveryFlag keeps the README's flag tables honest: a flag
+// added to a command without a line in the README fails here.
+func TestREADMEDocumentsEveryFlag(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	model := newCLI().app.Model()
+	var missing []string
+	for _, cmd := range model.Commands {
+		for _, f := range append(model.Flags, cmd.Flags...) {
+			if f.Hidden || f.Name == "help" {
+				continue
+			}
+			if !strings.Contains(string(readme), "`--"+f.Name+"`") {
+				missing = append(missing, cmd.Name+" --"+f.Name)
+			}
+		}
+	}
+	require.Empty(t, missing, "flags missing from README.md")
+}
