@@ -18,7 +18,8 @@ type Prometheus struct {
 }
 
 // StartPrometheus starts Prometheus in dir with the given configuration file
-// content and waits until it is ready.
+// content and waits until it is ready. It also accepts remote write at
+// URL+"/api/v1/write".
 func StartPrometheus(dir, config string) (*Prometheus, error) {
 	bin, err := ToolPath("prometheus")
 	if err != nil {
@@ -38,6 +39,7 @@ func StartPrometheus(dir, config string) (*Prometheus, error) {
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address=127.0.0.1:"+itoa(port),
 		"--web.enable-lifecycle",
+		"--web.enable-remote-write-receiver",
 	)
 	if err != nil {
 		return nil, err
