@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what Cascade's tests talk to, on a bare Debian machine:
-#   etcd, nginx, Prometheus and promtool from Debian's packages;
-#   kube-apiserver v1.37.2, built once from hack/kube-tools into .tools/bin.
+# Installs what Cascade's tests and benchmarks talk to, on a bare Debian machine:
+#   etcd, nginx, Prometheus, promtool and mtail from Debian's packages;
+#   kube-apiserver v1.37.2, built once from hack/kube-tools into .tools/bin;
+#   VictoriaLogs (a Loki-protocol store), built once into .tools/bin.
 # Safe to run again: it only does what is missing.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ log() { printf 'install-deps: %s\n' "$*" >&2; }
 # command -> Debian package
 declare -A packages=(
   [etcd]=etcd-server
+  [mtail]=mtail
   [nginx]=nginx
   [prometheus]=prometheus
   [promtool]=prometheus
@@ -47,15 +49,29 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ -z "$added_policy" ] || $sudo rm -f /usr/sbin/policy-rc.d
 fi
 
-# kube-apiserver: rebuilt when the tools module's pins change.
-stamp=$(cat "$root/hack/kube-tools/go.mod" "$root/hack/kube-tools/go.sum" "$0" | sha256sum | cut -c1-16)
+# kube-apiserver: rebuilt when the tools module's pins or the build flags change.
+kube_version=v1.37.2
+ldflags="-X k8s.io/component-base/version.gitVersion=$kube_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
+stamp=$( (cat "$root/hack/kube-tools/go.mod" "$root/hack/kube-tools/go.sum"; echo "$ldflags") | sha256sum | cut -c1-16)
 if [ ! -x "$tools/kube-apiserver" ] || [ "$(cat "$tools/kube-apiserver.stamp" 2>/dev/null)" != "$stamp" ]; then
-  log "building kube-apiserver v1.37.2 into .tools/bin (a few minutes on 2 cores, once)"
+  log "building kube-apiserver $kube_version into .tools/bin (a few minutes on 2 cores, once)"
   start=$(date +%s)
-  v=v1.37.2
-  ldflags="-X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
   (cd "$root/hack/kube-tools" && go build -ldflags "$ldflags" -o "$tools/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
   echo "$stamp" > "$tools/kube-apiserver.stamp"
   log "kube-apiserver built in $(( $(date +%s) - start ))s"
 fi
 "$tools/kube-apiserver" --version >&2
+
+# VictoriaLogs: the Loki-protocol log store the Loki forwarding tests push to,
+# built once into .tools/bin from the Go module proxy (pure Go, no cgo, so it
+# needs no C compiler).
+vl_version=v1.52.1
+if [ ! -x "$tools/victoria-logs" ] || [ "$(cat "$tools/victoria-logs.version" 2>/dev/null)" != "$vl_version" ]; then
+  log "building victoria-logs $vl_version into .tools/bin (about a minute, once)"
+  start=$(date +%s)
+  vl_work=$(mktemp -d)
+  (cd "$vl_work" && CGO_ENABLED=0 GOBIN="$tools" go install "github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$vl_version")
+  rm -rf "$vl_work"
+  echo "$vl_version" > "$tools/victoria-logs.version"
+  log "victoria-logs built in $(( $(date +%s) - start ))s"
+fi
