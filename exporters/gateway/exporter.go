@@ -1,0 +1,153 @@
+// Package gateway exports the request rate of the API gateway in front of
+// the Kubernetes control plane (cascade_gateway_*) from its access logs:
+// nginx JSON, Envoy JSON or combined log format, followed like tail -F
+// through rename and copytruncate rotation, with a positions file so a
+// restart neither loses nor counts twice. Raw paths become bounded route
+// templates of the Kubernetes API grammar and user agents bounded client
+// classes; parsed lines can be forwarded to Loki.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cascade-sre/cascade/internal/loki"
+)
+
+// lokiCloseTimeout bounds how long shutdown waits for the last lines to
+// reach Loki.
+const lokiCloseTimeout = 5 * time.Second
+
+// Exporter tails the configured access logs and serves their metrics.
+type Exporter struct {
+	cfg     Config
+	logger  *slog.Logger
+	m       *metrics
+	routes  *routeTable
+	loki    *loki.Client
+	running atomic.Bool
+}
+
+// New validates cfg and returns an exporter; no file is read until Run.
+// With cfg.Loki.URL set it starts the Loki client, which does not contact
+// the store before the first batch is due.
+func New(cfg Config, logger *slog.Logger) (*Exporter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.Logs = append([]LogSpec(nil), cfg.Logs...)
+	e := &Exporter{
+		cfg:    cfg,
+		logger: logger,
+		m:      newMetrics(),
+		routes: newRouteTable(cfg.MaxRoutes),
+	}
+	if cfg.Loki.URL != "" {
+		lc, err := loki.New(cfg.Loki, logger.With("component", "loki"))
+		if err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+		e.loki = lc
+	}
+	return e, nil
+}
+
+// Describe implements exporters.Collector.
+func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range e.m.collectors {
+		c.Describe(ch)
+	}
+	if e.loki != nil {
+		e.loki.Describe(ch)
+	}
+}
+
+// Update implements exporters.Collector: it serves the counters as they
+// are, without touching the files.
+func (e *Exporter) Update(ch chan<- prometheus.Metric) error {
+	for _, c := range e.m.collectors {
+		c.Collect(ch)
+	}
+	if e.loki != nil {
+		e.loki.Collect(ch)
+	}
+	return nil
+}
+
+// Run follows the logs until ctx ends, writing positions every
+// PositionsInterval and once more after the last line was counted, then
+// flushes the Loki client. It returns an error only when it cannot start:
+// an unreadable positions file, or a second call.
+func (e *Exporter) Run(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return errors.New("gateway: Run called twice")
+	}
+	saved, err := loadPositions(e.cfg.PositionsFile)
+	if err != nil {
+		return err
+	}
+	store := newPositionStore(e.cfg.PositionsFile, saved)
+	var wg sync.WaitGroup
+	for _, spec := range e.cfg.Logs {
+		f := newFollower(spec, e, store)
+		entries := saved[spec.Path]
+		wg.Go(func() { f.run(ctx, entries) })
+	}
+	e.logger.Info("following gateway access logs", "logs", len(e.cfg.Logs), "positions_file", e.cfg.PositionsFile)
+
+	ticker := time.NewTicker(e.cfg.PositionsInterval)
+	defer ticker.Stop()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-ticker.C:
+			e.writePositions(store)
+		}
+	}
+	wg.Wait()
+	e.writePositions(store)
+	if e.loki != nil {
+		cctx, cancel := context.WithTimeout(context.Background(), lokiCloseTimeout)
+		defer cancel()
+		if err := e.loki.Close(cctx); err != nil {
+			e.logger.Warn("not every line reached Loki before shutdown", "err", err)
+		}
+	}
+	return nil
+}
+
+func (e *Exporter) writePositions(s *positionStore) {
+	if err := s.write(); err != nil {
+		e.m.positionErrors.Inc()
+		e.logger.Error("cannot write positions", "file", e.cfg.PositionsFile, "err", err)
+	}
+}
+
+// ReadFile counts every line of one file from its start to its end, in the
+// calling goroutine, with no positions and no rotation handling: a one-shot
+// pass for benchmarks and backfills. Lines go to the same metrics (and
+// Loki) as Run's. It returns the number of lines read.
+func (e *Exporter) ReadFile(ctx context.Context, spec LogSpec) (uint64, error) {
+	if err := spec.validate(); err != nil {
+		return 0, fmt.Errorf("gateway: %w", err)
+	}
+	p := newPipeline(spec.Format, e.m, e.routes, &e.cfg, e.loki)
+	t, err := openTail(spec.Path, e.cfg.MaxLineBytes)
+	if err != nil {
+		return 0, fmt.Errorf("gateway: %w", err)
+	}
+	defer t.close()
+	if _, err := t.read(ctx, p, e.cfg.MaxLineBytes); err != nil {
+		return p.lines, fmt.Errorf("gateway: read %s: %w", spec.Path, err)
+	}
+	t.finish(p)
+	return p.lines, ctx.Err()
+}

@@ -1,0 +1,177 @@
+package gateway
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+)
+
+// positionsVersion is written into the file; a file of another version is
+// refused rather than misread.
+const positionsVersion = 1
+
+// positionEntry is where reading of one file stopped. A configured path has
+// one entry for the file now at the path and one for each rotated-away file
+// still being read.
+type positionEntry struct {
+	// Path is the configured log path the file belongs to.
+	Path string `json:"path"`
+	// File is where the file was last seen; for a rotated file the name it
+	// was rotated to (access.log.1), found through /proc/self/fd.
+	File   string `json:"file,omitempty"`
+	Device uint64 `json:"device"`
+	Inode  uint64 `json:"inode"`
+	// Offset is just after the last line counted.
+	Offset int64 `json:"offset"`
+	// Window is the hex of up to windowSize bytes just before Offset: if
+	// they changed, the file was truncated and rewritten (copytruncate)
+	// while nobody watched.
+	Window string `json:"window,omitempty"`
+	// HeadLen and HeadHash fingerprint the file's first bytes (FNV-1a),
+	// for the same purpose.
+	HeadLen  int    `json:"head_len,omitempty"`
+	HeadHash uint64 `json:"head_hash,omitempty"`
+	Rotated  bool   `json:"rotated,omitempty"`
+}
+
+type positionsFile struct {
+	Version int             `json:"version"`
+	Files   []positionEntry `json:"files"`
+}
+
+// loadPositions reads the positions file; a missing file is no positions.
+func loadPositions(path string) (map[string][]positionEntry, error) {
+	out := make(map[string][]positionEntry)
+	if path == "" {
+		return out, nil
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gateway: positions file: %w", err)
+	}
+	var pf positionsFile
+	if err := json.Unmarshal(b, &pf); err != nil {
+		return nil, fmt.Errorf("gateway: positions file %s: %w (remove it to start over)", path, err)
+	}
+	if pf.Version != positionsVersion {
+		return nil, fmt.Errorf("gateway: positions file %s: version %d, want %d (remove it to start over)", path, pf.Version, positionsVersion)
+	}
+	for _, e := range pf.Files {
+		if e.Offset < 0 {
+			return nil, fmt.Errorf("gateway: positions file %s: negative offset for %s", path, e.Path)
+		}
+		if _, err := hex.DecodeString(e.Window); err != nil || len(e.Window) > 2*windowSize {
+			return nil, fmt.Errorf("gateway: positions file %s: bad window for %s", path, e.Path)
+		}
+		if e.HeadLen < 0 || e.HeadLen > headSize {
+			return nil, fmt.Errorf("gateway: positions file %s: bad head length for %s", path, e.Path)
+		}
+		out[e.Path] = append(out[e.Path], e)
+	}
+	return out, nil
+}
+
+// positionStore collects the followers' positions and writes them.
+type positionStore struct {
+	path    string
+	mu      sync.Mutex
+	entries map[string][]positionEntry
+	dirty   bool
+	// writeMu serialises writers of the file.
+	writeMu sync.Mutex
+}
+
+func newPositionStore(path string, initial map[string][]positionEntry) *positionStore {
+	s := &positionStore{path: path, entries: make(map[string][]positionEntry)}
+	for p, es := range initial {
+		s.entries[p] = es
+	}
+	return s
+}
+
+// set replaces the entries of one configured path.
+func (s *positionStore) set(path string, es []positionEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.entries[path] = es
+	s.dirty = true
+}
+
+// write saves the positions if they changed, atomically: a temporary file
+// in the same directory, synced, then renamed over the old one.
+func (s *positionStore) write() error {
+	if s.path == "" {
+		return nil
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.Lock()
+	if !s.dirty {
+		s.mu.Unlock()
+		return nil
+	}
+	pf := positionsFile{Version: positionsVersion}
+	for _, es := range s.entries {
+		pf.Files = append(pf.Files, es...)
+	}
+	s.dirty = false
+	s.mu.Unlock()
+	sort.Slice(pf.Files, func(i, j int) bool {
+		a, b := pf.Files[i], pf.Files[j]
+		if a.Path != b.Path {
+			return a.Path < b.Path
+		}
+		return !a.Rotated && b.Rotated
+	})
+	if pf.Files == nil {
+		pf.Files = []positionEntry{}
+	}
+	b, err := json.MarshalIndent(pf, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(s.path, append(b, '\n')); err != nil {
+		s.mu.Lock()
+		s.dirty = true
+		s.mu.Unlock()
+		return fmt.Errorf("gateway: write positions: %w", err)
+	}
+	return nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	// Make the rename itself durable.
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
