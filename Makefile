@@ -6,7 +6,7 @@ GOFLAGS_T := -tags $(GOTAGS)
 TOOLS     := $(CURDIR)/.tools
 export PATH := $(TOOLS)/bin:$(PATH)
 
-.PHONY: all build vet test test-short deps fuzz bench-exporter clean
+.PHONY: all build vet test test-short deps fuzz bench-exporter bench-gateway clean
 
 all: build
 
@@ -39,6 +39,9 @@ fuzz:
 
 bench-exporter: deps build
 	$(GO) run $(GOFLAGS_T) ./hack/bench/exporter
+
+bench-gateway: deps
+	$(GO) run $(GOFLAGS_T) ./hack/bench/gateway
 
 clean:
 	rm -rf bin

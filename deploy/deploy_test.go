@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/cascade-sre/cascade/exporters/apimemory"
+	"github.com/cascade-sre/cascade/exporters/gateway"
 	"github.com/cascade-sre/cascade/exporters/nodelease"
 	"github.com/cascade-sre/cascade/internal/testenv"
 )
@@ -108,6 +110,27 @@ func TestExporterManifestLeastPrivilege(t *testing.T) {
 	require.True(t, apierrors.IsForbidden(err), "leases are read-only: %v", err)
 }
 
+// TestGatewaySidecarManifest applies the sidecar example to a real API server
+// and checks that its nginx config logs in the format the exporter reads.
+func TestGatewaySidecarManifest(t *testing.T) {
+	cp := testenv.ControlPlaneForTest(t)
+	admin, err := cp.Clientset()
+	require.NoError(t, err)
+	var conf string
+	for _, obj := range decodeManifests(t, "gateway-sidecar.yaml") {
+		require.NoError(t, create(t.Context(), admin, obj), "%T", obj)
+		if cm, ok := obj.(*corev1.ConfigMap); ok {
+			conf = cm.Data["nginx.conf"]
+		}
+	}
+	require.Contains(t, squash(conf), squash(gateway.NginxJSONLogFormat),
+		"the sidecar's nginx must log in the exporter's cascade_json format")
+	require.Contains(t, conf, "access_log /var/log/nginx/access.log cascade_json;")
+}
+
+// squash drops all white space, so indentation does not matter.
+func squash(s string) string { return strings.Join(strings.Fields(s), "") }
+
 // gauge sums every sample of the named metric in one collection.
 func gauge(t *testing.T, c interface {
 	Describe(chan<- *prometheus.Desc)
@@ -171,6 +194,8 @@ func create(ctx context.Context, c kubernetes.Interface, obj runtime.Object) err
 		_, err = c.CoreV1().Namespaces().Create(ctx, o, opts)
 	case *corev1.ServiceAccount:
 		_, err = c.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, o, opts)
+	case *corev1.ConfigMap:
+		_, err = c.CoreV1().ConfigMaps(o.Namespace).Create(ctx, o, opts)
 	case *corev1.Service:
 		_, err = c.CoreV1().Services(o.Namespace).Create(ctx, o, opts)
 	case *rbacv1.Role:

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 
 	"github.com/cascade-sre/cascade/exporters"
 	"github.com/cascade-sre/cascade/exporters/apimemory"
+	"github.com/cascade-sre/cascade/exporters/gateway"
 	"github.com/cascade-sre/cascade/exporters/nodelease"
 	"github.com/cascade-sre/cascade/internal/kube"
 )
@@ -44,11 +46,15 @@ type exporterCommand struct {
 	apimemory   apimemory.Config
 	endpoints   []string
 	cgroups     []string
+
+	gatewayOn   bool
+	gateway     gateway.Config
+	gatewayLogs []string
 }
 
 func addExporterCommand(app *kingpin.Application) *exporterCommand {
-	c := &exporterCommand{nodelease: nodelease.DefaultConfig(), apimemory: apimemory.DefaultConfig()}
-	cmd := app.Command("exporter", "Serve the enabled exporters (node leases, API server memory) as one Prometheus scrape target.")
+	c := &exporterCommand{nodelease: nodelease.DefaultConfig(), apimemory: apimemory.DefaultConfig(), gateway: gateway.DefaultConfig()}
+	cmd := app.Command("exporter", "Serve the enabled exporters (node leases, API server memory, gateway access logs) as one Prometheus scrape target.")
 	c.cmd = cmd
 	c.web = kingpinflag.AddFlags(cmd, DefaultExporterAddress)
 	cmd.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&c.metricsPath)
@@ -82,6 +88,29 @@ func addExporterCommand(app *kingpin.Application) *exporterCommand {
 	cmd.Flag("apimemory.pods.container", "Name of the API server container in those pods.").Default(c.apimemory.Pods.Container).StringVar(&c.apimemory.Pods.Container)
 	cmd.Flag("apimemory.poll-interval", "How often endpoints and cgroups are read.").Default(c.apimemory.PollInterval.String()).DurationVar(&c.apimemory.PollInterval)
 	cmd.Flag("apimemory.timeout", "Timeout of one endpoint probe.").Default(c.apimemory.Timeout.String()).DurationVar(&c.apimemory.Timeout)
+
+	g := &c.gateway
+	cmd.Flag("exporter.gateway", "Enable the gateway access log exporter (cascade_gateway_*); needs at least one --gateway.log.").BoolVar(&c.gatewayOn)
+	cmd.Flag("gateway.log", "Access log to follow, as FORMAT:PATH with FORMAT one of nginx-json, envoy-json, combined. Repeatable.").StringsVar(&c.gatewayLogs)
+	cmd.Flag("gateway.positions-file", "Where read positions are kept, so a restart neither loses nor double-counts lines. Empty: none, each start begins at the end of the logs.").StringVar(&g.PositionsFile)
+	cmd.Flag("gateway.positions-interval", "How often positions are written; they are also written on shutdown.").Default(g.PositionsInterval.String()).DurationVar(&g.PositionsInterval)
+	cmd.Flag("gateway.poll-interval", "How often the logs are checked for new lines and rotation.").Default(g.PollInterval.String()).DurationVar(&g.PollInterval)
+	cmd.Flag("gateway.from-beginning", "Read a log with no saved position from its start instead of its end.").BoolVar(&g.FromBeginning)
+	cmd.Flag("gateway.max-line-bytes", "Longer lines are counted malformed and skipped.").Default(strconv.Itoa(g.MaxLineBytes)).IntVar(&g.MaxLineBytes)
+	cmd.Flag("gateway.rotation-grace", "How long a rotated-away file is still read after it stops growing.").Default(g.RotationGrace.String()).DurationVar(&g.RotationGrace)
+	cmd.Flag("gateway.timeout-threshold", "Count a non-watch request at least this slow as a timeout; set it to the gateway's upstream read timeout. 0 turns it off.").Default("0s").DurationVar(&g.TimeoutThreshold)
+	cmd.Flag("gateway.max-routes", "Cap on distinct route label values; routes beyond it count as other.").Default(strconv.Itoa(g.MaxRoutes)).IntVar(&g.MaxRoutes)
+	cmd.Flag("gateway.cluster", "Loki stream label cluster of forwarded lines (metrics get it from target labels).").StringVar(&g.Cluster)
+	cmd.Flag("gateway.name", "Loki stream label gateway of forwarded lines.").StringVar(&g.Gateway)
+	cmd.Flag("gateway.loki.url", "Loki push endpoint for the access log lines, e.g. http://loki:3100/loki/api/v1/push; empty turns forwarding off.").StringVar(&g.Loki.URL)
+	cmd.Flag("gateway.loki.tenant-id", "Loki tenant (X-Scope-OrgID).").StringVar(&g.Loki.TenantID)
+	cmd.Flag("gateway.loki.batch-wait", "Longest an entry waits before its batch is pushed.").Default(g.Loki.BatchWait.String()).DurationVar(&g.Loki.BatchWait)
+	cmd.Flag("gateway.loki.batch-size", "Most bytes of lines in one push.").Default(strconv.Itoa(g.Loki.BatchSize)).IntVar(&g.Loki.BatchSize)
+	cmd.Flag("gateway.loki.queue-capacity", "Entries queued in front of the Loki client; beyond it they are dropped and counted, never blocking the tailer.").Default(strconv.Itoa(g.Loki.QueueCapacity)).IntVar(&g.Loki.QueueCapacity)
+	cmd.Flag("gateway.loki.timeout", "Timeout of one push.").Default(g.Loki.Timeout.String()).DurationVar(&g.Loki.Timeout)
+	cmd.Flag("gateway.loki.max-retries", "Retries of a failed push before its batch is dropped and counted; must be above 0.").Default(strconv.Itoa(g.Loki.MaxRetries)).IntVar(&g.Loki.MaxRetries)
+	cmd.Flag("gateway.loki.min-backoff", "First retry delay.").Default(g.Loki.MinBackoff.String()).DurationVar(&g.Loki.MinBackoff)
+	cmd.Flag("gateway.loki.max-backoff", "Longest retry delay.").Default(g.Loki.MaxBackoff.String()).DurationVar(&g.Loki.MaxBackoff)
 	return c
 }
 
@@ -129,6 +158,22 @@ func (c *exporterCommand) build(logger *slog.Logger) ([]part, error) {
 			return nil, fmt.Errorf("%w (or turn the exporter off with --no-exporter.apimemory)", err)
 		}
 		parts = append(parts, part{exporters.Named{Name: "apimemory", Collector: e}, e})
+	}
+	if c.gatewayOn {
+		for _, s := range c.gatewayLogs {
+			spec, err := gateway.ParseLogSpec(s)
+			if err != nil {
+				return nil, fmt.Errorf("--gateway.log: %w", err)
+			}
+			c.gateway.Logs = append(c.gateway.Logs, spec)
+		}
+		e, err := gateway.New(c.gateway, logger.With("exporter", "gateway"))
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, part{exporters.Named{Name: "gateway", Collector: e}, e})
+	} else if len(c.gatewayLogs) > 0 {
+		return nil, errors.New("--gateway.log given but the gateway exporter is off: add --exporter.gateway")
 	}
 	if len(parts) == 0 {
 		return nil, errors.New("every exporter is disabled")
@@ -209,7 +254,7 @@ func (c *exporterCommand) handler(reg *prometheus.Registry, appenders []exporter
 	if c.metricsPath != "/" {
 		landing, err := web.NewLandingPage(web.LandingConfig{
 			Name:        "Cascade exporter",
-			Description: "Node lease age and API server memory, for the Cascade incident signal",
+			Description: "Node lease age, API server memory and gateway request rate, for the Cascade incident signal",
 			Version:     version.Info(),
 			Links:       []web.LandingLinks{{Address: c.metricsPath, Text: "Metrics"}},
 		})

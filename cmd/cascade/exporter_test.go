@@ -46,12 +46,18 @@ var contractMetrics = []string{
 	"cascade_nodes",
 	"cascade_node_lease_watch_up",
 	"cascade_node_lease_watch_last_event_timestamp_seconds",
+	"cascade_gateway_requests_total",
+	"cascade_gateway_request_duration_seconds_bucket",
+	"cascade_gateway_timeouts_total",
+	"cascade_gateway_log_lines_total",
 }
 
 // TestPrometheusScrapesExporter runs `cascade exporter` against a real API
-// server, behind TLS and basic auth, and has a real Prometheus scrape it.
+// server and the access log of a real nginx in front of it, behind TLS and
+// basic auth, and has a real Prometheus scrape it.
 func TestPrometheusScrapesExporter(t *testing.T) {
 	cp := testenv.ControlPlaneForTest(t)
+	gw := testenv.NginxForTest(t, cp.URL, testenv.NginxOptions{})
 	bin := cascadeBinary(t)
 	dir := t.TempDir()
 	seedCluster(t, cp)
@@ -77,6 +83,9 @@ func TestPrometheusScrapesExporter(t *testing.T) {
 		"--apimemory.pods",
 		"--apimemory.poll-interval=1s",
 		"--apimemory.timeout=900ms",
+		"--exporter.gateway",
+		"--gateway.log=nginx-json:"+gw.AccessLog,
+		"--gateway.from-beginning",
 	)
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -101,6 +110,14 @@ scrape_configs:
 `, addr))
 
 	ctx := t.Context()
+	for range 3 {
+		req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/nodes/n1", nil)
+		req.Header.Set("Authorization", "Bearer "+cp.Token)
+		req.Header.Set("User-Agent", "kubelet/v1.37.2 (linux/amd64) kubernetes/abc")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
 	require.Eventually(t, func() bool {
 		if exp.Exited() {
 			return true // reported just below
@@ -125,15 +142,16 @@ scrape_configs:
 	}
 
 	expect := map[string]string{
-		`sum(cascade_node_leases)`:                                             "3",
-		`cascade_node_leases{state="expired"}`:                                 "1",
-		`cascade_nodes{condition="ready"}`:                                     "2",
-		`cascade_apiserver_memory_limit_bytes{replica="a"}`:                    fmt.Sprint(2 << 30),
-		`cascade_apiserver_oom_kills_total{replica="a"}`:                       "3",
-		`cascade_apiserver_up{replica="a"}`:                                    "1",
-		`cascade_apiserver_memory_limit_bytes{replica="kube-apiserver-pod-1"}`: fmt.Sprint(3 << 30),
-		`cascade_apiserver_restarts_total{replica="kube-apiserver-pod-1"}`:     "4",
-		`cascade_apiserver_oom_kills_total{replica="kube-apiserver-pod-1"}`:    "1",
+		`sum(cascade_node_leases)`:                                                                              "3",
+		`cascade_node_leases{state="expired"}`:                                                                  "1",
+		`cascade_nodes{condition="ready"}`:                                                                      "2",
+		`cascade_apiserver_memory_limit_bytes{replica="a"}`:                                                     fmt.Sprint(2 << 30),
+		`cascade_apiserver_oom_kills_total{replica="a"}`:                                                        "3",
+		`cascade_apiserver_up{replica="a"}`:                                                                     "1",
+		`cascade_apiserver_memory_limit_bytes{replica="kube-apiserver-pod-1"}`:                                  fmt.Sprint(3 << 30),
+		`cascade_apiserver_restarts_total{replica="kube-apiserver-pod-1"}`:                                      "4",
+		`cascade_apiserver_oom_kills_total{replica="kube-apiserver-pod-1"}`:                                     "1",
+		`cascade_gateway_requests_total{route="/api/v1/nodes/{name}",method="GET",code="200",client="kubelet"}`: "3",
 	}
 	for q, want := range expect {
 		require.Eventually(t, func() bool {
