@@ -1,0 +1,255 @@
+// Package runconfig reads the configuration file of `cascade run`: a
+// Prometheus configuration (global, scrape_configs, rule_files, alerting,
+// remote_write), read by Prometheus's own loader so users write what they
+// already know, plus one `cascade:` section for what Prometheus has no word
+// for. Both are decoded strictly; errors name the file and the line.
+package runconfig
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
+	yamlv2 "go.yaml.in/yaml/v2"
+	yamlv3 "go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration of `cascade run`.
+type Config struct {
+	// Prometheus holds the Prometheus sections, with Prometheus's defaults.
+	Prometheus *promconfig.Config
+	// Cascade holds the `cascade:` section.
+	Cascade Cascade
+}
+
+// Cascade is the `cascade:` section.
+type Cascade struct {
+	Storage     Storage `yaml:"storage"`
+	Loki        Loki    `yaml:"loki"`
+	Tracing     Tracing `yaml:"tracing"`
+	ExternalURL string  `yaml:"external_url"`
+}
+
+// Storage configures the embedded TSDB and the incident state.
+type Storage struct {
+	// Path holds the TSDB, the remote-write WAL and the incident state;
+	// relative paths are relative to the configuration file.
+	Path      string   `yaml:"path"`
+	Retention Duration `yaml:"retention"`
+}
+
+// Loki is where incident events are pushed (Loki push API).
+type Loki struct {
+	URL           string   `yaml:"url"`
+	TenantID      string   `yaml:"tenant_id"`
+	QueueCapacity int      `yaml:"queue_capacity"`
+	Timeout       Duration `yaml:"timeout"`
+}
+
+// Duration is a Prometheus-style duration ("15s", "2d") whose decoding
+// errors keep their line: yaml.v2 drops the line of errors returned by
+// custom unmarshalers, so the value is decoded as a plain string first and
+// parsed after, with the line looked up again.
+type Duration string
+
+// Value parses d; empty is zero.
+func (d Duration) Value() (time.Duration, error) {
+	if d == "" {
+		return 0, nil
+	}
+	v, err := model.ParseDuration(string(d))
+	return time.Duration(v), err
+}
+
+// Tracing exports a trace per evaluation and notification by OTLP.
+type Tracing struct {
+	// Endpoint is an OTLP/HTTP endpoint (host:port); empty turns tracing
+	// off at no cost.
+	Endpoint string `yaml:"endpoint"`
+	Insecure bool   `yaml:"insecure"`
+}
+
+// Default is the configuration `cascade run` uses without a file: the
+// embedded rules, evaluated every 15 s over what it scrapes from its own
+// exporters.
+const Default = `global:
+  scrape_interval: 15s
+  evaluation_interval: 15s
+scrape_configs:
+  - job_name: cascade-exporter
+    static_configs:
+      - targets: ["127.0.0.1:9847"]
+cascade:
+  storage:
+    path: data
+    retention: 1d
+`
+
+// Load reads and validates the file at path.
+func Load(path string, logger *slog.Logger) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := Parse(b, filepath.Dir(path), logger)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse reads a configuration; dir resolves relative paths.
+func Parse(b []byte, dir string, logger *slog.Logger) (*Config, error) {
+	promText, cascadeText, err := split(b)
+	if err != nil {
+		return nil, err
+	}
+	prom, err := promconfig.Load(string(promText), logger)
+	if err != nil {
+		return nil, err
+	}
+	prom.SetDirectory(dir)
+
+	var wrapper struct {
+		Cascade Cascade `yaml:"cascade"`
+	}
+	wrapper.Cascade = defaultCascade()
+	if err := yamlv2.UnmarshalStrict(cascadeText, &wrapper); err != nil {
+		return nil, err
+	}
+	c := &Config{Prometheus: prom, Cascade: wrapper.Cascade}
+	if c.Cascade.Storage.Path != "" && !filepath.IsAbs(c.Cascade.Storage.Path) {
+		c.Cascade.Storage.Path = filepath.Join(dir, c.Cascade.Storage.Path)
+	}
+	if err := c.Cascade.Validate(); err != nil {
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			if line := lineOf(cascadeText, fe.path...); line > 0 {
+				return nil, fmt.Errorf("line %d: %w", line, err)
+			}
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// fieldError is a validation error of one field, named by its YAML path.
+type fieldError struct {
+	path []string
+	msg  string
+}
+
+func (e *fieldError) Error() string { return strings.Join(e.path, ".") + " " + e.msg }
+
+func badField(msg string, path ...string) error { return &fieldError{path: path, msg: msg} }
+
+// lineOf finds the 1-based line of the value at path in b, 0 if absent.
+func lineOf(b []byte, path ...string) int {
+	var doc yamlv3.Node
+	if yamlv3.Unmarshal(b, &doc) != nil || len(doc.Content) == 0 {
+		return 0
+	}
+	n := doc.Content[0]
+	for _, key := range path {
+		if n.Kind != yamlv3.MappingNode {
+			return 0
+		}
+		var next *yamlv3.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				next = n.Content[i+1]
+			}
+		}
+		if next == nil {
+			return 0
+		}
+		n = next
+	}
+	return n.Line
+}
+
+func defaultCascade() Cascade {
+	return Cascade{
+		Storage: Storage{Path: "data", Retention: "1d"},
+		Loki:    Loki{QueueCapacity: 10000, Timeout: "10s"},
+	}
+}
+
+// Validate reports the first invalid field of the cascade section.
+func (c Cascade) Validate() error {
+	if c.Storage.Path == "" {
+		return badField("must not be empty", "cascade", "storage", "path")
+	}
+	retention, err := c.Storage.Retention.Value()
+	if err != nil {
+		return badField(err.Error(), "cascade", "storage", "retention")
+	}
+	if retention < time.Hour {
+		return badField(fmt.Sprintf("%s is shorter than an hour, too short for baselines", c.Storage.Retention), "cascade", "storage", "retention")
+	}
+	if _, err := c.Loki.Timeout.Value(); err != nil {
+		return badField(err.Error(), "cascade", "loki", "timeout")
+	}
+	if c.Loki.URL != "" {
+		if u, err := url.Parse(c.Loki.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return badField(fmt.Sprintf("%q: want http(s)://host[:port]/loki/api/v1/push", c.Loki.URL), "cascade", "loki", "url")
+		}
+		if c.Loki.QueueCapacity <= 0 {
+			return badField(fmt.Sprintf("%d must be positive", c.Loki.QueueCapacity), "cascade", "loki", "queue_capacity")
+		}
+	}
+	if c.ExternalURL != "" {
+		if u, err := url.Parse(c.ExternalURL); err != nil || u.Scheme == "" || u.Host == "" {
+			return badField(fmt.Sprintf("%q: want an absolute URL", c.ExternalURL), "cascade", "external_url")
+		}
+	}
+	return nil
+}
+
+// split returns two copies of the file: one with the `cascade:` section
+// blanked out, for Prometheus's loader, and one with everything else
+// blanked out. Blanking keeps every line where it was, so both decoders'
+// errors point at the right line of the user's file.
+func split(b []byte) (prom, cascade []byte, err error) {
+	var doc yamlv3.Node
+	if err := yamlv3.Unmarshal(b, &doc); err != nil {
+		return nil, nil, err
+	}
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	first, last := -1, -1 // 0-based line range of the cascade section
+	if len(doc.Content) == 1 && doc.Content[0].Kind == yamlv3.MappingNode {
+		keys := doc.Content[0].Content
+		for i := 0; i < len(keys); i += 2 {
+			if keys[i].Value != "cascade" {
+				continue
+			}
+			first, last = keys[i].Line-1, len(lines)-1
+			if i+2 < len(keys) {
+				last = keys[i+2].Line - 2
+			}
+		}
+	}
+	var p, c bytes.Buffer
+	for i, line := range lines {
+		blank := []byte("\n")
+		if !bytes.HasSuffix(line, blank) {
+			blank = nil
+		}
+		if i >= first && i <= last {
+			p.Write(blank)
+			c.Write(line)
+		} else {
+			p.Write(line)
+			c.Write(blank)
+		}
+	}
+	return p.Bytes(), c.Bytes(), nil
+}

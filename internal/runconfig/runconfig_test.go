@@ -1,0 +1,87 @@
+package runconfig
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseDefault(t *testing.T) {
+	c, err := Parse([]byte(Default), "/etc/cascade", slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	require.Equal(t, "/etc/cascade/data", c.Cascade.Storage.Path)
+	retention, err := c.Cascade.Storage.Retention.Value()
+	require.NoError(t, err)
+	require.Equal(t, 24*time.Hour, retention)
+	require.Len(t, c.Prometheus.ScrapeConfigs, 1)
+	require.Equal(t, 15*time.Second, time.Duration(c.Prometheus.GlobalConfig.EvaluationInterval))
+}
+
+func TestParseFull(t *testing.T) {
+	c, err := Parse([]byte(`# a comment
+global:
+  evaluation_interval: 10s
+  external_labels: {cluster: prod-eu-1}
+cascade:
+  # section comment
+  storage:
+    path: /var/lib/cascade
+    retention: 2d
+  loki:
+    url: http://loki:3100/loki/api/v1/push
+  tracing:
+    endpoint: otel:4318
+  external_url: https://cascade.example.com
+rule_files: [rules/*.yml]
+alerting:
+  alertmanagers:
+    - static_configs: [{targets: ["am:9093"]}]
+`), "/etc/cascade", slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	require.Equal(t, "/var/lib/cascade", c.Cascade.Storage.Path)
+	require.Equal(t, "otel:4318", c.Cascade.Tracing.Endpoint)
+	require.Equal(t, []string{"/etc/cascade/rules/*.yml"}, c.Prometheus.RuleFiles, "relative to the file, like Prometheus")
+	require.Len(t, c.Prometheus.AlertingConfig.AlertmanagerConfigs, 1)
+	require.Equal(t, "prod-eu-1", c.Prometheus.GlobalConfig.ExternalLabels.Get("cluster"))
+}
+
+// TestErrorsNameTheLine: whichever section is wrong, the error points at the
+// line of the user's file.
+func TestErrorsNameTheLine(t *testing.T) {
+	for name, tc := range map[string]struct{ text, want string }{
+		"unknown prometheus field": {"global:\n  scrape_interval: 15s\ncascade:\n  storage: {path: d}\nscrape_configs:\n  - job_name: a\n    scrape_intervall: 5s\n", "line 7"},
+		"unknown cascade field":    {"global:\n  scrape_interval: 15s\ncascade:\n  storage:\n    path: d\n    retension: 2d\n", "line 6"},
+		"bad cascade value":        {"cascade:\n  storage:\n    retention: soon\n", "line 3"},
+		"short retention":          {"cascade:\n  storage:\n    retention: 10m\n", "shorter than an hour"},
+		"bad loki url":             {"cascade:\n  loki:\n    url: loki:3100\n", `line 3: cascade.loki.url "loki:3100"`},
+		"not yaml":                 {"global: [\n", "line"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.text), "/", slog.New(slog.DiscardHandler))
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+func TestLoadNamesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cascade.yml")
+	require.NoError(t, os.WriteFile(path, []byte("cascade:\n  nope: 1\n"), 0o644))
+	_, err := Load(path, slog.New(slog.DiscardHandler))
+	require.ErrorContains(t, err, path+": ")
+	require.ErrorContains(t, err, "line 2")
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(Default))
+	f.Add([]byte("cascade:\n  storage: {path: x}\nglobal: {}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse(b, "/", slog.New(slog.DiscardHandler))
+		if err == nil && c.Prometheus == nil {
+			t.Fatal("no error and no config")
+		}
+	})
+}
