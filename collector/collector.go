@@ -38,7 +38,10 @@ type Options struct {
 	// Registerer receives the collector's own metrics (Prometheus's
 	// prometheus_tsdb_*, prometheus_target_*, prometheus_remote_storage_*).
 	Registerer prometheus.Registerer
-	Logger     *slog.Logger
+	// SDMetrics are the service discovery metrics, registered once per
+	// registry; nil registers them in Registerer.
+	SDMetrics map[string]discovery.DiscovererMetrics
+	Logger    *slog.Logger
 }
 
 // DefaultRetention keeps a day of data: enough for the incident, its
@@ -96,10 +99,12 @@ func Open(opts Options) (*Collector, error) {
 	c.remote = remote.NewStorage(logger.With("component", "remote"), reg, c.startTime, opts.DataDir, time.Minute, scrapeGetter, false)
 	c.storage = storage.NewFanout(logger, db, c.remote)
 
-	sdMetrics, err := discovery.CreateAndRegisterSDMetrics(reg)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("collector: discovery metrics: %w", err)
+	sdMetrics := opts.SDMetrics
+	if sdMetrics == nil {
+		if sdMetrics, err = discovery.CreateAndRegisterSDMetrics(reg); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("collector: discovery metrics: %w", err)
+		}
 	}
 	sdCtx, cancel := context.WithCancel(context.Background())
 	c.cancelSD = cancel

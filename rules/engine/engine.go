@@ -1,0 +1,296 @@
+// Package engine evaluates Cascade's rule files with Prometheus's own rule
+// manager and PromQL engine, over the embedded TSDB, and sends the alerts to
+// every configured Alertmanager with Prometheus's notifier. The rule files
+// are the embedded defaults unless the configuration's rule_files names
+// others, so the same files run here, in Prometheus, and in the rulers of
+// Mimir, Thanos or VictoriaMetrics.
+package engine
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/discovery"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/notifier"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/storage"
+)
+
+// EmbeddedPrefix marks a rule file read from the embedded defaults.
+const EmbeddedPrefix = "embedded:"
+
+// Prometheus's defaults for the rule manager; its zero values differ.
+const (
+	DefaultResendDelay     = time.Minute
+	DefaultOutageTolerance = time.Hour
+	DefaultForGracePeriod  = 10 * time.Minute
+	DefaultQueryTimeout    = 2 * time.Minute
+	DefaultLookbackDelta   = 5 * time.Minute
+)
+
+// EvalHook runs after every evaluation of a rule group, with the group's
+// fresh alert states: the incident lifecycle and tracing hang here.
+type EvalHook func(ctx context.Context, g *rules.Group, ts time.Time)
+
+// Options are fixed for the life of an engine.
+type Options struct {
+	// Storage is where rules read and recording rules write.
+	Storage storage.Storage
+	// DefaultRules holds the embedded rule files (*.yml), used when the
+	// configuration names no rule_files.
+	DefaultRules fs.FS
+	// ExternalURL is the link alerts carry back to their source.
+	ExternalURL *url.URL
+	// AfterEval, if set, runs after each group evaluation.
+	AfterEval EvalHook
+
+	ResendDelay     time.Duration
+	OutageTolerance time.Duration
+	ForGracePeriod  time.Duration
+
+	Registerer prometheus.Registerer
+	// SDMetrics are the service discovery metrics, registered once per
+	// registry; nil registers them in Registerer.
+	SDMetrics map[string]discovery.DiscovererMetrics
+	Logger    *slog.Logger
+}
+
+// Engine owns the rule manager, the query engine and the notifier.
+type Engine struct {
+	opts     Options
+	logger   *slog.Logger
+	queries  *promql.Engine
+	manager  *rules.Manager
+	notifier *notifier.Manager
+	amSD     *discovery.Manager
+	cancel   context.CancelFunc
+	ctx      context.Context
+
+	stopOnce sync.Once
+	mu       sync.Mutex
+	files    []string // rule files currently loaded
+}
+
+// New builds an engine; nothing is evaluated until ApplyConfig and Run.
+func New(opts Options) (*Engine, error) {
+	if opts.Storage == nil {
+		return nil, errors.New("engine: storage is required")
+	}
+	if opts.DefaultRules == nil {
+		return nil, errors.New("engine: default rules are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	if opts.ExternalURL == nil {
+		opts.ExternalURL = &url.URL{Scheme: "http", Host: "localhost:9848"}
+	}
+	opts.ResendDelay = cmp.Or(opts.ResendDelay, DefaultResendDelay)
+	opts.OutageTolerance = cmp.Or(opts.OutageTolerance, DefaultOutageTolerance)
+	opts.ForGracePeriod = cmp.Or(opts.ForGracePeriod, DefaultForGracePeriod)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Engine{opts: opts, logger: opts.Logger, ctx: ctx, cancel: cancel}
+	e.queries = promql.NewEngine(promql.EngineOpts{
+		Logger:               opts.Logger.With("component", "query engine"),
+		Reg:                  opts.Registerer,
+		MaxSamples:           50_000_000,
+		Timeout:              DefaultQueryTimeout,
+		LookbackDelta:        DefaultLookbackDelta,
+		EnableAtModifier:     true,
+		EnableNegativeOffset: true,
+	})
+	e.notifier = notifier.NewManager(&notifier.Options{
+		QueueCapacity: 10_000,
+		Registerer:    opts.Registerer,
+	}, model.UTF8Validation, opts.Logger.With("component", "notifier"))
+
+	sdMetrics := opts.SDMetrics
+	if sdMetrics == nil {
+		var err error
+		if sdMetrics, err = discovery.CreateAndRegisterSDMetrics(opts.Registerer); err != nil {
+			cancel()
+			return nil, fmt.Errorf("engine: discovery metrics: %w", err)
+		}
+	}
+	e.amSD = discovery.NewManager(ctx, opts.Logger.With("component", "alertmanager discovery"), opts.Registerer, sdMetrics, discovery.Name("notify"))
+	if e.amSD == nil {
+		cancel()
+		return nil, errors.New("engine: cannot create the Alertmanager discovery manager")
+	}
+
+	e.manager = rules.NewManager(&rules.ManagerOptions{
+		NameValidationScheme: model.UTF8Validation,
+		ExternalURL:          opts.ExternalURL,
+		QueryFunc:            rules.EngineQueryFunc(e.queries, opts.Storage),
+		NotifyFunc:           rules.SendAlerts(e.notifier, opts.ExternalURL.String()),
+		Context:              ctx,
+		Appendable:           opts.Storage,
+		Queryable:            opts.Storage,
+		Logger:               opts.Logger.With("component", "rule manager"),
+		Registerer:           opts.Registerer,
+		OutageTolerance:      opts.OutageTolerance,
+		ForGracePeriod:       opts.ForGracePeriod,
+		ResendDelay:          opts.ResendDelay,
+		GroupLoader:          loader{embedded: opts.DefaultRules},
+	})
+	return e, nil
+}
+
+// ApplyConfig loads the rule files (cfg.RuleFiles, or the embedded defaults)
+// and the alerting section. If the rules do not load, the previous rules
+// keep running and the error says why.
+func (e *Engine) ApplyConfig(cfg *config.Config) error {
+	files, err := e.ruleFiles(cfg)
+	if err != nil {
+		return err
+	}
+	if err := e.notifier.ApplyConfig(cfg); err != nil {
+		return fmt.Errorf("engine: alerting: %w", err)
+	}
+	amSD := make(map[string]discovery.Configs)
+	for k, v := range cfg.AlertingConfig.AlertmanagerConfigs.ToMap() {
+		amSD[k] = v.ServiceDiscoveryConfigs
+	}
+	if err := e.amSD.ApplyConfig(amSD); err != nil {
+		return fmt.Errorf("engine: alertmanager discovery: %w", err)
+	}
+	interval := time.Duration(cfg.GlobalConfig.EvaluationInterval)
+	if err := e.manager.Update(interval, files, cfg.GlobalConfig.ExternalLabels, e.opts.ExternalURL.String(), e.evalIteration); err != nil {
+		return fmt.Errorf("engine: %w (see the log for each rule file's errors)", err)
+	}
+	e.mu.Lock()
+	e.files = files
+	e.mu.Unlock()
+	return nil
+}
+
+// ruleFiles expands cfg.RuleFiles, or names the embedded files.
+func (e *Engine) ruleFiles(cfg *config.Config) ([]string, error) {
+	if len(cfg.RuleFiles) == 0 {
+		names, err := fs.Glob(e.opts.DefaultRules, "*.yml")
+		if err != nil {
+			return nil, err
+		}
+		files := make([]string, 0, len(names))
+		for _, n := range names {
+			files = append(files, EmbeddedPrefix+n)
+		}
+		return files, nil
+	}
+	var files []string
+	for _, pattern := range cfg.RuleFiles {
+		matches, err := filepath.Glob(pattern)
+		if err != nil {
+			return nil, fmt.Errorf("engine: rule_files %q: %w", pattern, err)
+		}
+		if len(matches) == 0 {
+			return nil, fmt.Errorf("engine: rule_files %q matches no file", pattern)
+		}
+		files = append(files, matches...)
+	}
+	slices.Sort(files)
+	return files, nil
+}
+
+// CheckRules parses rule files as ApplyConfig would, without loading them:
+// `cascade rules check` and reload dry runs use it.
+func CheckRules(defaults fs.FS, files ...string) error {
+	l := loader{embedded: defaults}
+	var errs []error
+	for _, f := range files {
+		groups, ferrs := l.Load(f, false, model.UTF8Validation)
+		for _, err := range ferrs {
+			errs = append(errs, fmt.Errorf("%s: %w", f, err))
+		}
+		if groups == nil {
+			continue
+		}
+		for _, g := range groups.Groups {
+			for _, r := range g.Rules {
+				if _, err := parser.ParseExpr(r.Expr); err != nil {
+					errs = append(errs, fmt.Errorf("%s: group %q: %w", f, g.Name, err))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RuleFiles lists the rule files in force.
+func (e *Engine) RuleFiles() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.files)
+}
+
+// Run evaluates rules and sends alerts until ctx is done.
+func (e *Engine) Run(ctx context.Context) error {
+	go e.notifier.Run(e.amSD.SyncCh())
+	go func() {
+		if err := e.amSD.Run(); err != nil {
+			e.logger.Error("alertmanager discovery stopped", "err", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		e.stop()
+	}()
+	e.manager.Run() // returns once stop has stopped every group
+	return nil
+}
+
+// stop stops evaluation and the notifier, once.
+func (e *Engine) stop() {
+	e.stopOnce.Do(func() {
+		e.manager.Stop()
+		e.notifier.Stop()
+		e.cancel()
+	})
+}
+
+// Groups returns the loaded rule groups, for inspection and backtests.
+func (e *Engine) Groups() []*rules.Group { return e.manager.RuleGroups() }
+
+func (e *Engine) evalIteration(ctx context.Context, g *rules.Group, ts time.Time) {
+	rules.DefaultEvalIterationFunc(ctx, g, ts)
+	if e.opts.AfterEval != nil {
+		e.opts.AfterEval(ctx, g, ts)
+	}
+}
+
+// loader reads embedded rule files by name and the rest from disk.
+type loader struct{ embedded fs.FS }
+
+func (l loader) Load(identifier string, ignoreUnknownFields bool, scheme model.ValidationScheme) (*rulefmt.RuleGroups, []error) {
+	name, ok := strings.CutPrefix(identifier, EmbeddedPrefix)
+	if !ok {
+		return rulefmt.ParseFile(identifier, ignoreUnknownFields, scheme)
+	}
+	b, err := fs.ReadFile(l.embedded, name)
+	if err != nil {
+		return nil, []error{err}
+	}
+	return rulefmt.Parse(b, ignoreUnknownFields, scheme)
+}
+
+func (loader) Parse(query string) (parser.Expr, error) { return parser.ParseExpr(query) }
