@@ -1,0 +1,337 @@
+package rules
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+// contractMetrics are the metric names of the contract (DESIGN.md, README.md
+// "Metrics"): the only raw series a rule may read.
+var contractMetrics = []string{
+	"cascade_apiserver_memory_working_set_bytes",
+	"cascade_apiserver_memory_limit_bytes",
+	"cascade_apiserver_oom_kills_total",
+	"cascade_apiserver_restarts_total",
+	"cascade_apiserver_up",
+	"cascade_apiserver_pod_watch_up",
+	"cascade_apiserver_source_errors_total",
+	"cascade_gateway_requests_total",
+	"cascade_gateway_request_duration_seconds_bucket",
+	"cascade_gateway_request_duration_seconds_sum",
+	"cascade_gateway_request_duration_seconds_count",
+	"cascade_gateway_timeouts_total",
+	"cascade_gateway_log_lines_total",
+	"cascade_node_lease_renew_timestamp_seconds",
+	"cascade_node_lease_duration_seconds",
+	"cascade_node_leases",
+	"cascade_nodes",
+	"cascade_node_lease_watch_up",
+	"cascade_node_lease_watch_last_event_timestamp_seconds",
+	"cascade_node_lease_watch_errors_total",
+}
+
+const (
+	incidentAlert = "ControlPlaneCascadeIncident"
+	guardAlert    = "ControlPlaneAutoHealGuard"
+	guardRecord   = "cascade:autoheal_guard"
+	runbookPrefix = "https://github.com/cascade-sre/cascade/blob/main/docs/runbooks/"
+	dashboardURL  = "/d/cascade-overview/cascade-overview?var-cluster={{ $labels.cluster }}"
+)
+
+var recordName = regexp.MustCompile(`^cascade:[a-z0-9_]+:[a-z0-9_]+$`)
+
+// loadGroups parses every embedded rule file as Prometheus does, which also
+// parses every expression and template.
+func loadGroups(t *testing.T) map[string]*rulefmt.RuleGroups {
+	t.Helper()
+	out := map[string]*rulefmt.RuleGroups{}
+	for _, name := range FileNames() {
+		b, err := fs.ReadFile(Files(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		groups, errs := rulefmt.Parse(b, false, model.UTF8Validation)
+		for _, err := range errs {
+			t.Errorf("%s: %v", name, err)
+		}
+		out[name] = groups
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	return out
+}
+
+func TestEmbeddedFiles(t *testing.T) {
+	if got, want := FileNames(), []string{"incident.yml", "symptoms.yml"}; !slices.Equal(got, want) {
+		t.Fatalf("embedded rule files %v, want %v", got, want)
+	}
+	loadGroups(t)
+}
+
+// TestConventions checks what Alertmanager routing, the dashboards and the
+// runbooks rely on: names, labels, annotations, and that every rule reads
+// only contract metrics and recording rules and keeps the cluster label.
+func TestConventions(t *testing.T) {
+	var rules []rulefmt.Rule
+	for _, groups := range loadGroups(t) {
+		for _, g := range groups.Groups {
+			rules = append(rules, g.Rules...)
+		}
+	}
+	recorded := map[string]bool{}
+	for _, r := range rules {
+		if r.Record != "" {
+			if recorded[r.Record] {
+				t.Errorf("recording rule %s defined twice", r.Record)
+			}
+			recorded[r.Record] = true
+			if r.Record != guardRecord && !recordName.MatchString(r.Record) {
+				t.Errorf("recording rule %s: want cascade:<what>:<agg>", r.Record)
+			}
+		}
+	}
+	tests := readTests(t)
+	alerts := 0
+	for _, r := range rules {
+		checkExpr(t, r, recorded)
+		if r.Alert == "" {
+			continue
+		}
+		alerts++
+		name := r.Alert
+		sev := r.Labels["severity"]
+		switch name {
+		case incidentAlert:
+			if sev != "page" || r.Labels["cascade_incident"] != "true" {
+				t.Errorf("%s: labels %v, want severity=page, cascade_incident=true", name, r.Labels)
+			}
+			if r.KeepFiringFor == 0 {
+				t.Errorf("%s: no keep_firing_for", name)
+			}
+		case guardAlert:
+			if sev != "info" || r.Labels["cascade_guard"] != "true" {
+				t.Errorf("%s: labels %v, want severity=info, cascade_guard=true", name, r.Labels)
+			}
+		default:
+			if sev != "warning" && sev != "critical" {
+				t.Errorf("%s: severity %q, want warning or critical", name, sev)
+			}
+			if r.Labels["cascade_symptom"] != "true" {
+				t.Errorf("%s: symptom alert without cascade_symptom=\"true\" (Alertmanager inhibits by it)", name)
+			}
+		}
+		for _, a := range []string{"summary", "description"} {
+			if strings.TrimSpace(r.Annotations[a]) == "" {
+				t.Errorf("%s: no %s", name, a)
+			}
+		}
+		if !strings.Contains(r.Annotations["description"], "{{") {
+			t.Errorf("%s: description shows no evidence value", name)
+		}
+		if got, want := r.Annotations["runbook_url"], runbookPrefix+name+".md"; got != want {
+			t.Errorf("%s: runbook_url %q, want %q", name, got, want)
+		}
+		if _, err := os.Stat(filepath.Join("..", "docs", "runbooks", name+".md")); err != nil {
+			t.Errorf("%s: runbook missing: %v", name, err)
+		}
+		if got := r.Annotations["dashboard_url"]; got != dashboardURL {
+			t.Errorf("%s: dashboard_url %q, want %q", name, got, dashboardURL)
+		}
+		if !bytes.Contains(tests, []byte("alertname: "+name+"\n")) {
+			t.Errorf("%s: no alert_rule_test in rules/tests", name)
+		}
+	}
+	if alerts != 9 {
+		t.Errorf("%d alerts, want 9", alerts)
+	}
+}
+
+// checkExpr fails t when r reads a series that is neither a contract metric
+// nor a recording rule, aggregates or matches without the cluster label, or
+// names such a series in a template query.
+func checkExpr(t *testing.T, r rulefmt.Rule, recorded map[string]bool) {
+	t.Helper()
+	name := r.Record + r.Alert
+	known := func(metric string) bool {
+		return recorded[metric] || slices.Contains(contractMetrics, metric)
+	}
+	expr, err := parser.ParseExpr(r.Expr)
+	if err != nil {
+		t.Errorf("%s: %v", name, err)
+		return
+	}
+	parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
+		switch n := node.(type) {
+		case *parser.VectorSelector:
+			if !known(n.Name) {
+				t.Errorf("%s reads %q: not a contract metric nor a recording rule", name, n.Name)
+			}
+		case *parser.AggregateExpr:
+			if n.Without || !slices.Contains(n.Grouping, "cluster") {
+				t.Errorf("%s: aggregation %s drops the cluster label", name, n)
+			}
+		case *parser.BinaryExpr:
+			if m := n.VectorMatching; m != nil && m.On && len(m.MatchingLabels) > 0 && !slices.Contains(m.MatchingLabels, "cluster") {
+				t.Errorf("%s: %s matches without cluster", name, n)
+			}
+		}
+		return nil
+	})
+	for _, a := range r.Annotations {
+		for _, m := range regexp.MustCompile(`"(cascade[a-z0-9_:]*)[{(\[]`).FindAllStringSubmatch(strings.ReplaceAll(a, `\"`, `"`), -1) {
+			if !known(m[1]) {
+				t.Errorf("%s: template queries %q: not a contract metric nor a recording rule", name, m[1])
+			}
+		}
+	}
+}
+
+func readTests(t *testing.T) []byte {
+	t.Helper()
+	var all []byte
+	for _, f := range testFiles(t) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b...)
+	}
+	return all
+}
+
+func testFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("tests", "*.yml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no promtool test files in rules/tests (%v)", err)
+	}
+	return files
+}
+
+func ruleFiles(t *testing.T) []string {
+	t.Helper()
+	var abs []string
+	for _, name := range FileNames() {
+		p, err := filepath.Abs(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		abs = append(abs, p)
+	}
+	return abs
+}
+
+// goPromtool runs promtool at the engine's Prometheus version, the tool
+// pinned in go.mod, with the build tag every build here needs. The first run
+// builds it (minutes on a small machine); later runs come from the cache.
+func goPromtool(t *testing.T, args ...string) {
+	t.Helper()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go command not found: %v", err)
+	}
+	cmd := exec.Command(gobin, append([]string{"tool", "promtool"}, args...)...)
+	cmd.Env = append(os.Environ(), "GOFLAGS=-tags=slicelabels")
+	run(t, cmd)
+}
+
+func run(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
+	}
+	t.Logf("%s:\n%s", strings.Join(cmd.Args, " "), out)
+}
+
+func TestPromtoolCheckRules(t *testing.T) {
+	goPromtool(t, append([]string{"check", "rules"}, ruleFiles(t)...)...)
+}
+
+func TestPromtoolTestRules(t *testing.T) {
+	for _, f := range testFiles(t) {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			abs, err := filepath.Abs(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			goPromtool(t, "test", "rules", abs)
+		})
+	}
+}
+
+// TestPromtoolTestRulesUnaligned runs the same tests with every evaluation
+// 7 s off the 15 s grid the subqueries step on, as in Prometheus, whose
+// groups evaluate at an offset of their own: the outcomes must not change.
+func TestPromtoolTestRulesUnaligned(t *testing.T) {
+	dir, err := filepath.Abs(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	interval := regexp.MustCompile(`(?m)^( *)(- )?interval: 15s\n`)
+	for _, f := range testFiles(t) {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			groups := len(interval.FindAllString(string(b), -1))
+			if groups == 0 {
+				t.Fatalf("%s: no test group with interval: 15s", f)
+			}
+			shifted := interval.ReplaceAllStringFunc(string(b), func(m string) string {
+				sub := interval.FindStringSubmatch(m)
+				indent := sub[1]
+				if sub[2] != "" { // "- interval": the keys sit two columns right
+					indent += "  "
+				}
+				return m + indent + "start_timestamp: 7\n"
+			})
+			shifted = strings.ReplaceAll(shifted, "  - ../", "  - "+dir+string(filepath.Separator))
+			out := filepath.Join(t.TempDir(), filepath.Base(f))
+			if err := os.WriteFile(out, []byte(shifted), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			goPromtool(t, "test", "rules", out)
+		})
+	}
+}
+
+// TestDebianPromtoolCheckRules loads the files into Debian's promtool
+// (Prometheus 2.42): the rules must run unchanged there too. CASCADE_PROMTOOL
+// names another binary. Missing, the test is skipped under -short unless CI
+// is set, like every test of an outside component; `make deps` installs it.
+func TestDebianPromtoolCheckRules(t *testing.T) {
+	bin := os.Getenv("CASCADE_PROMTOOL")
+	if bin == "" {
+		bin = "/usr/bin/promtool"
+	}
+	if _, err := os.Stat(bin); err != nil {
+		if testing.Short() && os.Getenv("CI") == "" {
+			t.Skipf("%s: %v (make deps installs Debian's prometheus)", bin, err)
+		}
+		t.Fatalf("%s: %v (make deps installs Debian's prometheus)", bin, err)
+	}
+	if out, err := exec.Command(bin, "--version").CombinedOutput(); err == nil {
+		t.Logf("%s", bytes.SplitN(out, []byte("\n"), 2)[0])
+	}
+	run(t, exec.Command(bin, append([]string{"check", "rules"}, ruleFiles(t)...)...))
+}
+
+func ExampleFileNames() {
+	fmt.Println(FileNames())
+	// Output: [incident.yml symptoms.yml]
+}
