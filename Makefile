@@ -4,6 +4,11 @@ GO        ?= go
 GOTAGS    := slicelabels
 GOFLAGS_T := -tags $(GOTAGS)
 TOOLS     := $(CURDIR)/.tools
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
+             -X github.com/prometheus/common/version.Revision=$(REVISION) \
+             -X github.com/prometheus/common/version.Branch=main
 export PATH := $(TOOLS)/bin:$(PATH)
 
 .PHONY: all build vet test test-short deps fuzz bench-exporter bench-gateway clean
@@ -11,7 +16,7 @@ export PATH := $(TOOLS)/bin:$(PATH)
 all: build
 
 build:
-	$(GO) build $(GOFLAGS_T) -o bin/cascade ./cmd/cascade
+	$(GO) build $(GOFLAGS_T) -ldflags "$(LDFLAGS)" -o bin/cascade ./cmd/cascade
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*')); \

@@ -53,8 +53,13 @@ type exporterCommand struct {
 }
 
 func addExporterCommand(app *kingpin.Application) *exporterCommand {
+	return addExporterFlags(app.Command("exporter", "Serve the enabled exporters (node leases, API server memory, gateway access logs) as one Prometheus scrape target."))
+}
+
+// addExporterFlags adds the exporters' flags to cmd: `cascade exporter` and
+// `cascade run` share them.
+func addExporterFlags(cmd *kingpin.CmdClause) *exporterCommand {
 	c := &exporterCommand{nodelease: nodelease.DefaultConfig(), apimemory: apimemory.DefaultConfig(), gateway: gateway.DefaultConfig()}
-	cmd := app.Command("exporter", "Serve the enabled exporters (node leases, API server memory, gateway access logs) as one Prometheus scrape target.")
 	c.cmd = cmd
 	c.web = kingpinflag.AddFlags(cmd, DefaultExporterAddress)
 	cmd.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&c.metricsPath)
@@ -120,7 +125,9 @@ type part struct {
 	runner exporters.Runner
 }
 
-func (c *exporterCommand) build(logger *slog.Logger) ([]part, error) {
+// build creates the enabled exporters. allowNone lets `cascade run` work
+// from other targets alone.
+func (c *exporterCommand) build(logger *slog.Logger, allowNone bool) ([]part, error) {
 	var parts []part
 	var client kubernetes.Interface
 	needKube := c.nodeleaseOn || (c.apimemoryOn && c.apimemory.Pods.Enabled)
@@ -175,25 +182,42 @@ func (c *exporterCommand) build(logger *slog.Logger) ([]part, error) {
 	} else if len(c.gatewayLogs) > 0 {
 		return nil, errors.New("--gateway.log given but the gateway exporter is off: add --exporter.gateway")
 	}
-	if len(parts) == 0 {
+	if len(parts) == 0 && !allowNone {
 		return nil, errors.New("every exporter is disabled")
 	}
 	return parts, nil
 }
 
 func (c *exporterCommand) run(logger *slog.Logger) int {
-	parts, err := c.build(logger)
+	parts, err := c.build(logger, false)
 	if err != nil {
 		logger.Error("cannot start the exporter", "err", err)
 		return 1
 	}
-	if *c.web.WebConfigFile != "" {
-		if err := web.Validate(*c.web.WebConfigFile); err != nil {
-			logger.Error("invalid --web.config.file", "file", *c.web.WebConfigFile, "err", err)
-			return 1
-		}
+	if err := c.validateWeb(); err != nil {
+		logger.Error("invalid --web.config.file", "file", *c.web.WebConfigFile, "err", err)
+		return 1
 	}
+	reg := prometheus.NewRegistry()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var g run.Group
+	c.addToGroup(&g, ctx, cancel, parts, reg, logger, nil)
+	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
+	return runGroup(&g, logger, "exporter")
+}
 
+func (c *exporterCommand) validateWeb() error {
+	if *c.web.WebConfigFile == "" {
+		return nil
+	}
+	return web.Validate(*c.web.WebConfigFile)
+}
+
+// addToGroup adds the exporters' background work and the HTTP server to g.
+// reg receives the exporters and the process's own metrics; routes adds
+// handlers of the caller's to the server.
+func (c *exporterCommand) addToGroup(g *run.Group, ctx context.Context, cancel context.CancelFunc, parts []part, reg *prometheus.Registry, logger *slog.Logger, routes func(*http.ServeMux)) {
 	named := make([]exporters.Named, 0, len(parts))
 	var appenders []exporters.TextAppender
 	for _, p := range parts {
@@ -202,21 +226,18 @@ func (c *exporterCommand) run(logger *slog.Logger) int {
 			appenders = append(appenders, a)
 		}
 	}
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		exporters.NewSet(logger, named...),
 		versioncollector.NewCollector("cascade_exporter"),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	server := &http.Server{
-		Handler:           c.handler(reg, appenders, logger),
-		ReadHeaderTimeout: 10 * time.Second,
+	mux := c.handler(reg, appenders, logger)
+	if routes != nil {
+		routes(mux)
 	}
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
-	var g run.Group
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	for _, p := range parts {
 		g.Add(func() error {
 			if err := p.runner.Run(ctx); err != nil {
@@ -227,7 +248,7 @@ func (c *exporterCommand) run(logger *slog.Logger) int {
 		}, func(error) { cancel() })
 	}
 	g.Add(func() error {
-		logger.Info("serving exporters", "version", version.Info(), "exporters", len(parts))
+		logger.Info("serving", "version", version.Info(), "exporters", len(parts), "address", *c.web.WebListenAddresses)
 		if err := web.ListenAndServe(server, c.web, logger); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
@@ -237,17 +258,20 @@ func (c *exporterCommand) run(logger *slog.Logger) int {
 		defer scancel()
 		_ = server.Shutdown(sctx)
 	})
-	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
+}
 
+// runGroup runs g and turns its end into an exit code: a signal is a clean
+// stop, anything else a failure.
+func runGroup(g *run.Group, logger *slog.Logger, what string) int {
 	if err := g.Run(); err != nil && !errors.As(err, &run.SignalError{}) {
-		logger.Error("exporter stopped", "err", err)
+		logger.Error(what+" stopped", "err", err)
 		return 1
 	}
-	logger.Info("exporter stopped")
+	logger.Info(what + " stopped")
 	return 0
 }
 
-func (c *exporterCommand) handler(reg *prometheus.Registry, appenders []exporters.TextAppender, logger *slog.Logger) http.Handler {
+func (c *exporterCommand) handler(reg *prometheus.Registry, appenders []exporters.TextAppender, logger *slog.Logger) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle(c.metricsPath, exporters.Handler(reg, appenders, c.maxRequests, logger))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy") })

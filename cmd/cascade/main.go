@@ -23,6 +23,7 @@ type cli struct {
 	app      *kingpin.Application
 	logCfg   *promslog.Config
 	exporter *exporterCommand
+	run      *runCommand
 	version  *kingpin.CmdClause
 }
 
@@ -32,6 +33,7 @@ func newCLI() *cli {
 	c := &cli{app: app, logCfg: &promslog.Config{}}
 	promslogflag.AddFlags(app, c.logCfg)
 	c.exporter = addExporterCommand(app)
+	c.run = addRunCommand(app)
 	c.version = app.Command("version", "Print the version and build information.")
 	return c
 }
@@ -54,6 +56,8 @@ func runMain(args []string) int {
 		return 0
 	case c.exporter.cmd.FullCommand():
 		return c.exporter.run(logger)
+	case c.run.cmd.FullCommand():
+		return c.run.run(logger)
 	}
 	return 2
 }

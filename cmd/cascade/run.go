@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/discovery"
+
+	"github.com/cascade-sre/cascade/collector"
+	"github.com/cascade-sre/cascade/internal/runconfig"
+	"github.com/cascade-sre/cascade/rules"
+	"github.com/cascade-sre/cascade/rules/engine"
+)
+
+// runCommand is `cascade run`: exporters, collector and engine in one process.
+type runCommand struct {
+	cmd        *kingpin.CmdClause
+	exp        *exporterCommand
+	configFile string
+	check      bool
+}
+
+func addRunCommand(app *kingpin.Application) *runCommand {
+	cmd := app.Command("run", "Run everything: the exporters, the collector scraping them (and any other target) into the embedded TSDB, and the rule engine sending alerts to Alertmanager.")
+	r := &runCommand{cmd: cmd, exp: addExporterFlags(cmd)}
+	cmd.Flag("config.file", "Configuration file: a Prometheus configuration plus a cascade: section. Empty: the embedded default, which scrapes this process's own exporters at 127.0.0.1:9847.").StringVar(&r.configFile)
+	cmd.Flag("config.check", "Check the configuration and rule files, then exit: 0 if they load.").BoolVar(&r.check)
+	return r
+}
+
+func (r *runCommand) load(logger *slog.Logger) (*runconfig.Config, error) {
+	if r.configFile == "" {
+		dir, err := os.Getwd()
+		if err != nil {
+			return nil, err
+		}
+		return runconfig.Parse([]byte(runconfig.Default), dir, logger)
+	}
+	return runconfig.Load(r.configFile, logger)
+}
+
+func (r *runCommand) run(logger *slog.Logger) int {
+	cfg, err := r.load(logger)
+	if err != nil {
+		logger.Error("invalid configuration", "err", err)
+		return 1
+	}
+	if r.check {
+		return r.checkOnly(cfg)
+	}
+	parts, err := r.exp.build(logger, true)
+	if err != nil {
+		logger.Error("cannot start the exporters", "err", err)
+		return 1
+	}
+	if err := r.exp.validateWeb(); err != nil {
+		logger.Error("invalid --web.config.file", "file", *r.exp.web.WebConfigFile, "err", err)
+		return 1
+	}
+
+	reg := prometheus.NewRegistry()
+	sdMetrics, err := discovery.CreateAndRegisterSDMetrics(reg)
+	if err != nil {
+		logger.Error("service discovery metrics", "err", err)
+		return 1
+	}
+	retention, _ := cfg.Cascade.Storage.Retention.Value() // validated by Load
+	coll, err := collector.Open(collector.Options{
+		DataDir:    cfg.Cascade.Storage.Path,
+		Retention:  retention,
+		Registerer: reg,
+		SDMetrics:  sdMetrics,
+		Logger:     logger.With("component", "collector"),
+	})
+	if err != nil {
+		logger.Error("cannot open the collector", "err", err)
+		return 1
+	}
+	defer func() {
+		if err := coll.Close(); err != nil {
+			logger.Error("closing the TSDB", "err", err)
+		}
+	}()
+	externalURL, err := externalURL(cfg, *r.exp.web.WebListenAddresses)
+	if err != nil {
+		logger.Error("invalid external URL", "err", err)
+		return 1
+	}
+	eng, err := engine.New(engine.Options{
+		Storage:      coll.Storage(),
+		DefaultRules: rules.Files(),
+		ExternalURL:  externalURL,
+		Registerer:   reg,
+		SDMetrics:    sdMetrics,
+		Logger:       logger.With("component", "engine"),
+	})
+	if err != nil {
+		logger.Error("cannot create the rule engine", "err", err)
+		return 1
+	}
+
+	rl := &reloader{load: r.load, logger: logger, apply: []func(*runconfig.Config) error{
+		func(c *runconfig.Config) error { return coll.ApplyConfig(c.Prometheus) },
+		func(c *runconfig.Config) error { return eng.ApplyConfig(c.Prometheus) },
+	}}
+	reg.MustRegister(rl.metrics()...)
+	if err := rl.apply1(cfg); err != nil {
+		logger.Error("cannot apply the configuration", "err", err)
+		return 1
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var g run.Group
+	r.exp.addToGroup(&g, ctx, cancel, parts, reg, logger, func(mux *http.ServeMux) {
+		mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, _ *http.Request) {
+			if err := rl.reload(); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			fmt.Fprintln(w, "reloaded")
+		})
+		mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Ready") })
+	})
+	g.Add(func() error { return coll.Run(ctx) }, func(error) { cancel() })
+	g.Add(func() error { return eng.Run(ctx) }, func(error) { cancel() })
+	g.Add(func() error {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-hup:
+				_ = rl.reload() // logged by reload; the old configuration stays
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}, func(error) { cancel() })
+	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
+	return runGroup(&g, logger, "cascade run")
+}
+
+// checkOnly is --config.check: the configuration loaded already; check the
+// rule files it names (or the embedded ones).
+func (r *runCommand) checkOnly(cfg *runconfig.Config) int {
+	if err := checkRules(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "cascade: %v\n", err)
+		return 1
+	}
+	fmt.Printf("configuration OK: %d scrape configs\n", len(cfg.Prometheus.ScrapeConfigs))
+	return 0
+}
+
+// checkRules parses the rule files cfg names, or the embedded ones, without
+// loading them into anything.
+func checkRules(cfg *runconfig.Config) error {
+	var files []string
+	for _, pattern := range cfg.Prometheus.RuleFiles {
+		matches, err := filepath.Glob(pattern)
+		if err != nil || len(matches) == 0 {
+			return fmt.Errorf("rule_files %q matches no file", pattern)
+		}
+		files = append(files, matches...)
+	}
+	if len(files) == 0 {
+		for _, n := range rules.FileNames() {
+			files = append(files, engine.EmbeddedPrefix+n)
+		}
+	}
+	if err := engine.CheckRules(rules.Files(), files...); err != nil {
+		return fmt.Errorf("rule files: %w", err)
+	}
+	return nil
+}
+
+func externalURL(cfg *runconfig.Config, listen []string) (*url.URL, error) {
+	if cfg.Cascade.ExternalURL != "" {
+		return url.Parse(cfg.Cascade.ExternalURL)
+	}
+	host, _ := os.Hostname()
+	port := "9847"
+	if len(listen) > 0 {
+		if _, p, err := net.SplitHostPort(listen[0]); err == nil {
+			port = p
+		}
+	}
+	return &url.URL{Scheme: "http", Host: host + ":" + port}, nil
+}
+
+// reloader re-reads the configuration, checks it and its rule files whole,
+// and only then applies it to every part: a broken file changes nothing.
+type reloader struct {
+	load   func(*slog.Logger) (*runconfig.Config, error)
+	apply  []func(*runconfig.Config) error
+	logger *slog.Logger
+
+	mu          sync.Mutex
+	success     prometheus.Gauge
+	successTime prometheus.Gauge
+}
+
+func (rl *reloader) metrics() []prometheus.Collector {
+	rl.success = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "cascade_config_last_reload_successful",
+		Help: "1 if the last configuration reload succeeded.",
+	})
+	rl.successTime = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "cascade_config_last_reload_success_timestamp_seconds",
+		Help: "When the configuration was last loaded successfully.",
+	})
+	return []prometheus.Collector{rl.success, rl.successTime}
+}
+
+func (rl *reloader) reload() error {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	cfg, err := rl.load(rl.logger)
+	if err == nil {
+		err = checkRules(cfg)
+	}
+	if err == nil {
+		err = rl.apply1(cfg)
+	}
+	if err != nil {
+		rl.success.Set(0)
+		rl.logger.Error("reload failed; the previous configuration stays in force", "err", err)
+		return err
+	}
+	rl.logger.Info("configuration reloaded")
+	return nil
+}
+
+func (rl *reloader) apply1(cfg *runconfig.Config) error {
+	var errs []error
+	for _, apply := range rl.apply {
+		if err := apply(cfg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		rl.success.Set(0)
+		return err
+	}
+	rl.success.Set(1)
+	rl.successTime.SetToCurrentTime()
+	return nil
+}

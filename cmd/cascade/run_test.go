@@ -1,0 +1,106 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cascade-sre/cascade/internal/testenv"
+)
+
+// TestRunReloadsAndKeepsOldConfigOnError starts `cascade run`, reloads it
+// with a good and then a broken configuration (by HTTP and by SIGHUP), and
+// stops it with SIGTERM.
+func TestRunReloadsAndKeepsOldConfigOnError(t *testing.T) {
+	bin := cascadeBinary(t)
+	dir := t.TempDir()
+	port, err := testenv.FreePort()
+	require.NoError(t, err)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cfgPath := filepath.Join(dir, "cascade.yml")
+	writeConfig := func(extra string) {
+		require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: self
+    static_configs: [{targets: [%q]}]
+cascade:
+  storage: {path: data}
+%s`, addr, extra)), 0o644))
+	}
+	writeConfig("")
+
+	proc, err := testenv.StartProcess(dir, "cascade-run", bin, "run",
+		"--config.file="+cfgPath, "--web.listen-address="+addr,
+		"--no-exporter.nodelease", "--no-exporter.apimemory")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		proc.Kill()
+		if t.Failed() {
+			t.Logf("cascade run log:\n%s", proc.LogTail(4000))
+		}
+	})
+
+	metric := func(name string) string {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
+				return line[strings.LastIndexByte(line, ' ')+1:]
+			}
+		}
+		return ""
+	}
+	require.Eventually(t, func() bool { return metric("cascade_config_last_reload_successful") == "1" }, 30*time.Second, 100*time.Millisecond)
+	// It scrapes itself into its TSDB and evaluates the embedded rules.
+	require.Eventually(t, func() bool {
+		v := metric(`prometheus_rule_evaluations_total`)
+		return v != "" && v != "0"
+	}, 30*time.Second, 200*time.Millisecond, "the engine never evaluated")
+
+	post := func() (int, string) {
+		resp, err := http.Post("http://"+addr+"/-/reload", "", nil)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, _ := post()
+	require.Equal(t, http.StatusOK, code)
+
+	// A broken rule file: the reload fails, says why, and nothing changes.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "bad.yml"), []byte("groups:\n  - name: x\n    rules:\n      - alert: A\n        expr: sum(\n"), 0o644))
+	writeConfig("rule_files: [bad.yml]\n")
+	code, body := post()
+	require.Equal(t, http.StatusInternalServerError, code)
+	require.Contains(t, body, "bad.yml")
+	require.Equal(t, "0", metric("cascade_config_last_reload_successful"))
+	require.NotEmpty(t, metric(`prometheus_rule_group_rules{rule_group="embedded:incident.yml;cascade-incident"}`), "the embedded rules still run")
+
+	// A config error through SIGHUP: logged with its line, old config kept.
+	writeConfig("  retension: 2d\n")
+	require.NoError(t, syscall.Kill(proc.Pid(), syscall.SIGHUP))
+	require.Eventually(t, func() bool { return strings.Contains(proc.LogTail(4000), "line 9") }, 10*time.Second, 100*time.Millisecond)
+
+	// Fixed again: the reload succeeds.
+	writeConfig("")
+	code, _ = post()
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "1", metric("cascade_config_last_reload_successful"))
+
+	proc.Stop()
+	require.Contains(t, proc.LogTail(2000), "cascade run stopped")
+}
