@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -191,6 +193,13 @@ func (e *Exporter) Run(ctx context.Context) error {
 	if e.cfg.ProbeInterval > 0 {
 		wg.Go(func() { e.probeLoop(ctx) })
 	}
+	wg.Go(func() {
+		if cache.WaitForCacheSync(ctx.Done(), e.leaseWatch.synced, e.nodeWatch.synced) {
+			// The initial lists are garbage now; the runtime would keep
+			// their pages for minutes. Hand them back once, at start.
+			debug.FreeOSMemory()
+		}
+	})
 	wg.Wait()
 	return nil
 }
@@ -200,19 +209,36 @@ type watchFunc = func(context.Context, metav1.ListOptions) (watch.Interface, err
 
 // newInformer builds an informer whose list and watch calls report to h.
 func (e *Exporter) newInformer(h *watchHealth, resource string, example runtime.Object, list listFunc, watchFn watchFunc, slim cache.TransformFunc) cache.SharedIndexInformer {
+	// Objects are slimmed as they arrive, page by page and event by event,
+	// not only in the informer's cache: at 5,000 nodes a list of whole Node
+	// objects alone holds over 100 MB at once.
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			obj, err := list(ctx, o)
 			h.record(err, e.now())
-			if err == nil {
-				h.lastEvent.Store(e.now().UnixNano())
+			if err != nil {
+				return nil, err
 			}
-			return obj, err
+			h.lastEvent.Store(e.now().UnixNano())
+			return obj, slimList(obj, slim)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			w, err := watchFn(ctx, o)
 			h.record(err, e.now())
-			return w, err
+			if err != nil {
+				return nil, err
+			}
+			return watch.Filter(w, func(ev watch.Event) (watch.Event, bool) {
+				switch ev.Type {
+				case watch.Added, watch.Modified, watch.Deleted:
+					if obj, err := slim(ev.Object); err == nil {
+						ev.Object = obj.(runtime.Object)
+					}
+				}
+				// Bookmarks pass untouched: the reflector reads their
+				// annotations to know the initial events have ended.
+				return ev, true
+			}), nil
 		},
 	}
 	inf := cache.NewSharedIndexInformer(lw, example, 0, cache.Indexers{})
@@ -266,8 +292,8 @@ func (e *Exporter) AppendText(b []byte) []byte {
 		return b
 	}
 	e.mu.Lock()
-	snap := make([]nodeLease, 0, len(e.leases.leases))
-	for _, l := range e.leases.leases {
+	snap := make([]nodeLease, 0, len(e.leases.byName))
+	for _, l := range e.leases.byName {
 		snap = append(snap, nodeLease{l.name, l.renewNanos, l.durationNs})
 	}
 	e.mu.Unlock()
@@ -380,6 +406,23 @@ func (h *watchHealth) up() bool {
 		return false
 	}
 	return h.lastFailure.Load() <= max(h.lastSuccess.Load(), h.lastEvent.Load())
+}
+
+// slimList replaces the items of a list with their slim form, so the page
+// of whole objects can be collected at once.
+func slimList(list runtime.Object, slim cache.TransformFunc) error {
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return err
+	}
+	for i, item := range items {
+		s, err := slim(item)
+		if err != nil {
+			return err
+		}
+		items[i] = s.(runtime.Object)
+	}
+	return meta.SetList(list, items)
 }
 
 // slimLease keeps only what the exporter reads, so the informer's cache of

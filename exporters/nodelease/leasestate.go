@@ -2,6 +2,8 @@ package nodelease
 
 import (
 	"container/heap"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -54,6 +56,7 @@ func (l *lease) classify(now int64) (leaseState, int64) {
 // It is not safe for concurrent use; the exporter holds its lock.
 type leaseTracker struct {
 	leases  map[string]*lease
+	byName  []*lease // the same leases sorted by name, for stable output
 	pending leaseHeap
 	counts  [numStates]int
 	now     int64 // the latest time the counts are correct for
@@ -70,6 +73,9 @@ func (t *leaseTracker) upsert(name string, renewNanos, durationNs int64, now int
 	if !ok {
 		l = &lease{name: name, heapIndex: -1}
 		t.leases[name] = l
+		// Leases come and go with nodes, rarely: an O(n) insert is fine.
+		i, _ := slices.BinarySearchFunc(t.byName, name, byName)
+		t.byName = slices.Insert(t.byName, i, l)
 	} else {
 		t.counts[l.state]--
 	}
@@ -90,8 +96,13 @@ func (t *leaseTracker) remove(name string) bool {
 		heap.Remove(&t.pending, l.heapIndex)
 	}
 	delete(t.leases, name)
+	if i, found := slices.BinarySearchFunc(t.byName, name, byName); found {
+		t.byName = slices.Delete(t.byName, i, i+1)
+	}
 	return true
 }
+
+func byName(l *lease, name string) int { return strings.Compare(l.name, name) }
 
 // advance moves the counts forward to now. Time never goes backwards for the
 // tracker: an earlier now is treated as the latest seen.

@@ -2,7 +2,9 @@ package nodelease
 
 import (
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,6 +65,8 @@ func TestLeaseTrackerMatchesFullScan(t *testing.T) {
 			}
 			tr.upsert(name, renew, (1+rng.Int64N(60))*sec, now)
 		}
+		require.Len(t, tr.byName, len(tr.leases))
+		require.True(t, slices.IsSortedFunc(tr.byName, func(a, b *lease) int { return strings.Compare(a.name, b.name) }))
 		var want [numStates]int
 		for _, l := range tr.leases {
 			s, _ := l.classify(tr.now)
