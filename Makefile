@@ -42,7 +42,10 @@ FUZZTIME ?= 2m
 fuzz:
 	./hack/fuzz-all.sh $(FUZZTIME)
 
+# bench-exporter measures cascade exporter beside a bare client_golang
+# registry (the floor) and kube-state-metrics (the peer), built once.
 bench-exporter: deps build
+	./hack/bench/exporter/install-ksm.sh
 	$(GO) run $(GOFLAGS_T) ./hack/bench/exporter
 
 bench-gateway: deps

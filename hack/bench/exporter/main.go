@@ -1,0 +1,252 @@
+// Command exporter measures what `cascade exporter` costs to scrape, on a real
+// control plane with a realistic fleet, next to the cheapest possible server
+// of the same series (the floor) and next to kube-state-metrics (the peer).
+//
+// For each fleet size N it
+//   - starts etcd and kube-apiserver on loopback (internal/testenv),
+//   - creates N Nodes of realistic size (labels, capacity, conditions,
+//     addresses, ~40 images: 10–20 KB of JSON each) and N Leases in
+//     kube-node-lease,
+//   - renews every Lease once per 10 s, spread evenly, as kubelets do
+//     (N/10 updates/s), and reports the rate it achieved,
+//   - starts bin/cascade exporter, the floor (this binary re-executed with
+//     -floor-nodes=N: a bare client_golang registry with the same metric
+//     names, labels and number of series, nothing else running in it) and
+//     kube-state-metrics --resources=leases, and waits until each serves the
+//     whole fleet,
+//   - warms up, then scrapes them for the measurement window with the
+//     headers Prometheus sends: in turn, one scrape at a time, each target
+//     once per interval. Interleaving them, rather than measuring one after
+//     the other, exposes all three to the same disturbances on a shared
+//     machine, so their ratios hold even when the absolute figures do not.
+//
+// Latency is from the start of the request until the last byte of the body
+// (gzip, when the target offers it) is read. Memory is VmRSS from
+// /proc/PID/status, sampled after every scrape (peak and last), plus VmHWM
+// (the lifetime peak, startup included). CPU is the utime+stime delta from
+// /proc/PID/stat over the window, as a percentage of one core.
+//
+// Run it from the repository root after `make build`:
+//
+//	go run -tags slicelabels ./hack/bench/exporter [-sizes=1000,5000] [-duration=60s]
+//
+// The report goes to stdout, progress to stderr. Everything it starts is
+// stopped by pid on exit, on error and on Ctrl-C.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cascade-sre/cascade/internal/testenv"
+)
+
+type options struct {
+	sizes        []int
+	duration     time.Duration
+	warmup       time.Duration
+	interval     time.Duration
+	cascade      string
+	ksm          string
+	renewWorkers int
+	keepTemp     bool
+}
+
+func main() {
+	floorNodes := flag.Int("floor-nodes", 0, "internal: serve the floor registry for this many nodes and do nothing else")
+	listen := flag.String("listen", "127.0.0.1:0", "internal: the floor's listen address")
+	sizes := flag.String("sizes", "1000,5000", "comma-separated fleet sizes (nodes, and as many leases)")
+	o := options{}
+	flag.DurationVar(&o.duration, "duration", 60*time.Second, "measurement window per target")
+	flag.DurationVar(&o.warmup, "warmup", 10*time.Second, "scrapes before the window that are not counted")
+	flag.DurationVar(&o.interval, "interval", 250*time.Millisecond, "time between the starts of two scrapes (sequential: a slow scrape delays the next)")
+	flag.StringVar(&o.cascade, "cascade", "bin/cascade", "the cascade binary (relative paths are from the repository root)")
+	flag.StringVar(&o.ksm, "ksm", ".tools/bin/kube-state-metrics", "kube-state-metrics binary; when missing, published figures are shown (hack/bench/exporter/install-ksm.sh builds it)")
+	flag.IntVar(&o.renewWorkers, "renew-workers", 32, "concurrent lease updates at most")
+	flag.BoolVar(&o.keepTemp, "keep", false, "keep the temp directories (logs of every process) for a look afterwards")
+	flag.Parse()
+
+	if *floorNodes > 0 {
+		if err := serveFloor(*floorNodes, *listen); err != nil {
+			fmt.Fprintln(os.Stderr, "floor:", err)
+			os.Exit(1)
+		}
+		return
+	}
+
+	var err error
+	if o.sizes, err = parseSizes(*sizes); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err = run(ctx, o)
+	stop()
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			err = errors.New("interrupted; everything started was stopped")
+		}
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return err
+	}
+	o.cascade = fromRoot(root, o.cascade)
+	o.ksm = fromRoot(root, o.ksm)
+	if _, err := os.Stat(o.cascade); err != nil {
+		return fmt.Errorf("%s: %w (run `make build` first)", o.cascade, err)
+	}
+	if _, err := os.Stat(o.ksm); err != nil {
+		progress("kube-state-metrics not found at %s: published peer figures will be shown", o.ksm)
+		o.ksm = ""
+	}
+
+	m := describeMachine()
+	progress("machine: %s", m)
+	var all []sizeResult
+	for _, n := range o.sizes {
+		res, err := benchSize(ctx, n, o)
+		if err != nil {
+			return fmt.Errorf("size %d: %w", n, err)
+		}
+		all = append(all, res)
+	}
+	m.loadEnd = loadAverage()
+	printReport(os.Stdout, m, o, all)
+	return nil
+}
+
+// benchSize runs every target against one fleet of n nodes.
+func benchSize(ctx context.Context, n int, o options) (sizeResult, error) {
+	res := sizeResult{nodes: n}
+	dir, err := os.MkdirTemp("", fmt.Sprintf("cascade-bench-%d-", n))
+	if err != nil {
+		return res, err
+	}
+	if o.keepTemp {
+		progress("[%d] logs and data in %s", n, dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+
+	progress("[%d] starting etcd and kube-apiserver", n)
+	cp, err := testenv.StartControlPlane(dir)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		progress("[%d] stopping the control plane", n)
+		cp.Stop()
+	}()
+	client, err := newClient(cp)
+	if err != nil {
+		return res, err
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := cp.WriteKubeconfig(kubeconfig); err != nil {
+		return res, err
+	}
+
+	leases, err := createFleet(ctx, client, n)
+	if err != nil {
+		return res, err
+	}
+	r := startRenewer(ctx, client, leases, o.renewWorkers)
+	defer r.stop()
+	runStart := r.total()
+
+	probes, stop, err := startTargets(ctx, dir, targetSpecs(o, kubeconfig, n), n)
+	defer stop()
+	if err != nil {
+		return res, err
+	}
+
+	progress("[%d] warming up for %s", n, o.warmup)
+	if err := measureAll(ctx, probes, o.warmup, o.interval); err != nil {
+		return res, err
+	}
+	progress("[%d] measuring %d targets, interleaved, for %s", n, len(probes), o.duration)
+	before := r.total()
+	r.resetLate()
+	if err := measureAll(ctx, probes, o.duration, o.interval); err != nil {
+		return res, err
+	}
+	res.windowRenew = r.total().since(before)
+	for _, p := range probes {
+		res.targets = append(res.targets, targetResult{name: p.name, startup: p.startup, window: p.window})
+		progress("[%d] %s: %s", n, p.name, p.window.summary())
+	}
+	progress("[%d] lease updates during the window: %s", n, res.windowRenew.windowString(n))
+	res.renew = r.total().since(runStart)
+	res.apiserverRSS = rssOf(cp.APIServerPid()).rss
+	return res, nil
+}
+
+// startTargets starts every available target and waits until each serves
+// the whole fleet. stop ends those that were started, whatever happened.
+func startTargets(ctx context.Context, dir string, specs []targetSpec, n int) (probes []*probe, stop func(), err error) {
+	var children []*child
+	stop = func() {
+		for _, c := range children {
+			c.stop()
+		}
+	}
+	for _, spec := range specs {
+		if spec.bin == "" {
+			continue
+		}
+		progress("[%d] %s: starting %s %s", n, spec.name, filepath.Base(spec.bin), strings.Join(spec.args, " "))
+		c, err := startChild(dir, spec.name, spec.bin, spec.args...)
+		if err != nil {
+			return nil, stop, fmt.Errorf("%s: %w", spec.name, err)
+		}
+		children = append(children, c)
+		p := &probe{name: spec.name, scraper: newScraper(spec.url), pid: c.pid()}
+		start := time.Now()
+		if err := waitReady(ctx, c, p.scraper, spec.ready, 10*time.Minute); err != nil {
+			return nil, stop, fmt.Errorf("%s: %w", spec.name, err)
+		}
+		p.startup = time.Since(start)
+		progress("[%d] %s: serving the whole fleet after %s", n, spec.name, p.startup.Round(time.Millisecond))
+		probes = append(probes, p)
+	}
+	return probes, stop, nil
+}
+
+func parseSizes(s string) ([]int, error) {
+	var sizes []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("-sizes: %q is not a positive number", f)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes, nil
+}
+
+func fromRoot(root, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(root, p)
+}
+
+// progress writes one timestamped line to stderr: the run is long.
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}

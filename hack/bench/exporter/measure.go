@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+)
+
+// probe is one running target being measured.
+type probe struct {
+	name    string
+	scraper *scraper
+	pid     int
+	startup time.Duration // start until it served the whole fleet
+	window  window
+	cpu0    uint64
+}
+
+// measureAll scrapes every target for dur, interleaved: each round, once
+// every interval, scrapes each target in turn (never two at once, and the
+// first of the round rotates). The machine is shared, so whatever else runs
+// on it during the window hits every target alike, and the ratios between
+// them stay meaningful even when the absolute figures are disturbed.
+// A round that takes longer than interval is followed at once by the next.
+// Memory is sampled after each scrape; CPU time is taken over the window.
+func measureAll(ctx context.Context, probes []*probe, dur, interval time.Duration) error {
+	for _, p := range probes {
+		p.window = window{seriesMin: math.MaxInt}
+		var err error
+		if p.cpu0, err = cpuTicks(p.pid); err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+	}
+	start := time.Now()
+	next := start
+	for round := 0; time.Since(start) < dur; round++ {
+		for i := range probes {
+			p := probes[(round+i)%len(probes)]
+			r, err := p.scraper.scrape(ctx)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			m, merr := readMem(p.pid)
+			if merr != nil {
+				return fmt.Errorf("%s (pid %d) is gone: %w", p.name, p.pid, merr)
+			}
+			p.window.observe(r, err, m)
+		}
+		next = next.Add(interval)
+		if wait := time.Until(next); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(wait):
+			}
+		} else {
+			next = time.Now()
+		}
+	}
+	wall := time.Since(start)
+	for _, p := range probes {
+		cpu1, err := cpuTicks(p.pid)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		p.window.wall = wall
+		p.window.cpuPercent = float64(cpu1-p.cpu0) / clockTicks / wall.Seconds() * 100
+		if len(p.window.latencies) == 0 {
+			return fmt.Errorf("%s: all %d scrapes failed", p.name, p.window.errors)
+		}
+	}
+	return nil
+}
