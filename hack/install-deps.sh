@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Cascade's tests and benchmarks talk to, on a bare Debian machine:
-#   etcd, nginx, Prometheus, promtool and mtail from Debian's packages;
+#   etcd, nginx, Prometheus, promtool, Alertmanager, amtool and mtail from Debian's packages;
 #   kube-apiserver v1.37.2, built once from hack/kube-tools into .tools/bin;
 #   VictoriaLogs (a Loki-protocol store), built once into .tools/bin.
 # Safe to run again: it only does what is missing.
@@ -14,10 +14,12 @@ log() { printf 'install-deps: %s\n' "$*" >&2; }
 
 # command -> Debian package
 declare -A packages=(
+  [amtool]=prometheus-alertmanager
   [etcd]=etcd-server
   [mtail]=mtail
   [nginx]=nginx
   [prometheus]=prometheus
+  [prometheus-alertmanager]=prometheus-alertmanager
   [promtool]=prometheus
 )
 missing=()

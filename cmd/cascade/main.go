@@ -24,6 +24,7 @@ type cli struct {
 	logCfg   *promslog.Config
 	exporter *exporterCommand
 	run      *runCommand
+	rules    *rulesCommand
 	version  *kingpin.CmdClause
 }
 
@@ -34,6 +35,7 @@ func newCLI() *cli {
 	promslogflag.AddFlags(app, c.logCfg)
 	c.exporter = addExporterCommand(app)
 	c.run = addRunCommand(app)
+	c.rules = addRulesCommand(app)
 	c.version = app.Command("version", "Print the version and build information.")
 	return c
 }
@@ -58,6 +60,9 @@ func runMain(args []string) int {
 		return c.exporter.run(logger)
 	case c.run.cmd.FullCommand():
 		return c.run.run(logger)
+	}
+	if code, ok := c.rules.dispatch(cmd, os.Stdout, os.Stderr); ok {
+		return code
 	}
 	return 2
 }

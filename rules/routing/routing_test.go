@@ -1,0 +1,189 @@
+package routing
+
+import (
+	"encoding/json"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/notifier"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cascade-sre/cascade/internal/testenv"
+	"github.com/cascade-sre/cascade/rules"
+)
+
+func TestGeneratedConfigPassesAmtool(t *testing.T) {
+	b, err := AlertmanagerConfig(DefaultOptions())
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "alertmanager.yml")
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+	amtool, err := testenv.ToolPath("amtool")
+	require.NoError(t, err)
+	out, err := exec.Command(amtool, "check-config", path).CombinedOutput()
+	require.NoError(t, err, "amtool check-config:\n%s\n%s", out, b)
+	require.Contains(t, string(out), "SUCCESS")
+}
+
+func TestOptionsValidate(t *testing.T) {
+	o := DefaultOptions()
+	o.PageURL = "pager:80"
+	_, err := AlertmanagerConfig(o)
+	require.ErrorContains(t, err, `page webhook URL "pager:80"`)
+}
+
+// TestOnePagePerIncident sends the alerts the rule files define, as the
+// engine's notifier does, to a real Alertmanager running the generated
+// configuration: one page with the root cause, symptoms inhibited, the
+// guard to the automation, and no second page on resends or when
+// Alertmanager was down and comes back.
+func TestOnePagePerIncident(t *testing.T) {
+	hooks := newWebhooks(t)
+	o := DefaultOptions()
+	o.PageURL, o.TicketURL, o.AutomationURL = hooks.url("page"), hooks.url("ticket"), hooks.url("guard")
+	o.GroupWait = time.Second
+	cfg, err := AlertmanagerConfig(o)
+	require.NoError(t, err)
+	am := testenv.AlertmanagerForTest(t, string(cfg))
+
+	sender := newSender(t, am.URL)
+	alerts := incidentAlerts(t, "prod-eu-1")
+
+	// Alertmanager is down when the incident starts: nothing can arrive.
+	am.Stop()
+	sender.Send(alerts...)
+	time.Sleep(time.Second)
+	require.NoError(t, am.Start())
+
+	// The engine resends firing alerts; once Alertmanager is back the
+	// incident arrives, once.
+	for range 3 {
+		sender.Send(alerts...)
+		time.Sleep(time.Second)
+	}
+	require.Eventually(t, func() bool { return hooks.count("page") == 1 }, 20*time.Second, 100*time.Millisecond)
+	require.Eventually(t, func() bool { return hooks.count("guard") == 1 }, 20*time.Second, 100*time.Millisecond)
+
+	// A restart of Alertmanager mid-incident pages nobody twice.
+	am.Stop()
+	require.NoError(t, am.Start())
+	for range 3 {
+		sender.Send(alerts...)
+		time.Sleep(time.Second)
+	}
+	time.Sleep(3 * time.Second)
+
+	page := hooks.received("page")
+	require.Len(t, page, 1, "exactly one page")
+	require.Len(t, page[0].Alerts, 1)
+	require.Equal(t, "ControlPlaneCascadeIncident", page[0].Alerts[0].Labels["alertname"])
+	require.Equal(t, "apiserver_oom", page[0].Alerts[0].Labels["root_cause"])
+	require.Equal(t, "prod-eu-1", page[0].Alerts[0].Labels["cluster"])
+	require.Empty(t, hooks.received("ticket"), "every symptom alert is inhibited by the incident")
+	require.Len(t, hooks.received("guard"), 1)
+}
+
+// incidentAlerts builds, from the embedded rule files, the alerts that fire
+// together during an incident: the incident, the guard and every symptom.
+func incidentAlerts(t *testing.T, cluster string) []*notifier.Alert {
+	t.Helper()
+	var out []*notifier.Alert
+	for _, name := range rules.FileNames() {
+		b, err := fs.ReadFile(rules.Files(), name)
+		require.NoError(t, err)
+		groups, errs := rulefmt.Parse(b, false, model.UTF8Validation)
+		require.Empty(t, errs)
+		for _, g := range groups.Groups {
+			for _, r := range g.Rules {
+				if r.Alert == "" {
+					continue
+				}
+				lb := labels.NewBuilder(labels.FromMap(r.Labels))
+				lb.Set("alertname", r.Alert)
+				lb.Set("cluster", cluster)
+				if r.Alert == IncidentAlert {
+					lb.Set("root_cause", "apiserver_oom")
+				}
+				out = append(out, &notifier.Alert{
+					Labels:      lb.Labels(),
+					Annotations: labels.FromStrings("summary", r.Alert),
+					StartsAt:    time.Now().Add(-time.Minute),
+				})
+			}
+		}
+	}
+	require.Greater(t, len(out), 5)
+	return out
+}
+
+// newSender is Prometheus's notifier, the engine's sending path, pointed at
+// one Alertmanager.
+func newSender(t *testing.T, amURL string) *notifier.Manager {
+	t.Helper()
+	u, err := url.Parse(amURL)
+	require.NoError(t, err)
+	cfg, err := promconfig.Load("alerting:\n  alertmanagers:\n    - static_configs: [{targets: ['"+u.Host+"']}]\n", slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	n := notifier.NewManager(&notifier.Options{QueueCapacity: 100}, model.UTF8Validation, slog.New(slog.DiscardHandler))
+	require.NoError(t, n.ApplyConfig(cfg))
+	tsets := make(chan map[string][]*targetgroup.Group, 1)
+	tsets <- map[string][]*targetgroup.Group{"config-0": {{Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(u.Host)}}}}}
+	go n.Run(tsets)
+	t.Cleanup(n.Stop)
+	require.Eventually(t, func() bool { return len(n.Alertmanagers()) == 1 }, 5*time.Second, 10*time.Millisecond)
+	return n
+}
+
+// webhooks records what Alertmanager delivers to each receiver.
+type webhooks struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	got map[string][]notification
+}
+
+type notification struct {
+	Receiver string `json:"receiver"`
+	Status   string `json:"status"`
+	Alerts   []struct {
+		Labels map[string]string `json:"labels"`
+	} `json:"alerts"`
+}
+
+func newWebhooks(t *testing.T) *webhooks {
+	h := &webhooks{got: map[string][]notification{}}
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n notification
+		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		h.mu.Lock()
+		h.got[r.URL.Path[1:]] = append(h.got[r.URL.Path[1:]], n)
+		h.mu.Unlock()
+	}))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+func (h *webhooks) url(name string) string { return h.srv.URL + "/" + name }
+
+func (h *webhooks) received(name string) []notification {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]notification(nil), h.got[name]...)
+}
+
+func (h *webhooks) count(name string) int { return len(h.received(name)) }
