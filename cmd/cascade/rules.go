@@ -10,6 +10,7 @@ import (
 	"github.com/cascade-sre/cascade/rules"
 	"github.com/cascade-sre/cascade/rules/engine"
 	"github.com/cascade-sre/cascade/rules/routing"
+	"github.com/cascade-sre/cascade/rules/ruletest"
 )
 
 // rulesCommand is `cascade rules`: check rule files, print the Alertmanager
@@ -17,6 +18,9 @@ import (
 type rulesCommand struct {
 	check      *kingpin.CmdClause
 	checkFiles []string
+
+	test      *kingpin.CmdClause
+	testFiles []string
 
 	amConfig *kingpin.CmdClause
 	routing  routing.Options
@@ -28,6 +32,9 @@ func addRulesCommand(app *kingpin.Application) *rulesCommand {
 
 	c.check = cmd.Command("check", "Check rule files as promtool check rules does; without files, the embedded ones.")
 	c.check.Arg("files", "Rule files to check.").StringsVar(&c.checkFiles)
+
+	c.test = cmd.Command("test", "Run rule unit tests in promtool's format (rule_files may name embedded:FILE for the built-in rules).")
+	c.test.Arg("files", "Test files.").Required().StringsVar(&c.testFiles)
 
 	c.amConfig = cmd.Command("alertmanager-config", "Print the Alertmanager routing for Cascade's alerts: the incident to the pager, grouped by cluster; symptoms inhibited while it fires for the same cluster; the auto-heal guard to the automation.")
 	c.amConfig.Flag("receiver.page-url", "Webhook of the paging receiver (replace it with your pager's receiver after pasting if you like).").Default(c.routing.PageURL).StringVar(&c.routing.PageURL)
@@ -43,6 +50,16 @@ func (c *rulesCommand) dispatch(cmd string, stdout, stderr io.Writer) (code int,
 	switch cmd {
 	case c.check.FullCommand():
 		return c.runCheck(stdout, stderr), true
+	case c.test.FullCommand():
+		failed, err := ruletest.RunFiles(stdout, rules.Files(), c.testFiles...)
+		if err != nil {
+			fmt.Fprintf(stderr, "cascade: %v\n", err)
+			return 1, true
+		}
+		if failed {
+			return 1, true
+		}
+		return 0, true
 	case c.amConfig.FullCommand():
 		b, err := routing.AlertmanagerConfig(c.routing)
 		if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,16 +14,21 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery"
+	promrules "github.com/prometheus/prometheus/rules"
 
 	"github.com/cascade-sre/cascade/collector"
+	"github.com/cascade-sre/cascade/internal/loki"
 	"github.com/cascade-sre/cascade/internal/runconfig"
 	"github.com/cascade-sre/cascade/rules"
 	"github.com/cascade-sre/cascade/rules/engine"
+	"github.com/cascade-sre/cascade/rules/incident"
 )
 
 // runCommand is `cascade run`: exporters, collector and engine in one process.
@@ -99,16 +105,29 @@ func (r *runCommand) run(logger *slog.Logger) int {
 		logger.Error("invalid external URL", "err", err)
 		return 1
 	}
+	var tracker *incident.Tracker // set below, before any evaluation runs
 	eng, err := engine.New(engine.Options{
 		Storage:      coll.Storage(),
 		DefaultRules: rules.Files(),
 		ExternalURL:  externalURL,
+		AfterEval:    func(ctx context.Context, g *promrules.Group, ts time.Time) { tracker.AfterEval(ctx, g, ts) },
 		Registerer:   reg,
 		SDMetrics:    sdMetrics,
 		Logger:       logger.With("component", "engine"),
 	})
 	if err != nil {
 		logger.Error("cannot create the rule engine", "err", err)
+		return 1
+	}
+	sinks, closeSinks, err := eventSinks(cfg, reg, logger)
+	if err != nil {
+		logger.Error("cannot ship incident events", "err", err)
+		return 1
+	}
+	defer closeSinks()
+	tracker, err = incident.Open(filepath.Join(cfg.Cascade.Storage.Path, "incidents"), eng.QueryFunc(), logger.With("component", "incident"), sinks...)
+	if err != nil {
+		logger.Error("cannot open the incident state", "err", err)
 		return 1
 	}
 
@@ -185,6 +204,41 @@ func checkRules(cfg *runconfig.Config) error {
 		return fmt.Errorf("rule files: %w", err)
 	}
 	return nil
+}
+
+// eventSinks ships incident events to Loki when cascade.loki.url is set,
+// through the project's non-blocking sender: a dead Loki never holds up
+// evaluation, and what it cannot take is counted as dropped.
+func eventSinks(cfg *runconfig.Config, reg prometheus.Registerer, logger *slog.Logger) ([]incident.Sink, func(), error) {
+	if cfg.Cascade.Loki.URL == "" {
+		return nil, func() {}, nil
+	}
+	lc := loki.DefaultConfig()
+	lc.URL = cfg.Cascade.Loki.URL
+	lc.TenantID = cfg.Cascade.Loki.TenantID
+	lc.QueueCapacity = cfg.Cascade.Loki.QueueCapacity
+	lc.Component = "incident"
+	if d, _ := cfg.Cascade.Loki.Timeout.Value(); d > 0 {
+		lc.Timeout = d
+	}
+	sender, err := loki.New(lc, logger.With("component", "loki"))
+	if err != nil {
+		return nil, nil, err
+	}
+	reg.MustRegister(sender)
+	sink := func(e incident.Event) {
+		line, err := json.Marshal(e)
+		if err != nil {
+			return
+		}
+		sender.Send(model.LabelSet{"source": "cascade", "kind": "incident", "cluster": model.LabelValue(e.Cluster), "phase": model.LabelValue(e.Phase)}, e.Time, string(line))
+	}
+	closeFn := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = sender.Close(ctx)
+	}
+	return []incident.Sink{sink}, closeFn, nil
 }
 
 func externalURL(cfg *runconfig.Config, listen []string) (*url.URL, error) {

@@ -268,6 +268,9 @@ func (e *Engine) stop() {
 	})
 }
 
+// QueryFunc evaluates PromQL at a time, as the rules do.
+func (e *Engine) QueryFunc() rules.QueryFunc { return rules.EngineQueryFunc(e.queries, e.opts.Storage) }
+
 // Groups returns the loaded rule groups, for inspection and backtests.
 func (e *Engine) Groups() []*rules.Group { return e.manager.RuleGroups() }
 
