@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -89,9 +87,9 @@ func TestIncidentEndToEnd(t *testing.T) {
 	target := httptest.NewServer(f)
 	defer target.Close()
 
-	hooks := newHookRecorder(t)
+	hooks := testenv.WebhooksForTest(t)
 	o := routing.DefaultOptions()
-	o.PageURL, o.TicketURL, o.AutomationURL = hooks.url("page"), hooks.url("ticket"), hooks.url("guard")
+	o.PageURL, o.TicketURL, o.AutomationURL = hooks.URL("page"), hooks.URL("ticket"), hooks.URL("guard")
 	o.GroupWait = time.Second
 	amCfg, err := routing.AlertmanagerConfig(o)
 	require.NoError(t, err)
@@ -132,18 +130,18 @@ cascade:
 
 	// A healthy minute's worth of baseline, compressed: no incident.
 	time.Sleep(8 * time.Second)
-	require.Zero(t, hooks.count("page"), "no page while healthy")
+	require.Zero(t, hooks.Count("page"), "no page while healthy")
 
 	f.faultAt.Store(time.Now().UnixNano())
 	faultAt := time.Now()
-	if !assertEventually(func() bool { return hooks.count("page") == 1 }, 60*time.Second) {
+	if !assertEventually(func() bool { return hooks.Count("page") == 1 }, 60*time.Second) {
 		resp, _ := http.Get(am.URL + "/api/v2/alerts")
 		amAlerts, _ := io.ReadAll(resp.Body)
-		t.Fatalf("the incident never paged; guard %d, ticket %d; alertmanager holds %s; cascade run's own metrics:\n%s", hooks.count("guard"), hooks.count("ticket"), amAlerts, selfMetrics(addr,
+		t.Fatalf("the incident never paged; guard %d, ticket %d; alertmanager holds %s; cascade run's own metrics:\n%s", hooks.Count("guard"), hooks.Count("ticket"), amAlerts, selfMetrics(addr,
 			"prometheus_rule_evaluation_failures_total", "prometheus_notifications_", "prometheus_target_scrapes_", "prometheus_rule_group_last_duration", "up"))
 	}
 	t.Logf("paged %s after the OOM", time.Since(faultAt).Round(time.Second))
-	page := hooks.received("page")[0]
+	page := hooks.Received("page")[0]
 	require.Equal(t, "apiserver_oom", page.Alerts[0].Labels["root_cause"])
 	require.Equal(t, "prod-eu-1", page.Alerts[0].Labels["cluster"])
 
@@ -168,7 +166,7 @@ cascade:
 	proc.Kill()
 	proc = start()
 	time.Sleep(10 * time.Second)
-	require.Equal(t, 1, hooks.count("page"), "a restart must not page again")
+	require.Equal(t, 1, hooks.Count("page"), "a restart must not page again")
 	events, err = incident.Journal(journalDir)
 	require.NoError(t, err)
 	require.Len(t, events, 2, "the incident stayed open across the restart: %+v", events)
@@ -178,7 +176,7 @@ cascade:
 	before := scrapeValue(t, addr, "prometheus_rule_evaluations_total")
 	require.Eventually(t, func() bool { return scrapeValue(t, addr, "prometheus_rule_evaluations_total") > before+20 },
 		30*time.Second, 250*time.Millisecond, "evaluation stalled while Loki was down")
-	require.Empty(t, hooks.received("ticket"), "every symptom alert was inhibited")
+	require.Empty(t, hooks.Received("ticket"), "every symptom alert was inhibited")
 }
 
 func assertEventually(cond func() bool, wait time.Duration) bool {
@@ -229,45 +227,6 @@ func scrapeValue(t *testing.T, addr, name string) float64 {
 	}
 	return sum
 }
-
-// hookRecorder records what Alertmanager delivers to each receiver.
-type hookRecorder struct {
-	srv *httptest.Server
-	mu  sync.Mutex
-	got map[string][]webhookMessage
-}
-
-type webhookMessage struct {
-	Alerts []struct {
-		Labels map[string]string `json:"labels"`
-	} `json:"alerts"`
-}
-
-func newHookRecorder(t *testing.T) *hookRecorder {
-	h := &hookRecorder{got: map[string][]webhookMessage{}}
-	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m webhookMessage
-		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		h.mu.Lock()
-		h.got[r.URL.Path[1:]] = append(h.got[r.URL.Path[1:]], m)
-		h.mu.Unlock()
-	}))
-	t.Cleanup(h.srv.Close)
-	return h
-}
-
-func (h *hookRecorder) url(name string) string { return h.srv.URL + "/" + name }
-
-func (h *hookRecorder) received(name string) []webhookMessage {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]webhookMessage(nil), h.got[name]...)
-}
-
-func (h *hookRecorder) count(name string) int { return len(h.received(name)) }
 
 func parseText(t *testing.T, resp *http.Response) map[string]*dto.MetricFamily {
 	t.Helper()

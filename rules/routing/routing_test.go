@@ -5,12 +5,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -51,9 +49,9 @@ func TestOptionsValidate(t *testing.T) {
 // guard to the automation, and no second page on resends or when
 // Alertmanager was down and comes back.
 func TestOnePagePerIncident(t *testing.T) {
-	hooks := newWebhooks(t)
+	hooks := testenv.WebhooksForTest(t)
 	o := DefaultOptions()
-	o.PageURL, o.TicketURL, o.AutomationURL = hooks.url("page"), hooks.url("ticket"), hooks.url("guard")
+	o.PageURL, o.TicketURL, o.AutomationURL = hooks.URL("page"), hooks.URL("ticket"), hooks.URL("guard")
 	o.GroupWait = time.Second
 	cfg, err := AlertmanagerConfig(o)
 	require.NoError(t, err)
@@ -81,8 +79,8 @@ func TestOnePagePerIncident(t *testing.T) {
 		sender.Send(alerts...)
 		time.Sleep(time.Second)
 	}
-	require.Eventually(t, func() bool { return hooks.count("page") == 1 }, 20*time.Second, 100*time.Millisecond)
-	require.Eventually(t, func() bool { return hooks.count("guard") == 1 }, 20*time.Second, 100*time.Millisecond)
+	require.Eventually(t, func() bool { return hooks.Count("page") == 1 }, 20*time.Second, 100*time.Millisecond)
+	require.Eventually(t, func() bool { return hooks.Count("guard") == 1 }, 20*time.Second, 100*time.Millisecond)
 
 	// A restart of Alertmanager mid-incident pages nobody twice.
 	am.Stop()
@@ -95,14 +93,14 @@ func TestOnePagePerIncident(t *testing.T) {
 	}
 	time.Sleep(3 * time.Second)
 
-	page := hooks.received("page")
+	page := hooks.Received("page")
 	require.Len(t, page, 1, "exactly one page")
 	require.Len(t, page[0].Alerts, 1)
 	require.Equal(t, "ControlPlaneCascadeIncident", page[0].Alerts[0].Labels["alertname"])
 	require.Equal(t, "apiserver_oom", page[0].Alerts[0].Labels["root_cause"])
 	require.Equal(t, "prod-eu-1", page[0].Alerts[0].Labels["cluster"])
-	require.Empty(t, hooks.received("ticket"), "every symptom alert is inhibited by the incident")
-	require.Len(t, hooks.received("guard"), 1)
+	require.Empty(t, hooks.Received("ticket"), "every symptom alert is inhibited by the incident")
+	require.Len(t, hooks.Received("guard"), 1)
 }
 
 // amHolds reports whether Alertmanager lists an active alert of that name.
@@ -166,44 +164,3 @@ func newSender(t *testing.T, amURL string) *notifier.Manager {
 	require.Eventually(t, func() bool { return len(n.Alertmanagers()) == 1 }, 5*time.Second, 10*time.Millisecond)
 	return n
 }
-
-// webhooks records what Alertmanager delivers to each receiver.
-type webhooks struct {
-	srv *httptest.Server
-	mu  sync.Mutex
-	got map[string][]notification
-}
-
-type notification struct {
-	Receiver string `json:"receiver"`
-	Status   string `json:"status"`
-	Alerts   []struct {
-		Labels map[string]string `json:"labels"`
-	} `json:"alerts"`
-}
-
-func newWebhooks(t *testing.T) *webhooks {
-	h := &webhooks{got: map[string][]notification{}}
-	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var n notification
-		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		h.mu.Lock()
-		h.got[r.URL.Path[1:]] = append(h.got[r.URL.Path[1:]], n)
-		h.mu.Unlock()
-	}))
-	t.Cleanup(h.srv.Close)
-	return h
-}
-
-func (h *webhooks) url(name string) string { return h.srv.URL + "/" + name }
-
-func (h *webhooks) received(name string) []notification {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]notification(nil), h.got[name]...)
-}
-
-func (h *webhooks) count(name string) int { return len(h.received(name)) }
