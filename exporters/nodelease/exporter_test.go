@@ -61,6 +61,8 @@ func TestExporterAgainstRealAPIServer(t *testing.T) {
 	})
 
 	waitMetric(t, exp, `cascade_node_lease_watch_up`, 1)
+	// The node watch syncs on its own, possibly after the lease watch.
+	waitMetric(t, exp, `cascade_nodes{condition="unknown"}`, 2)
 	m := scrape(t, exp)
 	require.Equal(t, 1.0, m[`cascade_node_leases{state="fresh"}`])
 	require.Equal(t, 1.0, m[`cascade_node_leases{state="late"}`])
