@@ -1,0 +1,349 @@
+package scenario
+
+import (
+	"cmp"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// The three exporters' families, as `cascade exporter` exposes them, each
+// scraped from its own instance.
+const (
+	instAPIMemory = "apimemory-0:9847"
+	instNodeLease = "nodelease-0:9847"
+	instGateway   = "gateway-0:9847"
+)
+
+// memorySeries is the API server memory exporter.
+type memorySeries struct {
+	ws, limit, ooms, restarts, up *family
+	byReplica                     map[string][5]*series
+}
+
+func newMemorySeries(st *store) memorySeries {
+	return memorySeries{
+		ws:        st.family("cascade_apiserver_memory_working_set_bytes", "gauge", "Working set of the API server replica."),
+		limit:     st.family("cascade_apiserver_memory_limit_bytes", "gauge", "Effective memory limit of the API server replica."),
+		ooms:      st.family("cascade_apiserver_oom_kills", "counter", "OOM kills of the API server replica observed."),
+		restarts:  st.family("cascade_apiserver_restarts", "counter", "Restarts of the API server replica observed."),
+		up:        st.family("cascade_apiserver_up", "gauge", "1 when the last probe of the API server replica succeeded."),
+		byReplica: map[string][5]*series{},
+	}
+}
+
+func (m memorySeries) scrape(s *sim, t float64) {
+	for _, r := range s.replicas {
+		if !r.exists {
+			continue
+		}
+		ss, ok := m.byReplica[r.name]
+		if !ok {
+			ss = [5]*series{
+				m.ws.newSeries(s.series, "", instAPIMemory, "replica", r.name),
+				m.limit.newSeries(s.series, "", instAPIMemory, "replica", r.name),
+				m.ooms.newSeries(s.series, "_total", instAPIMemory, "replica", r.name),
+				m.restarts.newSeries(s.series, "_total", instAPIMemory, "replica", r.name),
+				m.up.newSeries(s.series, "", instAPIMemory, "replica", r.name),
+			}
+			m.byReplica[r.name] = ss
+		}
+		// A replica that does not answer has no working set to report.
+		if r.up {
+			ss[0].add(t, math.Round(r.ws))
+		}
+		ss[1].add(t, r.limit)
+		ss[2].add(t, r.ooms)
+		ss[3].add(t, r.restarts)
+		ss[4].add(t, b2f(r.up))
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// leaseSeries is the node lease exporter: nothing but its own health while
+// its watch is down, never stale counts passed off as current.
+type leaseSeries struct {
+	watchUp, lastEvent, leases, nodes, renew, duration *family
+	states, conditions                                 [3]*series
+	watchUpS, lastEventS                               *series
+}
+
+type nodeSeries struct{ renew, duration *series }
+
+func newLeaseSeries(st *store) leaseSeries {
+	l := leaseSeries{
+		watchUp:   st.family("cascade_node_lease_watch_up", "gauge", "1 while the lease watch is healthy."),
+		lastEvent: st.family("cascade_node_lease_watch_last_event_timestamp_seconds", "gauge", "Last event or successful relist of the lease watch."),
+		leases:    st.family("cascade_node_leases", "gauge", "Node leases by state."),
+		nodes:     st.family("cascade_nodes", "gauge", "Nodes by Ready condition."),
+		renew:     st.family("cascade_node_lease_renew_timestamp_seconds", "gauge", "renewTime of the node's lease."),
+		duration:  st.family("cascade_node_lease_duration_seconds", "gauge", "leaseDurationSeconds of the node's lease."),
+	}
+	l.watchUpS = l.watchUp.newSeries(st, "", instNodeLease)
+	l.lastEventS = l.lastEvent.newSeries(st, "", instNodeLease)
+	for i, state := range []string{"fresh", "late", "expired"} {
+		l.states[i] = l.leases.newSeries(st, "", instNodeLease, "state", state)
+	}
+	for i, c := range []string{"ready", "not_ready", "unknown"} {
+		l.conditions[i] = l.nodes.newSeries(st, "", instNodeLease, "condition", c)
+	}
+	return l
+}
+
+// forget drops a deleted node's series: nothing more is appended to them.
+func (l leaseSeries) forget(n *node) { n.s = nodeSeries{} }
+
+func (l leaseSeries) scrape(s *sim, t float64, watchUp bool) {
+	l.watchUpS.add(t, b2f(watchUp))
+	if watchUp {
+		s.lastEvent = t - s.rng.Float64()*2
+	}
+	if s.lastEvent > 0 {
+		l.lastEventS.add(t, s.lastEvent)
+	}
+	if !watchUp {
+		return
+	}
+	var states, conditions [3]float64
+	for _, n := range s.nodes {
+		if !n.exists || t < n.joinAt {
+			continue
+		}
+		switch age := t - n.renew; {
+		case age < leaseDuration/4:
+			states[0]++
+		case age < leaseDuration:
+			states[1]++
+		default:
+			states[2]++
+		}
+		switch {
+		case n.unknown:
+			conditions[2]++
+		case t < n.joinAt+60:
+			conditions[1]++ // a new node's kubelet reports NotReady at first
+		default:
+			conditions[0]++
+		}
+		if s.o.NoPerNodeSeries {
+			continue
+		}
+		if n.s.renew == nil {
+			n.s = nodeSeries{
+				renew:    l.renew.newSeries(s.series, "", instNodeLease, "node", n.name),
+				duration: l.duration.newSeries(s.series, "", instNodeLease, "node", n.name),
+			}
+		}
+		n.s.renew.add(t, math.Round(n.renew*1000)/1000)
+		n.s.duration.add(t, leaseDuration)
+	}
+	for i := range 3 {
+		l.states[i].add(t, states[i])
+		l.conditions[i].add(t, conditions[i])
+	}
+}
+
+// gateway is the gateway exporter: request counters by route, method, code
+// and client, latency, timeouts and log lines, accumulated per interval.
+type gateway struct {
+	st                        *store
+	requests, duration, tmo   *family
+	lines                     *family
+	counts                    map[stream]float64
+	reqS                      map[stream]*series
+	buckets                   map[routeClient]*histogram
+	timeouts                  map[routeClient]float64
+	tmoS                      map[routeClient]*series
+	parsed, malformed         float64
+	parsedS, malformedS       *series
+	pendingFail, pendingRenew float64
+	pendingFailing, pendingOK float64
+	pendingBootstrap          float64
+}
+
+type stream struct{ route, method, code, client string }
+
+type routeClient struct{ route, client string }
+
+type histogram struct {
+	counts       []float64 // per bucket, not cumulative
+	sum, count   float64
+	bucketS      []*series
+	sumS, countS *series
+}
+
+// Bucket bounds of cascade_gateway_request_duration_seconds.
+var bounds = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}
+
+const (
+	routeLease   = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
+	routeStatus  = "/api/v1/nodes/{name}/status"
+	routePods    = "/api/v1/pods"
+	routeNSPods  = "/api/v1/namespaces/{namespace}/pods"
+	routeDeploys = "/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+	routeCSR     = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+	routeVersion = "/version"
+)
+
+func newGateway(st *store) gateway {
+	return gateway{
+		st:       st,
+		requests: st.family("cascade_gateway_requests", "counter", "Requests seen in the gateway's access log."),
+		duration: st.family("cascade_gateway_request_duration_seconds", "histogram", "Request latency."),
+		tmo:      st.family("cascade_gateway_timeouts", "counter", "Upstream timeouts."),
+		lines:    st.family("cascade_gateway_log_lines", "counter", "Access log lines read, by result."),
+		counts:   map[stream]float64{}, reqS: map[stream]*series{},
+		buckets: map[routeClient]*histogram{}, timeouts: map[routeClient]float64{}, tmoS: map[routeClient]*series{},
+	}
+}
+
+// kubeletRenewals and kubeletFailures count lease renewals; a failed one
+// costs kubeletRetry requests.
+func (g *gateway) kubeletRenewals(n float64) { g.pendingRenew += n }
+func (g *gateway) kubeletFailures(n float64) { g.pendingFail += n }
+
+// kubeletHealthyNode and kubeletFailingNode add a kubelet's other requests
+// over step seconds: status updates and pod lists, or their retries.
+func (g *gateway) kubeletHealthyNode(step float64) { g.pendingOK += step }
+func (g *gateway) kubeletFailingNode(step float64) { g.pendingFailing += step }
+
+// bootstrap counts a replacement node's certificate request and join.
+func (g *gateway) bootstrap(n float64) { g.pendingBootstrap += n }
+
+// The failure mix of a request the API does not serve: mostly upstream
+// timeouts at the gateway, then 503s, and 401s where authentication fails.
+var failureMix = []struct {
+	code    string
+	share   float64
+	latency float64
+}{{"504", 0.55, 60}, {"503", 0.35, 0.004}, {"401", 0.10, 0.02}}
+
+// clients adds the other clients' requests over step seconds at their
+// rates per second, failing a share fail, slower when overloaded.
+func (g *gateway) clients(step, controller, kubectl, other, fail float64, overloaded bool) {
+	g.serve(routeLease, "PUT", "kubelet", g.pendingRenew, g.pendingFail*kubeletRetry, overloaded)
+	g.serve(routeStatus, "PATCH", "kubelet", g.pendingOK/60, g.pendingFailing*0.1, overloaded)
+	g.serve(routePods, "GET", "kubelet", g.pendingOK*0.02, g.pendingFailing*0.05, overloaded)
+	g.serve(routeCSR, "POST", "kubelet", 0, g.pendingBootstrap*20, overloaded)
+	g.pendingRenew, g.pendingFail, g.pendingOK, g.pendingFailing, g.pendingBootstrap = 0, 0, 0, 0, 0
+	for _, c := range []struct {
+		route, method, client string
+		rate                  float64
+	}{
+		{routeDeploys, "PUT", "controller", controller * 0.4},
+		{routeNSPods, "GET", "controller", controller * 0.6},
+		{routeNSPods, "GET", "kubectl", kubectl},
+		{routeVersion, "GET", "other", other * 0.2},
+		{routePods, "GET", "other", other * 0.8},
+	} {
+		n := c.rate * step
+		g.serve(c.route, c.method, c.client, n*(1-fail), n*fail, overloaded)
+	}
+}
+
+// serve counts ok successful and failed requests of one route and client.
+func (g *gateway) serve(route, method, client string, ok, failed float64, overloaded bool) {
+	rc := routeClient{route, client}
+	h := g.histogram(rc)
+	if ok > 0 {
+		g.counts[stream{route, method, "200", client}] += ok
+		// successful latency: 10-100 ms, ten times slower when overloaded
+		slow := 1.0
+		if overloaded {
+			slow = 10
+		}
+		for _, l := range []struct{ latency, share float64 }{{0.008, 0.1}, {0.02, 0.3}, {0.04, 0.3}, {0.08, 0.2}, {0.2, 0.08}, {0.4, 0.02}} {
+			h.observe(l.latency*slow, ok*l.share)
+		}
+	}
+	for _, f := range failureMix {
+		n := failed * f.share
+		if n == 0 {
+			continue
+		}
+		g.counts[stream{route, method, f.code, client}] += n
+		h.observe(f.latency, n)
+		if f.code == "504" {
+			g.timeouts[rc] += n
+		}
+	}
+	total := ok + failed
+	g.parsed += total
+	g.malformed += total * 0.0002
+}
+
+func (g *gateway) histogram(rc routeClient) *histogram {
+	h, ok := g.buckets[rc]
+	if !ok {
+		h = &histogram{counts: make([]float64, len(bounds)+1)}
+		for _, b := range bounds {
+			h.bucketS = append(h.bucketS, g.duration.newSeries(g.st, "_bucket", instGateway, "route", rc.route, "client", rc.client, "le", strconv.FormatFloat(b, 'g', -1, 64)))
+		}
+		h.bucketS = append(h.bucketS, g.duration.newSeries(g.st, "_bucket", instGateway, "route", rc.route, "client", rc.client, "le", "+Inf"))
+		h.sumS = g.duration.newSeries(g.st, "_sum", instGateway, "route", rc.route, "client", rc.client)
+		h.countS = g.duration.newSeries(g.st, "_count", instGateway, "route", rc.route, "client", rc.client)
+		g.buckets[rc] = h
+	}
+	return h
+}
+
+func (h *histogram) observe(latency, n float64) {
+	i := 0
+	for i < len(bounds) && latency > bounds[i] {
+		i++
+	}
+	h.counts[i] += n
+	h.sum += latency * n
+	h.count += n
+}
+
+// scrape appends every counter, rounded down to whole requests as the
+// exporter counts them.
+func (g *gateway) scrape(s *sim, t float64) {
+	// sorted, so the same seed gives the same bytes
+	for _, k := range slices.SortedFunc(maps.Keys(g.counts), func(a, b stream) int {
+		return cmp.Or(strings.Compare(a.route, b.route), strings.Compare(a.client, b.client), strings.Compare(a.method, b.method), strings.Compare(a.code, b.code))
+	}) {
+		v := g.counts[k]
+		sr, ok := g.reqS[k]
+		if !ok {
+			sr = g.requests.newSeries(g.st, "_total", instGateway, "route", k.route, "method", k.method, "code", k.code, "client", k.client)
+			g.reqS[k] = sr
+		}
+		sr.add(t, math.Floor(v))
+	}
+	for _, rc := range slices.SortedFunc(maps.Keys(g.buckets), func(a, b routeClient) int {
+		return cmp.Or(strings.Compare(a.route, b.route), strings.Compare(a.client, b.client))
+	}) {
+		h := g.buckets[rc]
+		cum := 0.0
+		for i, c := range h.counts {
+			cum += c
+			h.bucketS[i].add(t, math.Floor(cum))
+		}
+		h.sumS.add(t, math.Round(h.sum*1000)/1000)
+		h.countS.add(t, math.Floor(h.count))
+		if v, ok := g.timeouts[rc]; ok {
+			sr, ok := g.tmoS[rc]
+			if !ok {
+				sr = g.tmo.newSeries(g.st, "_total", instGateway, "route", rc.route, "client", rc.client)
+				g.tmoS[rc] = sr
+			}
+			sr.add(t, math.Floor(v))
+		}
+	}
+	if g.parsedS == nil {
+		g.parsedS = g.lines.newSeries(g.st, "_total", instGateway, "result", "parsed")
+		g.malformedS = g.lines.newSeries(g.st, "_total", instGateway, "result", "malformed")
+	}
+	g.parsedS.add(t, math.Floor(g.parsed))
+	g.malformedS.add(t, math.Floor(g.malformed))
+}

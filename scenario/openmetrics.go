@@ -1,0 +1,133 @@
+package scenario
+
+import (
+	"bufio"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// store holds every series of a scenario until it is written, because
+// OpenMetrics wants each family's samples together and each series' in
+// time order, while the simulation produces them one instant at a time.
+type store struct {
+	cluster  string
+	families []*family
+}
+
+type family struct {
+	name, typ, help string
+	series          []*series
+}
+
+type series struct {
+	name   string // sample name: family name plus _total, _bucket…
+	labels string // rendered, sorted, without braces
+	ts     []int64
+	values []float64
+}
+
+func newStore(cluster string) *store { return &store{cluster: cluster} }
+
+func (st *store) family(name, typ, help string) *family {
+	f := &family{name: name, typ: typ, help: help}
+	st.families = append(st.families, f)
+	return f
+}
+
+// series adds a series of the family with the target's labels (cluster,
+// instance, job, as Prometheus would attach them) and the given pairs.
+func (f *family) newSeries(st *store, suffix, instance string, pairs ...string) *series {
+	all := append([]string{"cluster", st.cluster, "instance", instance, "job", "cascade"}, pairs...)
+	type kv struct{ k, v string }
+	var kvs []kv
+	for i := 0; i+1 < len(all); i += 2 {
+		kvs = append(kvs, kv{all[i], all[i+1]})
+	}
+	slices.SortFunc(kvs, func(a, b kv) int { return strings.Compare(a.k, b.k) })
+	var b strings.Builder
+	for i, p := range kvs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(p.k)
+		b.WriteString(`="`)
+		b.WriteString(escapeLabel(p.v))
+		b.WriteByte('"')
+	}
+	s := &series{name: f.name + suffix, labels: b.String()}
+	f.series = append(f.series, s)
+	return s
+}
+
+func escapeLabel(v string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(v)
+}
+
+// add appends a sample at unix seconds t (kept to the millisecond).
+func (s *series) add(t, v float64) {
+	ms := int64(math.Round(t * 1000))
+	if n := len(s.ts); n > 0 && ms <= s.ts[n-1] {
+		ms = s.ts[n-1] + 1 // jitter never reorders a series
+	}
+	s.ts = append(s.ts, ms)
+	s.values = append(s.values, v)
+}
+
+func (st *store) writeOpenMetrics(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 1<<20)
+	var line []byte
+	for _, f := range st.families {
+		if len(f.series) == 0 {
+			continue
+		}
+		line = append(line[:0], "# HELP "...)
+		line = append(line, f.name...)
+		line = append(line, ' ')
+		line = append(line, f.help...)
+		line = append(line, "\n# TYPE "...)
+		line = append(line, f.name...)
+		line = append(line, ' ')
+		line = append(line, f.typ...)
+		line = append(line, '\n')
+		if _, err := bw.Write(line); err != nil {
+			return err
+		}
+		for _, s := range f.series {
+			for i, ms := range s.ts {
+				line = append(line[:0], s.name...)
+				line = append(line, '{')
+				line = append(line, s.labels...)
+				line = append(line, "} "...)
+				line = appendValue(line, s.values[i])
+				line = append(line, ' ')
+				line = strconv.AppendInt(line, ms/1000, 10)
+				line = append(line, '.')
+				frac := ms % 1000
+				line = append(line, byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
+				line = append(line, '\n')
+				if _, err := bw.Write(line); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if _, err := bw.WriteString("# EOF\n"); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+func appendValue(b []byte, v float64) []byte {
+	switch {
+	case math.IsInf(v, 1):
+		return append(b, "+Inf"...)
+	case math.IsInf(v, -1):
+		return append(b, "-Inf"...)
+	case math.IsNaN(v):
+		return append(b, "NaN"...)
+	}
+	return strconv.AppendFloat(b, v, 'g', -1, 64)
+}

@@ -1,0 +1,149 @@
+// Package scenario generates what Cascade's exporters would have exposed
+// during a control-plane incident, or during one of its lookalikes, as
+// OpenMetrics text with timestamps (the input of `cascade backtest` and of
+// `promtool tsdb create-blocks-from openmetrics`), together with the ground
+// truth of what was injected when.
+//
+// A scenario is a small simulation, not a recording: API server replicas
+// whose working set follows a demand and is OOM-killed at its limit, nodes
+// renewing their leases every 10 s (or failing to), a node lifecycle
+// controller marking them Unknown, and a gateway counting the requests all
+// of them make. Every scenario carries the noise of a real fleet: diurnal
+// traffic, small deployment bursts, a node that really dies, scrape jitter.
+// The same name, options and seed always give the same bytes.
+package scenario
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+)
+
+// Options shape the generated fleet.
+type Options struct {
+	// Nodes is the fleet size, 1 to MaxNodes (default 500).
+	Nodes int
+	// Cluster is the value of the cluster label (default "demo").
+	Cluster string
+	// Start moves the scenario to another day; zero keeps its own start
+	// (the incident starts at 23:18 CET, half an hour before its OOM).
+	Start time.Time
+	// Interval is the scrape interval (default 15 s).
+	Interval time.Duration
+	// Seed picks the noise; the same seed gives the same data.
+	Seed uint64
+	// NoPerNodeSeries leaves out the per-node lease series, as the
+	// exporter's --no-nodelease.per-node-series does for huge fleets.
+	NoPerNodeSeries bool
+}
+
+// MaxNodes is the largest fleet a scenario simulates.
+const MaxNodes = 5000
+
+// Event is one injected fault, or the end of recovery.
+type Event struct {
+	Time   time.Time `json:"time"`
+	Name   string    `json:"name"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// Truth is what a detector should find in a scenario's data.
+type Truth struct {
+	Scenario       string    `json:"scenario"`
+	Nodes          int       `json:"nodes"`
+	Cluster        string    `json:"cluster"`
+	Start          time.Time `json:"start"`
+	End            time.Time `json:"end"`
+	ExpectIncident bool      `json:"expect_incident"`
+	RootCause      string    `json:"root_cause"`
+	// ExpectGuard says whether the auto-heal guard should come on: leases
+	// expire fleet-wide because of the control plane.
+	ExpectGuard bool    `json:"expect_guard"`
+	Events      []Event `json:"events"`
+}
+
+// Event returns the first event of that name.
+func (t Truth) Event(name string) (Event, bool) {
+	for _, e := range t.Events {
+		if e.Name == name {
+			return e, true
+		}
+	}
+	return Event{}, false
+}
+
+// Names of the events every detector reads.
+const (
+	FirstOOM  = "first_oom"
+	Recovered = "recovered"
+)
+
+// Info names and describes a scenario.
+type Info struct {
+	Name    string
+	Summary string
+	// Incident is true for the scenarios that must open an incident.
+	Incident bool
+}
+
+// List returns every scenario, incidents first.
+func List() []Info {
+	var out []Info
+	for _, p := range plans {
+		out = append(out, Info{Name: p.name, Summary: p.summary, Incident: p.expectIncident})
+	}
+	return out
+}
+
+// Generate writes the scenario's data to w as OpenMetrics text and returns
+// its ground truth. Nothing is written when the name or options are wrong.
+func Generate(w io.Writer, name string, opts Options) (Truth, error) {
+	p, err := lookup(name)
+	if err != nil {
+		return Truth{}, err
+	}
+	if err := opts.normalise(); err != nil {
+		return Truth{}, err
+	}
+	s := newSim(p, opts)
+	s.run()
+	if err := s.series.writeOpenMetrics(w); err != nil {
+		return Truth{}, err
+	}
+	return s.truth(), nil
+}
+
+func lookup(name string) (*plan, error) {
+	for _, p := range plans {
+		if p.name == name {
+			return p, nil
+		}
+	}
+	names := make([]string, 0, len(plans))
+	for _, p := range plans {
+		names = append(names, p.name)
+	}
+	return nil, fmt.Errorf("unknown scenario %q (known: %v)", name, names)
+}
+
+func (o *Options) normalise() error {
+	o.Nodes = cmp.Or(o.Nodes, 500)
+	if o.Nodes < 1 || o.Nodes > MaxNodes {
+		return fmt.Errorf("nodes must be between 1 and %d, not %d", MaxNodes, o.Nodes)
+	}
+	o.Cluster = cmp.Or(o.Cluster, "demo")
+	o.Interval = cmp.Or(o.Interval, 15*time.Second)
+	if o.Interval < time.Second || o.Interval > 5*time.Minute {
+		return fmt.Errorf("interval must be between 1s and 5m, not %s", o.Interval)
+	}
+	return nil
+}
+
+// sortEvents orders events by time, then name, for stable output.
+func sortEvents(events []Event) {
+	slices.SortStableFunc(events, func(a, b Event) int {
+		return cmp.Or(a.Time.Compare(b.Time), cmp.Compare(a.Name, b.Name))
+	})
+}

@@ -1,0 +1,152 @@
+package scenario
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
+	"github.com/stretchr/testify/require"
+)
+
+// parsed is a scenario's output read back with Prometheus's own
+// OpenMetrics parser: series by labels, samples in file order.
+type parsed map[string][]sample
+
+type sample struct {
+	t int64
+	v float64
+}
+
+func parse(t *testing.T, b []byte) parsed {
+	t.Helper()
+	p := textparse.NewOpenMetricsParser(b, labels.NewSymbolTable())
+	out := parsed{}
+	var lset labels.Labels
+	for {
+		e, err := p.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		require.NoError(t, err)
+		if e != textparse.EntrySeries {
+			continue
+		}
+		_, ts, v := p.Series()
+		require.NotNil(t, ts, "every sample has a timestamp")
+		p.Labels(&lset)
+		out[lset.String()] = append(out[lset.String()], sample{*ts, v})
+	}
+}
+
+func generate(t *testing.T, name string, o Options) ([]byte, Truth) {
+	t.Helper()
+	var b bytes.Buffer
+	tr, err := Generate(&b, name, o)
+	require.NoError(t, err)
+	return b.Bytes(), tr
+}
+
+func TestEveryScenarioIsValidOpenMetrics(t *testing.T) {
+	for _, info := range List() {
+		t.Run(info.Name, func(t *testing.T) {
+			b, tr := generate(t, info.Name, Options{Nodes: 30})
+			series := parse(t, b)
+			require.NotEmpty(t, series)
+			for name, samples := range series {
+				for i := 1; i < len(samples); i++ {
+					require.Greater(t, samples[i].t, samples[i-1].t, "%s: samples in time order", name)
+					if strings.Contains(name, "_total") || strings.Contains(name, "_bucket") {
+						require.GreaterOrEqual(t, samples[i].v, samples[i-1].v, "%s: counters never go down", name)
+					}
+				}
+				for _, s := range samples {
+					require.False(t, math.IsNaN(s.v), name)
+					require.GreaterOrEqual(t, s.t, tr.Start.UnixMilli(), name)
+					require.LessOrEqual(t, s.t, tr.End.Add(15*time.Second).UnixMilli(), name)
+				}
+			}
+			require.Equal(t, info.Incident, tr.ExpectIncident)
+			_, oom := tr.Event(FirstOOM)
+			require.Equal(t, info.Incident, oom, "an OOM kill happens in the incidents, and only there")
+		})
+	}
+}
+
+func TestLeaseAndNodeCountsAddUpToTheFleet(t *testing.T) {
+	b, _ := generate(t, "zone-partition", Options{Nodes: 300})
+	series := parse(t, b)
+	var fresh, late, expired, ready, notReady, unknown []sample
+	for name, s := range series {
+		switch {
+		case strings.HasPrefix(name, `{__name__="cascade_node_leases"`) && strings.Contains(name, `state="fresh"`):
+			fresh = s
+		case strings.HasPrefix(name, `{__name__="cascade_node_leases"`) && strings.Contains(name, `state="late"`):
+			late = s
+		case strings.HasPrefix(name, `{__name__="cascade_node_leases"`) && strings.Contains(name, `state="expired"`):
+			expired = s
+		case strings.HasPrefix(name, `{__name__="cascade_nodes"`) && strings.Contains(name, `condition="ready"`):
+			ready = s
+		case strings.HasPrefix(name, `{__name__="cascade_nodes"`) && strings.Contains(name, `condition="not_ready"`):
+			notReady = s
+		case strings.HasPrefix(name, `{__name__="cascade_nodes"`) && strings.Contains(name, `condition="unknown"`):
+			unknown = s
+		}
+	}
+	require.NotEmpty(t, fresh)
+	maxExpired := 0.0
+	for i := range fresh {
+		require.Equal(t, 300.0, fresh[i].v+late[i].v+expired[i].v, "every lease in one state")
+		require.Equal(t, 300.0, ready[i].v+notReady[i].v+unknown[i].v, "every node in one condition")
+		maxExpired = math.Max(maxExpired, expired[i].v)
+	}
+	// A third of the fleet (one zone of three) loses its leases, no more.
+	require.InDelta(t, 100, maxExpired, 3)
+}
+
+func TestSameSeedSameBytes(t *testing.T) {
+	a, _ := generate(t, "incident", Options{Nodes: 40, Seed: 7})
+	b, _ := generate(t, "incident", Options{Nodes: 40, Seed: 7})
+	c, _ := generate(t, "incident", Options{Nodes: 40, Seed: 8})
+	require.Equal(t, a, b)
+	require.NotEqual(t, a, c)
+}
+
+func TestStartAndPerNodeOptions(t *testing.T) {
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	b, tr := generate(t, "node-failure", Options{Nodes: 20, Start: start, NoPerNodeSeries: true, Cluster: "eu-west"})
+	require.Equal(t, start, tr.Start)
+	require.NotContains(t, string(b), "cascade_node_lease_renew_timestamp_seconds{")
+	require.Contains(t, string(b), `cluster="eu-west"`)
+	b, _ = generate(t, "node-failure", Options{Nodes: 20})
+	renew := 0
+	for name := range parse(t, b) {
+		if strings.HasPrefix(name, `{__name__="cascade_node_lease_renew_timestamp_seconds"`) {
+			renew++
+		}
+	}
+	require.Equal(t, 20, renew, "one renew series per node")
+}
+
+func TestBadOptionsWriteNothing(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"no-such", Options{}, "unknown scenario"},
+		{"incident", Options{Nodes: MaxNodes + 1}, "nodes must be between"},
+		{"incident", Options{Nodes: -3}, "nodes must be between"},
+		{"incident", Options{Interval: time.Millisecond}, "interval must be between"},
+	} {
+		var b bytes.Buffer
+		_, err := Generate(&b, c.name, c.o)
+		require.ErrorContains(t, err, c.want)
+		require.Zero(t, b.Len())
+	}
+}
