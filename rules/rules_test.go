@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/cascade-sre/cascade/internal/testenv"
 )
 
 // contractMetrics are the metric names of the contract (DESIGN.md, README.md
@@ -234,18 +236,14 @@ func ruleFiles(t *testing.T) []string {
 	return abs
 }
 
-// goPromtool runs promtool at the engine's Prometheus version, the tool
-// pinned in go.mod, with the build tag every build here needs. The first run
-// builds it (minutes on a small machine); later runs come from the cache.
+// goPromtool runs promtool at the engine's Prometheus version.
 func goPromtool(t *testing.T, args ...string) {
 	t.Helper()
-	gobin, err := exec.LookPath("go")
+	out, err := testenv.GoPromtool(args...)
 	if err != nil {
-		t.Fatalf("go command not found: %v", err)
+		t.Fatalf("%v\n%s", err, out)
 	}
-	cmd := exec.Command(gobin, append([]string{"tool", "promtool"}, args...)...)
-	cmd.Env = append(os.Environ(), "GOFLAGS=-tags=slicelabels")
-	run(t, cmd)
+	t.Logf("promtool %s:\n%s", strings.Join(args, " "), out)
 }
 
 func run(t *testing.T, cmd *exec.Cmd) {

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -266,6 +267,29 @@ func BuildCascade(dir string) (string, error) {
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/cascade: %w\n%s", err, b)
+	}
+	return out, nil
+}
+
+// GoPromtool runs promtool at the engine's Prometheus version: the tool
+// pinned in go.mod, through `go tool`, with the build tag every build here
+// needs (go tool takes no -tags). The first run builds it (minutes on a
+// small machine); later runs come from the build cache.
+func GoPromtool(args ...string) ([]byte, error) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		return nil, fmt.Errorf("go command not found: %w", err)
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(gobin, append([]string{"tool", "promtool"}, args...)...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOFLAGS=-tags=slicelabels")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("promtool %s: %w", strings.Join(args, " "), err)
 	}
 	return out, nil
 }

@@ -1,7 +1,8 @@
 // Package incident follows each ControlPlaneCascadeIncident through its
 // phases, from the rule engine's fresh state after every evaluation of the
 // incident group: onset (when the root-cause signal began), escalation (the
-// page), mitigation (the control plane recovered, the fleet not yet),
+// page), mitigation (the control plane recovered: its root-cause signal
+// quiet for 5 minutes; the fleet not yet),
 // recovery (nodes and gateway back) and resolved (the alert ended). Each
 // phase change is an event with its time and evidence, written to a
 // JSON-lines journal and handed to a sink (Loki); the open incidents are
@@ -20,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/rules"
 )
 
@@ -62,6 +64,13 @@ type Event struct {
 	Phase     Phase              `json:"phase"`
 	RootCause string             `json:"root_cause"`
 	Evidence  map[string]float64 `json:"evidence,omitempty"`
+}
+
+// LokiStream returns the event as Cascade ships it to Loki: the stream's
+// labels and the line (the event as JSON).
+func (e Event) LokiStream() (model.LabelSet, string) {
+	line, _ := json.Marshal(e) // plain fields: cannot fail
+	return model.LabelSet{"source": "cascade", "kind": "incident", "cluster": model.LabelValue(e.Cluster), "phase": model.LabelValue(e.Phase)}, string(line)
 }
 
 // Sink receives every event; it must not block (internal/loki does not).
@@ -150,7 +159,7 @@ func (t *Tracker) Observe(ctx context.Context, ts time.Time, firing map[string]s
 		}
 		switch s.Phase {
 		case Escalation:
-			if v, _ := t.value(ctx, signalOf[s.RootCause].active, cluster, ts); v == 0 {
+			if t.quiet(ctx, signalOf[s.RootCause].active, cluster, ts) {
 				events = append(events, t.event(ctx, s, Mitigation, ts))
 			}
 		case Mitigation:
@@ -201,6 +210,21 @@ func (t *Tracker) value(ctx context.Context, rule, cluster string, ts time.Time)
 		return 0, false
 	}
 	return vec[0].F, true
+}
+
+// quietFor is how long the root-cause signal must stay off before the
+// incident counts as mitigated: a crash-looping API server is quiet between
+// two OOM kills, and that is not a mitigation.
+const quietFor = 5 * time.Minute
+
+// quiet says whether the signal (a recording rule, 1 or absent) has not
+// held at any evaluation in the last quietFor.
+func (t *Tracker) quiet(ctx context.Context, rule, cluster string, ts time.Time) bool {
+	vec, err := t.query(ctx, fmt.Sprintf("max_over_time(%s{cluster=%q}[%ds])", rule, cluster, int(quietFor.Seconds())), ts)
+	if err != nil {
+		return false
+	}
+	return len(vec) == 0 || vec[0].F == 0
 }
 
 // persist appends the events to the journal and rewrites the open

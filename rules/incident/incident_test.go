@@ -16,7 +16,7 @@ import (
 // the phase logic alone (the engine is tested on real rules elsewhere).
 type fakeSignals map[string]float64
 
-var ruleOf = regexp.MustCompile(`^([^{]+)\{`)
+var ruleOf = regexp.MustCompile(`^(?:max_over_time\()?([^{(]+)\{`)
 
 func (f fakeSignals) query(_ context.Context, q string, _ time.Time) (promql.Vector, error) {
 	m := ruleOf.FindStringSubmatch(q)

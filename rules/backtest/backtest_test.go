@@ -1,0 +1,246 @@
+package backtest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cascade-sre/cascade/rules/incident"
+	"github.com/cascade-sre/cascade/scenario"
+)
+
+// result is what a backtest of a scenario found.
+type result struct {
+	truth       scenario.Truth
+	transitions []Transition
+	summary     Summary
+}
+
+func backtestScenario(t *testing.T, name string, o scenario.Options) result {
+	t.Helper()
+	var data bytes.Buffer
+	truth, err := scenario.Generate(&data, name, o)
+	require.NoError(t, err)
+	r := result{truth: truth}
+	r.summary, err = Run(t.Context(), &data, Options{}, func(tr Transition) { r.transitions = append(r.transitions, tr) })
+	require.NoError(t, err)
+	return r
+}
+
+// first returns the first transition matching, or false.
+func (r result) first(match func(Transition) bool) (Transition, bool) {
+	for _, tr := range r.transitions {
+		if match(tr) {
+			return tr, true
+		}
+	}
+	return Transition{}, false
+}
+
+func (r result) phases() []string {
+	var out []string
+	for _, tr := range r.transitions {
+		if tr.Kind == KindIncident {
+			out = append(out, tr.Phase)
+		}
+	}
+	return out
+}
+
+func firing(name string) func(Transition) bool {
+	return func(tr Transition) bool { return tr.Kind == KindAlert && tr.Name == name && tr.State == "firing" }
+}
+
+// The incident scenarios at 15 s scrape and evaluation intervals: the page
+// comes at most 60 s after the first OOM kill, once, naming the OOM; the
+// early warning comes 5 minutes or more before it; the guard holds while
+// the leases expire.
+func TestIncidentScenariosAreDetected(t *testing.T) {
+	for _, name := range []string{"incident", "incident-autoheal"} {
+		t.Run(name, func(t *testing.T) {
+			r := backtestScenario(t, name, scenario.Options{Nodes: 500})
+			oom, ok := r.truth.Event(scenario.FirstOOM)
+			require.True(t, ok)
+
+			page, ok := r.first(firing(incident.AlertName))
+			require.True(t, ok, "the incident fires")
+			require.Equal(t, "apiserver_oom", page.Labels["root_cause"])
+			delay := page.Time.Sub(oom.Time)
+			require.True(t, delay >= 0 && delay <= 60*time.Second, "paged %s after the first OOM kill", delay)
+			require.Equal(t, 1, r.summary.Notifications[incident.AlertName], "one page")
+			require.Equal(t, []string{"onset", "escalation", "mitigation", "recovery", "resolved"}, r.phases())
+
+			warn, ok := r.first(firing("APIServerMemoryExhaustionPredicted"))
+			require.True(t, ok, "the early warning fires")
+			require.GreaterOrEqual(t, oom.Time.Sub(warn.Time), 5*time.Minute, "early warning at %s, OOM at %s", warn.Time, oom.Time)
+
+			guard, ok := r.first(firing("ControlPlaneAutoHealGuard"))
+			require.True(t, ok, "the auto-heal guard comes on")
+			leases, ok := r.first(firing("NodeLeasesExpiringFleetWide"))
+			require.True(t, ok)
+			require.False(t, guard.Time.After(leases.Time), "the guard is on by the time leases expire fleet-wide")
+			t.Logf("%s: first OOM %s, early warning %s before, page %s after", name, oom.Time.Format(time.TimeOnly), oom.Time.Sub(warn.Time), delay)
+		})
+	}
+}
+
+// Every lookalike, at 500 and at 5,000 nodes: no incident, no guard.
+func TestLookalikesOpenNoIncident(t *testing.T) {
+	for _, info := range scenario.List() {
+		if info.Incident {
+			continue
+		}
+		for _, nodes := range []int{500, 5000} {
+			t.Run(fmt.Sprintf("%s/%d", info.Name, nodes), func(t *testing.T) {
+				// The rules read the aggregate lease series only; leaving
+				// the per-node ones out keeps the 5,000-node runs quick.
+				r := backtestScenario(t, info.Name, scenario.Options{Nodes: nodes, NoPerNodeSeries: nodes > 500})
+				tr, fired := r.first(firing(incident.AlertName))
+				require.False(t, fired, "false incident: %+v", tr)
+				require.Empty(t, r.phases())
+				tr, guarded := r.first(firing("ControlPlaneAutoHealGuard"))
+				require.False(t, guarded, "the guard must stay off: %+v", tr)
+				require.Zero(t, r.summary.Notifications["ControlPlaneAutoHealGuard"])
+			})
+		}
+	}
+}
+
+func TestTSDBIsKeptAsBlocks(t *testing.T) {
+	var data bytes.Buffer
+	_, err := scenario.Generate(&data, "incident", scenario.Options{Nodes: 20})
+	require.NoError(t, err)
+	dir := filepath.Join(t.TempDir(), "tsdb")
+	_, err = Run(t.Context(), &data, Options{TSDBPath: dir}, func(Transition) {})
+	require.NoError(t, err)
+	metas, err := filepath.Glob(filepath.Join(dir, "*", "meta.json"))
+	require.NoError(t, err)
+	require.Len(t, metas, 1, "one block holding everything")
+	db, err := tsdb.OpenDBReadOnly(dir, "", nil)
+	require.NoError(t, err)
+	defer db.Close()
+	blocks, err := db.Blocks()
+	require.NoError(t, err)
+	require.Len(t, blocks, 1)
+	meta := blocks[0].Meta()
+	require.Greater(t, meta.MinTime, int64(0), "the block covers the data's span")
+	require.Greater(t, meta.MaxTime, meta.MinTime)
+	q, err := db.Querier(meta.MinTime, meta.MaxTime)
+	require.NoError(t, err)
+	defer q.Close()
+	for _, name := range []string{"cascade_node_leases", "cascade:node_leases_not_fresh:ratio", "ALERTS", "ALERTS_FOR_STATE"} {
+		ss := q.Select(t.Context(), false, nil, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name))
+		require.True(t, ss.Next(), "%s is in the kept TSDB", name)
+	}
+
+	_, err = Run(t.Context(), strings.NewReader("# EOF\n"), Options{TSDBPath: dir}, func(Transition) {})
+	require.ErrorContains(t, err, "not empty", "an existing TSDB is never overwritten")
+}
+
+func gzipped(s string) string {
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	zw.Write([]byte(s))
+	zw.Close()
+	return b.String()
+}
+
+// Bad input is rejected with its line, and nothing is emitted.
+func TestBadInputIsRejectedWithItsLine(t *testing.T) {
+	good := "# TYPE up gauge\nup{job=\"a\"} 1 1000\nup{job=\"a\"} 1 1015\n# EOF\n"
+	full := gzipped(good)
+	for _, c := range []struct{ name, in, want string }{
+		{"unsorted", "# TYPE up gauge\nup{job=\"a\"} 1 1000\nup{job=\"a\"} 1 990\n# EOF\n", "line 3: sample of {__name__=\"up\", job=\"a\"} at 990000 is not after"},
+		{"duplicate", "up{job=\"a\"} 1 1000\nup{job=\"a\"} 2 1000\n# EOF\n", "line 2: sample of"},
+		{"unknown type", "# TYPE up wibble\nup 1 1000\n# EOF\n", "line 1: "},
+		{"no timestamp", "# TYPE up gauge\nup 1\n# EOF\n", "line 2: sample without a timestamp"},
+		{"truncated", "# TYPE up gauge\nup 1 1000\n", "line 2: the file is truncated: it does not end with # EOF"},
+		{"truncated mid-line", "# TYPE up gauge\nup 1 10", "line 2: the file is truncated"},
+		{"data after EOF", good + "up 1 2000\n", "line 5: data after # EOF"},
+		{"garbage", "# TYPE up gauge\nup{job=} 1 1000\n# EOF\n", "line 2: "},
+		{"truncated gzip", full[:len(full)-12], "unexpected EOF"},
+		{"empty", "# EOF\n", "no samples"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			emitted := 0
+			_, err := Run(t.Context(), strings.NewReader(c.in), Options{}, func(Transition) { emitted++ })
+			require.ErrorContains(t, err, c.want)
+			require.Zero(t, emitted)
+		})
+	}
+	_, err := Run(t.Context(), strings.NewReader(full), Options{}, func(Transition) {})
+	require.NoError(t, err, "gzip is read as such")
+}
+
+// Lines past the first chunk keep their numbers, and a family split across
+// chunks keeps its type.
+func TestLineNumbersAcrossChunks(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("# TYPE requests counter\n")
+	n := 0
+	for b.Len() < 2*chunkBytes+1000 {
+		n++
+		fmt.Fprintf(&b, "requests_total{i=\"%d\"} %d 1000\n", n, n)
+	}
+	b.WriteString("requests_total{i=\"1\"} 5 999\n# EOF\n")
+	_, err := Run(t.Context(), strings.NewReader(b.String()), Options{}, func(Transition) {})
+	require.ErrorContains(t, err, fmt.Sprintf("line %d: ", n+2))
+}
+
+func TestCancelStopsTheRun(t *testing.T) {
+	var data bytes.Buffer
+	_, err := scenario.Generate(&data, "node-failure", scenario.Options{Nodes: 20})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	_, err = Run(ctx, &data, Options{Progress: func(p Progress) {
+		if p.Stage == "evaluate" && p.Step == 10 {
+			cancel()
+		}
+	}}, func(Transition) {})
+	require.ErrorIs(t, err, context.Canceled)
+}
+
+func FuzzLoad(f *testing.F) {
+	f.Add([]byte("# TYPE up gauge\nup{job=\"a\"} 1 1000\nup{job=\"a\"} 0 1015\n# EOF\n"))
+	f.Add([]byte("# TYPE r counter\nr_total 1 1\nr_created 1 1\n# EOF\n"))
+	f.Add([]byte("# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1 1\nh_count 1 1\nh_sum 2 1\n# EOF\n"))
+	f.Add([]byte(gzipped("up 1 1\n# EOF\n")))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var app countingAppendable
+		stats, err := load(t.Context(), bytes.NewReader(in), &app, 15000, nil)
+		if err == nil && stats.Samples+stats.StaleMarkers != app.appended {
+			t.Fatalf("loaded %d samples and %d stale markers, appended %d", stats.Samples, stats.StaleMarkers, app.appended)
+		}
+	})
+}
+
+// countingAppendable counts appends: the fuzz target tests the parser, not
+// the TSDB (which the other tests use).
+type countingAppendable struct{ appended int }
+
+func (c *countingAppendable) Appender(context.Context) storage.Appender {
+	return &countingAppender{c: c}
+}
+
+type countingAppender struct {
+	storage.Appender
+	c       *countingAppendable
+	pending int
+}
+
+func (a *countingAppender) Append(_ storage.SeriesRef, _ labels.Labels, _ int64, _ float64) (storage.SeriesRef, error) {
+	a.pending++
+	return 0, nil
+}
+func (a *countingAppender) Commit() error   { a.c.appended += a.pending; a.pending = 0; return nil }
+func (a *countingAppender) Rollback() error { a.pending = 0; return nil }
