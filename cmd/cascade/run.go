@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,16 +18,19 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/version"
 	"github.com/prometheus/prometheus/discovery"
 	promrules "github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/storage"
 
 	"github.com/cascade-sre/cascade/collector"
 	"github.com/cascade-sre/cascade/internal/loki"
 	"github.com/cascade-sre/cascade/internal/runconfig"
+	"github.com/cascade-sre/cascade/internal/tracing"
 	"github.com/cascade-sre/cascade/rules"
 	"github.com/cascade-sre/cascade/rules/engine"
 	"github.com/cascade-sre/cascade/rules/incident"
+	"github.com/cascade-sre/cascade/rules/remotequery"
 )
 
 // runCommand is `cascade run`: exporters, collector and engine in one process.
@@ -55,7 +57,11 @@ func (r *runCommand) load(logger *slog.Logger) (*runconfig.Config, error) {
 		}
 		return runconfig.Parse([]byte(runconfig.Default), dir, logger)
 	}
-	return runconfig.Load(r.configFile, logger)
+	cfg, err := runconfig.Load(r.configFile, logger)
+	if err == nil {
+		err = tracing.Validate(cfg.Cascade.Tracing)
+	}
+	return cfg, err
 }
 
 func (r *runCommand) run(logger *slog.Logger) int {
@@ -105,9 +111,15 @@ func (r *runCommand) run(logger *slog.Logger) int {
 		logger.Error("invalid external URL", "err", err)
 		return 1
 	}
+	queryable, err := ruleQueryable(cfg, coll, reg)
+	if err != nil {
+		logger.Error("invalid cascade.query", "err", err)
+		return 1
+	}
 	var tracker *incident.Tracker // set below, before any evaluation runs
 	eng, err := engine.New(engine.Options{
 		Storage:      coll.Storage(),
+		Queryable:    queryable,
 		DefaultRules: rules.Files(),
 		ExternalURL:  externalURL,
 		AfterEval:    func(ctx context.Context, g *promrules.Group, ts time.Time) { tracker.AfterEval(ctx, g, ts) },
@@ -131,7 +143,17 @@ func (r *runCommand) run(logger *slog.Logger) int {
 		return 1
 	}
 
+	// Tracing is configured first, so the first evaluation is traced too; its
+	// configuration was validated by load, so applying it changes all or nothing.
+	tracer := tracing.NewManager(version.Version, logger.With("component", "tracing"))
+	reg.MustRegister(tracer.Collector())
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tracer.Shutdown(ctx) // flush the last spans
+	}()
 	rl := &reloader{load: r.load, logger: logger, apply: []func(*runconfig.Config) error{
+		func(c *runconfig.Config) error { return tracer.ApplyConfig(c.Cascade.Tracing) },
 		func(c *runconfig.Config) error { return coll.ApplyConfig(c.Prometheus) },
 		func(c *runconfig.Config) error { return eng.ApplyConfig(c.Prometheus) },
 	}}
@@ -227,11 +249,8 @@ func eventSinks(cfg *runconfig.Config, reg prometheus.Registerer, logger *slog.L
 	}
 	reg.MustRegister(sender)
 	sink := func(e incident.Event) {
-		line, err := json.Marshal(e)
-		if err != nil {
-			return
-		}
-		sender.Send(model.LabelSet{"source": "cascade", "kind": "incident", "cluster": model.LabelValue(e.Cluster), "phase": model.LabelValue(e.Phase)}, e.Time, string(line))
+		labels, line := e.LokiStream()
+		sender.Send(labels, e.Time, line)
 	}
 	closeFn := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -239,6 +258,28 @@ func eventSinks(cfg *runconfig.Config, reg prometheus.Registerer, logger *slog.L
 		_ = sender.Close(ctx)
 	}
 	return []incident.Sink{sink}, closeFn, nil
+}
+
+// ruleQueryable is what the rules read: nil (the embedded TSDB) without
+// cascade.query.url; with it, the remote query API for raw series and the
+// embedded TSDB for what the rules write themselves. Read once at start.
+func ruleQueryable(cfg *runconfig.Config, coll *collector.Collector, reg prometheus.Registerer) (storage.Queryable, error) {
+	q := cfg.Cascade.Query
+	if q.URL == "" {
+		return nil, nil
+	}
+	timeout, _ := q.Timeout.Value() // validated by Load
+	remote, err := remotequery.New(remotequery.Config{
+		URL:        q.URL,
+		Timeout:    timeout,
+		HTTPClient: q.HTTPClientConfig,
+		Lookback:   engine.DefaultLookbackDelta,
+		Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return remotequery.Split(coll.Storage(), remote), nil
 }
 
 func externalURL(cfg *runconfig.Config, listen []string) (*url.URL, error) {

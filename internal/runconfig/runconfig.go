@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	promcommon "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
 	yamlv2 "go.yaml.in/yaml/v2"
@@ -35,7 +36,20 @@ type Cascade struct {
 	Storage     Storage `yaml:"storage"`
 	Loki        Loki    `yaml:"loki"`
 	Tracing     Tracing `yaml:"tracing"`
+	Query       Query   `yaml:"query"`
 	ExternalURL string  `yaml:"external_url"`
+}
+
+// Query points the rule engine at a remote Prometheus-compatible query API
+// (Prometheus, Mimir, Thanos, VictoriaMetrics) for the series it does not
+// write itself; empty URL: everything is read from the embedded TSDB.
+type Query struct {
+	// URL is the API's base, without /api/v1/query.
+	URL     string   `yaml:"url"`
+	Timeout Duration `yaml:"timeout"`
+	// HTTPClientConfig holds TLS, authentication, proxy and http_headers
+	// (X-Scope-OrgID for Mimir), as in Prometheus's remote_write.
+	HTTPClientConfig promcommon.HTTPClientConfig `yaml:",inline"`
 }
 
 // Storage configures the embedded TSDB and the incident state.
@@ -129,6 +143,7 @@ func Parse(b []byte, dir string, logger *slog.Logger) (*Config, error) {
 	if c.Cascade.Storage.Path != "" && !filepath.IsAbs(c.Cascade.Storage.Path) {
 		c.Cascade.Storage.Path = filepath.Join(dir, c.Cascade.Storage.Path)
 	}
+	c.Cascade.Query.HTTPClientConfig.SetDirectory(dir)
 	if err := c.Cascade.Validate(); err != nil {
 		var fe *fieldError
 		if errors.As(err, &fe) {
@@ -180,6 +195,7 @@ func defaultCascade() Cascade {
 	return Cascade{
 		Storage: Storage{Path: "data", Retention: "1d"},
 		Loki:    Loki{QueueCapacity: 10000, Timeout: "10s"},
+		Query:   Query{Timeout: "30s", HTTPClientConfig: promcommon.DefaultHTTPClientConfig},
 	}
 }
 
@@ -206,10 +222,30 @@ func (c Cascade) Validate() error {
 			return badField(fmt.Sprintf("%d must be positive", c.Loki.QueueCapacity), "cascade", "loki", "queue_capacity")
 		}
 	}
+	if err := c.Query.validate(); err != nil {
+		return err
+	}
 	if c.ExternalURL != "" {
 		if u, err := url.Parse(c.ExternalURL); err != nil || u.Scheme == "" || u.Host == "" {
 			return badField(fmt.Sprintf("%q: want an absolute URL", c.ExternalURL), "cascade", "external_url")
 		}
+	}
+	return nil
+}
+
+func (q Query) validate() error {
+	if d, err := q.Timeout.Value(); err != nil || d <= 0 {
+		msg := fmt.Sprintf("%q must be a positive duration", q.Timeout)
+		return badField(msg, "cascade", "query", "timeout")
+	}
+	if q.URL == "" {
+		return nil
+	}
+	if u, err := url.Parse(q.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return badField(fmt.Sprintf("%q: want http(s)://host[:port][/path], the base of /api/v1/query", q.URL), "cascade", "query", "url")
+	}
+	if err := q.HTTPClientConfig.Validate(); err != nil {
+		return badField(err.Error(), "cascade", "query")
 	}
 	return nil
 }

@@ -85,3 +85,47 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestQuerySection: the remote query API is configured like any Prometheus
+// HTTP client (headers, TLS, auth), with file paths relative to the file.
+func TestQuerySection(t *testing.T) {
+	c, err := Parse([]byte(`cascade:
+  query:
+    url: https://mimir.example.com/prometheus
+    timeout: 20s
+    http_headers:
+      X-Scope-OrgID: {values: [tenant-1]}
+    basic_auth: {username: cascade, password_file: secrets/mimir}
+    tls_config: {ca_file: ca.pem}
+`), "/etc/cascade", slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	q := c.Cascade.Query
+	require.Equal(t, "https://mimir.example.com/prometheus", q.URL)
+	d, err := q.Timeout.Value()
+	require.NoError(t, err)
+	require.Equal(t, 20*time.Second, d)
+	require.Equal(t, []string{"tenant-1"}, q.HTTPClientConfig.HTTPHeaders.Headers["X-Scope-OrgID"].Values)
+	require.Equal(t, "/etc/cascade/secrets/mimir", q.HTTPClientConfig.BasicAuth.PasswordFile)
+	require.Equal(t, "/etc/cascade/ca.pem", q.HTTPClientConfig.TLSConfig.CAFile)
+	require.True(t, q.HTTPClientConfig.FollowRedirects, "Prometheus's client defaults")
+
+	c, err = Parse([]byte(Default), "/", slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	require.Empty(t, c.Cascade.Query.URL, "the default reads the embedded TSDB")
+}
+
+func TestQueryErrorsNameTheLine(t *testing.T) {
+	for name, tc := range map[string]struct{ text, want string }{
+		"unknown field":   {"cascade:\n  query:\n    url: http://p:9090\n    tiemout: 5s\n", "line 4"},
+		"bad url":         {"cascade:\n  query:\n    url: prometheus:9090\n", `line 3: cascade.query.url "prometheus:9090"`},
+		"bad timeout":     {"cascade:\n  query:\n    url: http://p:9090\n    timeout: soon\n", "line 4: cascade.query.timeout"},
+		"zero timeout":    {"cascade:\n  query:\n    url: http://p:9090\n    timeout: 0s\n", "line 4: cascade.query.timeout"},
+		"two auth kinds":  {"cascade:\n  query:\n    url: http://p:9090\n    basic_auth: {username: a, password: b}\n    bearer_token: c\n", "line 3: cascade.query"},
+		"reserved header": {"cascade:\n  query:\n    url: http://p:9090\n    http_headers: {Authorization: {values: [x]}}\n", "Authorization"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.text), "/", slog.New(slog.DiscardHandler))
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}

@@ -30,6 +30,9 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 )
 
 // EmbeddedPrefix marks a rule file read from the embedded defaults.
@@ -52,6 +55,10 @@ type EvalHook func(ctx context.Context, g *rules.Group, ts time.Time)
 type Options struct {
 	// Storage is where rules read and recording rules write.
 	Storage storage.Storage
+	// Queryable, if set, is what rule expressions read instead of Storage
+	// (a remote query API merged with Storage: see rules/remotequery).
+	// Restoring alert state after a restart still reads Storage.
+	Queryable storage.Queryable
 	// DefaultRules holds the embedded rule files (*.yml), used when the
 	// configuration names no rule_files.
 	DefaultRules fs.FS
@@ -104,21 +111,16 @@ func New(opts Options) (*Engine, error) {
 	if opts.ExternalURL == nil {
 		opts.ExternalURL = &url.URL{Scheme: "http", Host: "localhost:9848"}
 	}
+	if opts.Queryable == nil {
+		opts.Queryable = opts.Storage
+	}
 	opts.ResendDelay = cmp.Or(opts.ResendDelay, DefaultResendDelay)
 	opts.OutageTolerance = cmp.Or(opts.OutageTolerance, DefaultOutageTolerance)
 	opts.ForGracePeriod = cmp.Or(opts.ForGracePeriod, DefaultForGracePeriod)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{opts: opts, logger: opts.Logger, ctx: ctx, cancel: cancel}
-	e.queries = promql.NewEngine(promql.EngineOpts{
-		Logger:               opts.Logger.With("component", "query engine"),
-		Reg:                  opts.Registerer,
-		MaxSamples:           50_000_000,
-		Timeout:              DefaultQueryTimeout,
-		LookbackDelta:        DefaultLookbackDelta,
-		EnableAtModifier:     true,
-		EnableNegativeOffset: true,
-	})
+	e.queries = promql.NewEngine(queryEngineOptions(opts.Logger, opts.Registerer))
 	e.notifier = notifier.NewManager(&notifier.Options{
 		QueueCapacity: 10_000,
 		Registerer:    opts.Registerer,
@@ -141,8 +143,8 @@ func New(opts Options) (*Engine, error) {
 	e.manager = rules.NewManager(&rules.ManagerOptions{
 		NameValidationScheme: model.UTF8Validation,
 		ExternalURL:          opts.ExternalURL,
-		QueryFunc:            rules.EngineQueryFunc(e.queries, opts.Storage),
-		NotifyFunc:           rules.SendAlerts(e.notifier, opts.ExternalURL.String()),
+		QueryFunc:            rules.EngineQueryFunc(e.queries, opts.Queryable),
+		NotifyFunc:           tracedNotify(rules.SendAlerts(e.notifier, opts.ExternalURL.String())),
 		Context:              ctx,
 		Appendable:           opts.Storage,
 		Queryable:            opts.Storage,
@@ -269,15 +271,82 @@ func (e *Engine) stop() {
 }
 
 // QueryFunc evaluates PromQL at a time, as the rules do.
-func (e *Engine) QueryFunc() rules.QueryFunc { return rules.EngineQueryFunc(e.queries, e.opts.Storage) }
+func (e *Engine) QueryFunc() rules.QueryFunc {
+	return rules.EngineQueryFunc(e.queries, e.opts.Queryable)
+}
 
 // Groups returns the loaded rule groups, for inspection and backtests.
 func (e *Engine) Groups() []*rules.Group { return e.manager.RuleGroups() }
 
+// TracerName names the tracer of the engine's spans.
+const TracerName = "github.com/cascade-sre/cascade/rules/engine"
+
+// evalIteration evaluates a group once, then runs the AfterEval hook, inside
+// one span: Prometheus's own span of each rule is its child. Attributes are
+// computed only when the span records, so with tracing off the span is
+// OpenTelemetry's no-op and costs next to nothing.
 func (e *Engine) evalIteration(ctx context.Context, g *rules.Group, ts time.Time) {
+	ctx, span := otel.Tracer(TracerName).Start(ctx, "rule group evaluation")
+	defer span.End()
 	rules.DefaultEvalIterationFunc(ctx, g, ts)
 	if e.opts.AfterEval != nil {
 		e.opts.AfterEval(ctx, g, ts)
+	}
+	if !span.IsRecording() {
+		return
+	}
+	var firing, failed int
+	for _, r := range g.Rules() {
+		if r.Health() == rules.HealthBad {
+			failed++
+		}
+		if ar, ok := r.(*rules.AlertingRule); ok {
+			for _, a := range ar.ActiveAlerts() {
+				if a.State == rules.StateFiring {
+					firing++
+				}
+			}
+		}
+	}
+	span.SetAttributes(
+		attribute.String("rule_group.name", g.Name()),
+		attribute.String("rule_group.file", g.File()),
+		attribute.Float64("rule_group.interval_seconds", g.Interval().Seconds()),
+		attribute.Int("rule_group.rules", len(g.Rules())),
+		attribute.Int("rule_group.rules_failed", failed),
+		attribute.Float64("rule_group.evaluation_seconds", g.GetEvaluationTime().Seconds()),
+		attribute.Int("rule_group.alerts_firing", firing),
+	)
+	if failed > 0 {
+		span.SetStatus(codes.Error, fmt.Sprintf("%d rules failed", failed))
+	}
+}
+
+// tracedNotify wraps next in a span per batch of alerts handed to the
+// notifier (whose queue sends them to every Alertmanager on its own), as a
+// child of the span of the alerting rule that produced them.
+func tracedNotify(next rules.NotifyFunc) rules.NotifyFunc {
+	return func(ctx context.Context, expr string, alerts ...*rules.Alert) {
+		if len(alerts) == 0 {
+			next(ctx, expr, alerts...)
+			return
+		}
+		ctx, span := otel.Tracer(TracerName).Start(ctx, "notify")
+		defer span.End()
+		if span.IsRecording() {
+			var names []string
+			for _, a := range alerts {
+				if n := a.Labels.Get(model.AlertNameLabel); !slices.Contains(names, n) {
+					names = append(names, n)
+				}
+			}
+			slices.Sort(names)
+			span.SetAttributes(
+				attribute.Int("alerts.count", len(alerts)),
+				attribute.StringSlice("alerts.names", names),
+			)
+		}
+		next(ctx, expr, alerts...)
 	}
 }
 
