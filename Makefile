@@ -11,7 +11,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.Branch=main
 export PATH := $(TOOLS)/bin:$(PATH)
 
-.PHONY: all build vet test test-short deps fuzz bench-exporter bench-gateway clean
+.PHONY: all build vet test test-short deps fuzz bench-exporter bench-gateway dashboards-picture clean
 
 all: build
 
@@ -50,6 +50,11 @@ bench-exporter: deps build
 
 bench-gateway: deps
 	$(GO) run $(GOFLAGS_T) ./hack/bench/gateway
+
+# dashboards-picture redraws docs/dashboards/overview.png: the overview
+# dashboard's queries over the backtested incident scenario, in Prometheus.
+dashboards-picture: deps
+	$(GO) test $(GOFLAGS_T) -count=1 -run 'TestDashboardsShowIncident$$' ./dashboards -args -picture $(CURDIR)/docs/dashboards/overview.png
 
 clean:
 	rm -rf bin

@@ -25,6 +25,7 @@ type cli struct {
 	exporter *exporterCommand
 	run      *runCommand
 	rules    *rulesCommand
+	dash     *dashboardsCommand
 	version  *kingpin.CmdClause
 }
 
@@ -36,6 +37,7 @@ func newCLI() *cli {
 	c.exporter = addExporterCommand(app)
 	c.run = addRunCommand(app)
 	c.rules = addRulesCommand(app)
+	c.dash = addDashboardsCommand(app)
 	c.version = app.Command("version", "Print the version and build information.")
 	return c
 }
@@ -62,6 +64,9 @@ func runMain(args []string) int {
 		return c.run.run(logger)
 	}
 	if code, ok := c.rules.dispatch(cmd, os.Stdout, os.Stderr); ok {
+		return code
+	}
+	if code, ok := c.dash.dispatch(cmd, os.Stdout, os.Stderr); ok {
 		return code
 	}
 	return 2

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"testing"
 	"time"
 )
 
@@ -21,6 +22,13 @@ type Prometheus struct {
 // content and waits until it is ready. It also accepts remote write at
 // URL+"/api/v1/write".
 func StartPrometheus(dir, config string) (*Prometheus, error) {
+	return StartPrometheusOn(dir, config, filepath.Join(dir, "data"))
+}
+
+// StartPrometheusOn is StartPrometheus with its TSDB at storagePath, an
+// existing one (blocks written by Cascade's backtest, say) or a new one.
+// Retention is unbounded so that old data is served, not deleted.
+func StartPrometheusOn(dir, config, storagePath string) (*Prometheus, error) {
 	bin, err := ToolPath("prometheus")
 	if err != nil {
 		return nil, err
@@ -36,7 +44,8 @@ func StartPrometheus(dir, config string) (*Prometheus, error) {
 	p := &Prometheus{URL: "http://127.0.0.1:" + itoa(port)}
 	p.proc, err = startProcess(dir, "prometheus", bin,
 		"--config.file="+cfgPath,
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--storage.tsdb.path="+storagePath,
+		"--storage.tsdb.retention.time=100y",
 		"--web.listen-address=127.0.0.1:"+itoa(port),
 		"--web.enable-lifecycle",
 		"--web.enable-remote-write-receiver",
@@ -78,6 +87,35 @@ func (p *Prometheus) Query(ctx context.Context, query string) ([]Sample, error) 
 	return out.Data.Result, nil
 }
 
+// RangeSeries is one series of a range query result.
+type RangeSeries struct {
+	Metric map[string]string `json:"metric"`
+	Values [][2]any          `json:"values"` // [unix seconds, "value"]
+}
+
+// QueryRange runs a PromQL range query through the HTTP API.
+func (p *Prometheus) QueryRange(ctx context.Context, query string, start, end time.Time, step time.Duration) ([]RangeSeries, error) {
+	var out struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []RangeSeries `json:"result"`
+		} `json:"data"`
+	}
+	v := url.Values{}
+	v.Set("query", query)
+	v.Set("start", fmt.Sprintf("%.3f", float64(start.UnixMilli())/1000))
+	v.Set("end", fmt.Sprintf("%.3f", float64(end.UnixMilli())/1000))
+	v.Set("step", fmt.Sprintf("%g", step.Seconds()))
+	if err := p.getJSON(ctx, "/api/v1/query_range?"+v.Encode(), &out); err != nil {
+		return nil, err
+	}
+	if out.Status != "success" {
+		return nil, fmt.Errorf("query %q: %s", query, out.Error)
+	}
+	return out.Data.Result, nil
+}
+
 // Target is one active scrape target as /api/v1/targets reports it.
 type Target struct {
 	ScrapePool string `json:"scrapePool"`
@@ -108,4 +146,17 @@ func (p *Prometheus) getJSON(ctx context.Context, path string, v any) error {
 	}
 	defer resp.Body.Close()
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// PrometheusOnForTest starts Prometheus with config on the TSDB at
+// storagePath for t.
+func PrometheusOnForTest(t testing.TB, config, storagePath string) *Prometheus {
+	t.Helper()
+	requireLong(t)
+	p, err := StartPrometheusOn(t.TempDir(), config, storagePath)
+	if err != nil {
+		t.Fatalf("start prometheus: %v", err)
+	}
+	t.Cleanup(p.Stop)
+	return p
 }
