@@ -11,12 +11,18 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.Branch=main
 export PATH := $(TOOLS)/bin:$(PATH)
 
-.PHONY: all build vet test test-short deps fuzz bench-exporter bench-gateway dashboards-picture clean
+.PHONY: all build demo vet test test-short deps fuzz bench-exporter bench-gateway bench-detection dashboards-picture clean
 
 all: build
 
 build:
 	$(GO) build $(GOFLAGS_T) -ldflags "$(LDFLAGS)" -o bin/cascade ./cmd/cascade
+
+# demo plays the incident Cascade exists for, with no cluster and no
+# configuration, and ends with the post-incident report (under a minute).
+DEMO_FLAGS ?=
+demo: build
+	bin/cascade demo $(DEMO_FLAGS)
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*')); \

@@ -26,6 +26,8 @@ type cli struct {
 	run      *runCommand
 	rules    *rulesCommand
 	dash     *dashboardsCommand
+	replay   *replayCommands
+	demo     *demoCommand
 	version  *kingpin.CmdClause
 }
 
@@ -38,6 +40,8 @@ func newCLI() *cli {
 	c.run = addRunCommand(app)
 	c.rules = addRulesCommand(app)
 	c.dash = addDashboardsCommand(app)
+	c.replay = addReplayCommands(app)
+	c.demo = addDemoCommand(app)
 	c.version = app.Command("version", "Print the version and build information.")
 	return c
 }
@@ -68,6 +72,12 @@ func runMain(args []string) int {
 	}
 	if code, ok := c.dash.dispatch(cmd, os.Stdout, os.Stderr); ok {
 		return code
+	}
+	if code, ok := c.replay.dispatch(cmd, os.Stdout, os.Stderr); ok {
+		return code
+	}
+	if cmd == c.demo.cmd.FullCommand() {
+		return c.demo.run(os.Stdout, os.Stderr)
 	}
 	return 2
 }

@@ -15,13 +15,22 @@ func TestREADMEDocumentsEveryFlag(t *testing.T) {
 	require.NoError(t, err)
 	model := newCLI().app.Model()
 	var missing []string
-	for _, cmd := range model.Commands {
-		for _, f := range append(model.Flags, cmd.Flags...) {
+	for _, f := range model.Flags {
+		if !f.Hidden && f.Name != "help" && !strings.Contains(string(readme), "`--"+f.Name+"`") {
+			missing = append(missing, "--"+f.Name)
+		}
+	}
+	// Every command, subcommands (rules check, dashboards build…) included.
+	cmds := model.Commands
+	for len(cmds) > 0 {
+		cmd := cmds[0]
+		cmds = append(cmds[1:], cmd.Commands...)
+		for _, f := range cmd.Flags {
 			if f.Hidden || f.Name == "help" {
 				continue
 			}
 			if !strings.Contains(string(readme), "`--"+f.Name+"`") {
-				missing = append(missing, cmd.Name+" --"+f.Name)
+				missing = append(missing, cmd.FullCommand+" --"+f.Name)
 			}
 		}
 	}

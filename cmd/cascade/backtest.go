@@ -1,0 +1,324 @@
+package main
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/cascade-sre/cascade/rules/backtest"
+	"github.com/cascade-sre/cascade/rules/report"
+	"github.com/cascade-sre/cascade/scenario"
+)
+
+// replayCommands are `cascade scenario`, `cascade backtest` and `cascade
+// report`: generate data, run the rules over it, write the timeline.
+type replayCommands struct {
+	scenario     *kingpin.CmdClause
+	scenarioName string
+	scenarioList bool
+	scenarioOpts scenario.Options
+	scenarioOut  string
+	truthOut     string
+	scenarioFrom string
+
+	backtest *kingpin.CmdClause
+	data     string
+	format   string
+	btOpts   backtest.Options
+	timezone string
+
+	report       *kingpin.CmdClause
+	events       string
+	truthIn      string
+	reportZone   string
+	reportOutput string
+}
+
+func addReplayCommands(app *kingpin.Application) *replayCommands {
+	c := &replayCommands{}
+	c.scenario = app.Command("scenario", "Write a scenario's series (OpenMetrics text with timestamps, the input of cascade backtest and of promtool tsdb create-blocks-from openmetrics) and its ground truth.")
+	c.scenario.Arg("name", "Scenario name (see --list).").StringVar(&c.scenarioName)
+	c.scenario.Flag("list", "List the scenarios and exit.").BoolVar(&c.scenarioList)
+	c.scenario.Flag("nodes", fmt.Sprintf("Fleet size, 1 to %d.", scenario.MaxNodes)).Default("500").IntVar(&c.scenarioOpts.Nodes)
+	c.scenario.Flag("cluster", "Value of the cluster label.").Default("demo").StringVar(&c.scenarioOpts.Cluster)
+	c.scenario.Flag("start", "Start time (RFC 3339); empty: the scenario's own (the incident starts at 23:18 CET).").StringVar(&c.scenarioFrom)
+	c.scenario.Flag("scrape-interval", "Scrape interval of the generated series.").Default("15s").DurationVar(&c.scenarioOpts.Interval)
+	c.scenario.Flag("seed", "Seed of the noise; the same seed gives the same data.").Default("1").Uint64Var(&c.scenarioOpts.Seed)
+	c.scenario.Flag("no-per-node-series", "Leave out the per-node lease series, as the exporter's --no-nodelease.per-node-series does.").BoolVar(&c.scenarioOpts.NoPerNodeSeries)
+	c.scenario.Flag("output", "File to write (gzip if it ends in .gz); empty: standard output. Written whole or not at all.").Short('o').StringVar(&c.scenarioOut)
+	c.scenario.Flag("truth", "Also write the ground truth as JSON to this file.").StringVar(&c.truthOut)
+
+	c.backtest = app.Command("backtest", "Evaluate the rule files over recorded series with the engine of cascade run, and print every alert transition and incident event with its time.")
+	c.backtest.Flag("data", "OpenMetrics text with timestamps (or a gzip of it); - reads standard input.").Required().StringVar(&c.data)
+	c.backtest.Flag("format", "Output: text for people, json for one JSON object per line (time, kind, name, state, labels, and phase and root_cause for incidents).").Default("text").EnumVar(&c.format, "text", "json")
+	c.backtest.Flag("rule-file", "Rule file to evaluate instead of the embedded ones; repeatable.").StringsVar(&c.btOpts.RuleFiles)
+	c.backtest.Flag("eval-interval", "Rule evaluation interval.").Default("15s").DurationVar(&c.btOpts.Interval)
+	c.backtest.Flag("scrape-interval", "Interval the data was scraped at: a series silent for twice as long is marked stale, as Prometheus does.").Default("15s").DurationVar(&c.btOpts.ScrapeInterval)
+	c.backtest.Flag("tsdb.path", "Keep the TSDB (raw series, recording rules, ALERTS) in this empty or new directory, as blocks Prometheus can open; empty: a temporary one.").StringVar(&c.btOpts.TSDBPath)
+	c.backtest.Flag("timezone", "Time zone of the text output (an IANA name, Local or UTC).").Default("UTC").StringVar(&c.timezone)
+
+	c.report = app.Command("report", "Write the post-incident timeline in Markdown from incident events: cascade backtest --format json output, or the events.jsonl journal of cascade run.")
+	c.report.Flag("events", "Events file (JSON lines); - reads standard input.").Required().StringVar(&c.events)
+	c.report.Flag("truth", "Ground truth of a scenario (cascade scenario --truth): adds the injected faults and measures detection from the first one.").StringVar(&c.truthIn)
+	c.report.Flag("timezone", "Time zone of the timeline (an IANA name, Local or UTC).").Default("UTC").StringVar(&c.reportZone)
+	c.report.Flag("output", "File to write; empty: standard output.").Short('o').StringVar(&c.reportOutput)
+	return c
+}
+
+func (c *replayCommands) dispatch(cmd string, stdout, stderr io.Writer) (int, bool) {
+	var err error
+	switch cmd {
+	case c.scenario.FullCommand():
+		err = c.runScenario(stdout)
+	case c.backtest.FullCommand():
+		err = c.runBacktest(stdout, stderr)
+	case c.report.FullCommand():
+		err = c.runReport(stdout)
+	default:
+		return 0, false
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "cascade %s: %v\n", cmd, err)
+		return 1, true
+	}
+	return 0, true
+}
+
+func (c *replayCommands) runScenario(stdout io.Writer) error {
+	if c.scenarioList {
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		for _, s := range scenario.List() {
+			kind := "lookalike"
+			if s.Incident {
+				kind = "incident"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, kind, s.Summary)
+		}
+		return tw.Flush()
+	}
+	if c.scenarioName == "" {
+		return errors.New("name a scenario (cascade scenario --list names them)")
+	}
+	if c.scenarioFrom != "" {
+		t, err := time.Parse(time.RFC3339, c.scenarioFrom)
+		if err != nil {
+			return fmt.Errorf("--start: %w", err)
+		}
+		c.scenarioOpts.Start = t
+	}
+	var truth scenario.Truth
+	write := func(w io.Writer) (err error) {
+		truth, err = scenario.Generate(w, c.scenarioName, c.scenarioOpts)
+		return err
+	}
+	if c.scenarioOut == "" {
+		if err := write(stdout); err != nil {
+			return err
+		}
+	} else if err := writeAtomically(c.scenarioOut, strings.HasSuffix(c.scenarioOut, ".gz"), write); err != nil {
+		return err
+	}
+	if c.truthOut != "" {
+		return writeAtomically(c.truthOut, false, func(w io.Writer) error {
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			return enc.Encode(truth)
+		})
+	}
+	return nil
+}
+
+// writeAtomically writes a file through a temporary one renamed into place,
+// so a failure (a full disk, an interrupt) leaves nothing half-written.
+func writeAtomically(path string, gz bool, write func(io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // a no-op after the rename
+	var w io.Writer = f
+	var zw *gzip.Writer
+	if gz {
+		zw, _ = gzip.NewWriterLevel(f, gzip.BestSpeed)
+		w = zw
+	}
+	err = write(w)
+	if err == nil && zw != nil {
+		err = zw.Close()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return os.Rename(f.Name(), path)
+}
+
+func openInput(name string) (io.ReadCloser, int64, error) {
+	if name == "-" {
+		return io.NopCloser(os.Stdin), 0, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, fi.Size(), nil
+}
+
+func (c *replayCommands) runBacktest(stdout, stderr io.Writer) error {
+	loc, err := time.LoadLocation(c.timezone)
+	if err != nil {
+		return fmt.Errorf("--timezone: %w", err)
+	}
+	in, _, err := openInput(c.data)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	c.btOpts.Progress = progressPrinter(stderr)
+	var emit func(backtest.Transition)
+	enc := json.NewEncoder(stdout)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	if c.format == "json" {
+		emit = func(t backtest.Transition) { _ = enc.Encode(t) }
+	} else {
+		// The header comes with the first transition: on bad input, which
+		// fails before any, nothing is printed.
+		header := false
+		emit = func(t backtest.Transition) {
+			if !header {
+				fmt.Fprintln(tw, "TIME\tKIND\tNAME\tSTATE\tLABELS")
+				header = true
+			}
+			fmt.Fprintln(tw, transitionLine(t, loc))
+		}
+	}
+	sum, err := backtest.Run(ctx, in, c.btOpts, emit)
+	if err != nil {
+		if c.format == "text" {
+			_ = tw.Flush()
+		}
+		return err
+	}
+	if c.format == "text" {
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stderr, "backtest: %d samples in %d series (%d stale markers), %s to %s, %d evaluations; loaded in %s, evaluated in %s; notifications: %s\n",
+		sum.Load.Samples, sum.Load.Series, sum.Load.StaleMarkers, sum.Start.Format(time.RFC3339), sum.End.Format(time.RFC3339), sum.Steps,
+		sum.LoadDuration.Round(time.Millisecond), sum.EvalDuration.Round(time.Millisecond), notificationList(sum.Notifications))
+	return nil
+}
+
+// transitionLine is a transition for people, tab-separated.
+func transitionLine(t backtest.Transition, loc *time.Location) string {
+	names := make([]string, 0, len(t.Labels))
+	for k := range t.Labels {
+		if k != "alertname" {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	var labels []string
+	for _, k := range names {
+		labels = append(labels, k+"="+t.Labels[k])
+	}
+	state := t.State
+	if t.Kind == backtest.KindIncident {
+		state = strings.ToUpper(t.Phase)
+	}
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", t.Time.In(loc).Format("2006-01-02 15:04:05 MST"), t.Kind, t.Name, state, strings.Join(labels, " "))
+}
+
+func notificationList(n map[string]int) string {
+	if len(n) == 0 {
+		return "none"
+	}
+	var parts []string
+	for name, count := range n {
+		parts = append(parts, fmt.Sprintf("%s=%d", name, count))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, " ")
+}
+
+// progressPrinter reports loading and evaluation on stderr, at most every
+// two seconds, so long data shows it is moving.
+func progressPrinter(stderr io.Writer) func(backtest.Progress) {
+	var last time.Time
+	started := time.Now()
+	return func(p backtest.Progress) {
+		final := p.Stage == "evaluate" && p.Step == p.Steps
+		if time.Since(last) < 2*time.Second && !(final && time.Since(started) > 2*time.Second) {
+			return
+		}
+		last = time.Now()
+		switch p.Stage {
+		case "load":
+			fmt.Fprintf(stderr, "backtest: loading: %d lines, %d samples, %d series\n", p.Load.Lines, p.Load.Samples, p.Load.Series)
+		default:
+			fmt.Fprintf(stderr, "backtest: evaluating: step %d of %d (%.0f %%)\n", p.Step, p.Steps, 100*float64(p.Step)/float64(p.Steps))
+		}
+	}
+}
+
+func (c *replayCommands) runReport(stdout io.Writer) error {
+	loc, err := time.LoadLocation(c.reportZone)
+	if err != nil {
+		return fmt.Errorf("--timezone: %w", err)
+	}
+	in, _, err := openInput(c.events)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	events, err := report.ReadEvents(in)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.events, err)
+	}
+	opts := report.Options{Location: loc}
+	if c.truthIn != "" {
+		b, err := os.ReadFile(c.truthIn)
+		if err != nil {
+			return err
+		}
+		var t scenario.Truth
+		if err := json.Unmarshal(b, &t); err != nil {
+			return fmt.Errorf("%s: %w", c.truthIn, err)
+		}
+		opts.Truth = &t
+	}
+	if c.reportOutput == "" {
+		return report.Write(stdout, events, opts)
+	}
+	return writeAtomically(c.reportOutput, false, func(w io.Writer) error { return report.Write(w, events, opts) })
+}
