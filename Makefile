@@ -57,6 +57,11 @@ bench-exporter: deps build
 bench-gateway: deps
 	$(GO) run $(GOFLAGS_T) ./hack/bench/gateway
 
+# bench-detection backtests every scenario at 500 and 5,000 nodes and
+# rewrites the detection table of BENCHMARKS.md.
+bench-detection:
+	$(GO) run $(GOFLAGS_T) ./hack/bench/detection -write BENCHMARKS.md
+
 # dashboards-picture redraws docs/dashboards/overview.png: the overview
 # dashboard's queries over the backtested incident scenario, in Prometheus.
 dashboards-picture: deps
