@@ -68,7 +68,11 @@ func firing(name string) func(Transition) bool {
 func TestIncidentScenariosAreDetected(t *testing.T) {
 	for _, name := range []string{"incident", "incident-autoheal"} {
 		t.Run(name, func(t *testing.T) {
-			r := backtestScenario(t, name, scenario.Options{Nodes: 500})
+			t.Parallel()
+			// The rules read the aggregate lease series only: the per-node
+			// ones are left out to keep the race-detector run quick (the
+			// detection bench backtests them too).
+			r := backtestScenario(t, name, scenario.Options{Nodes: 500, NoPerNodeSeries: true})
 			oom, ok := r.truth.Event(scenario.FirstOOM)
 			require.True(t, ok)
 
@@ -102,9 +106,10 @@ func TestLookalikesOpenNoIncident(t *testing.T) {
 		}
 		for _, nodes := range []int{500, 5000} {
 			t.Run(fmt.Sprintf("%s/%d", info.Name, nodes), func(t *testing.T) {
+				t.Parallel()
 				// The rules read the aggregate lease series only; leaving
-				// the per-node ones out keeps the 5,000-node runs quick.
-				r := backtestScenario(t, info.Name, scenario.Options{Nodes: nodes, NoPerNodeSeries: nodes > 500})
+				// the per-node ones out keeps the runs quick.
+				r := backtestScenario(t, info.Name, scenario.Options{Nodes: nodes, NoPerNodeSeries: true})
 				tr, fired := r.first(firing(incident.AlertName))
 				require.False(t, fired, "false incident: %+v", tr)
 				require.Empty(t, r.phases())
