@@ -185,6 +185,7 @@ type demoPrinter struct {
 	faultsShown int
 	firing      map[string]bool // alerts firing, by name and labels
 	incident    string          // phase of the open incident
+	lastTenth   int             // of the progress written without a terminal
 }
 
 func (p *demoPrinter) line(t time.Time, kind, text string) {
@@ -246,18 +247,27 @@ func (p *demoPrinter) transition(t backtest.Transition) {
 	p.line(t.Time, "alert", text)
 }
 
+// progress redraws a progress line on a terminal; elsewhere (a log, a
+// pipe) it writes one line at every tenth of the way.
 func (p *demoPrinter) progress(w io.Writer, pr backtest.Progress, live bool) {
-	if !live {
+	percent := 100 * pr.Step / pr.Steps
+	if !live && (percent/10 == p.lastTenth || percent%10 != 0) {
 		return
 	}
+	p.lastTenth = percent / 10
 	const width = 30
 	done := width * pr.Step / pr.Steps
 	state := "no incident"
 	if p.incident != "" {
 		state = "incident: " + p.incident
 	}
-	fmt.Fprintf(w, "\r[%s%s] %s  %3d%%  %d alerts firing, %s   ", strings.Repeat("#", done), strings.Repeat(".", width-done),
-		pr.Time.In(p.loc).Format("15:04:05"), 100*pr.Step/pr.Steps, len(p.firing), state)
+	line := fmt.Sprintf("[%s%s] %s  %3d%%  %d alerts firing, %s", strings.Repeat("#", done), strings.Repeat(".", width-done),
+		pr.Time.In(p.loc).Format("15:04:05"), percent, len(p.firing), state)
+	if live {
+		fmt.Fprintf(w, "\r%s   ", line)
+	} else {
+		fmt.Fprintln(w, line)
+	}
 }
 
 // demoFiles are what the demo leaves behind.
