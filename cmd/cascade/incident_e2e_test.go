@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/cascade-sre/cascade/internal/testenv"
 	"github.com/cascade-sre/cascade/rules/incident"
-	"github.com/cascade-sre/cascade/rules/routing"
 )
 
 // fleet serves the metric contract of a 500-node cluster whose API server
@@ -87,20 +85,11 @@ func TestIncidentEndToEnd(t *testing.T) {
 	target := httptest.NewServer(f)
 	defer target.Close()
 
-	hooks := testenv.WebhooksForTest(t)
-	o := routing.DefaultOptions()
-	o.PageURL, o.TicketURL, o.AutomationURL = hooks.URL("page"), hooks.URL("ticket"), hooks.URL("guard")
-	o.GroupWait = time.Second
-	amCfg, err := routing.AlertmanagerConfig(o)
-	require.NoError(t, err)
-	am := testenv.AlertmanagerForTest(t, string(amCfg))
+	am, hooks := routedAlertmanager(t, time.Second)
 	logs := testenv.VictoriaLogsForTest(t)
 
-	port, err := testenv.FreePort()
-	require.NoError(t, err)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cfgPath := filepath.Join(dir, "cascade.yml")
-	require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`global:
+	addr := freeAddr(t)
+	cfgPath := writeRunConfig(t, dir, fmt.Sprintf(`global:
   scrape_interval: 1s
   evaluation_interval: 1s
 scrape_configs:
@@ -112,21 +101,8 @@ alerting:
 cascade:
   storage: {path: data}
   loki: {url: %q}
-`, target.Listener.Addr().String(), strings.TrimPrefix(am.URL, "http://"), logs.LokiPushURL())), 0o644))
-
-	start := func() *testenv.Process {
-		p, err := testenv.StartProcess(dir, "cascade-run", bin, "run", "--config.file="+cfgPath,
-			"--web.listen-address="+addr, "--no-exporter.nodelease", "--no-exporter.apimemory")
-		require.NoError(t, err)
-		return p
-	}
-	proc := start()
-	t.Cleanup(func() {
-		proc.Kill()
-		if t.Failed() {
-			t.Logf("cascade run log:\n%s", proc.LogTail(6000))
-		}
-	})
+`, target.Listener.Addr().String(), strings.TrimPrefix(am.URL, "http://"), logs.LokiPushURL()))
+	proc := startRun(t, bin, dir, cfgPath, addr)
 
 	// A healthy minute's worth of baseline, compressed: no incident.
 	time.Sleep(8 * time.Second)
@@ -134,24 +110,13 @@ cascade:
 
 	f.faultAt.Store(time.Now().UnixNano())
 	faultAt := time.Now()
-	if !assertEventually(func() bool { return hooks.Count("page") == 1 }, 60*time.Second) {
-		resp, _ := http.Get(am.URL + "/api/v2/alerts")
-		amAlerts, _ := io.ReadAll(resp.Body)
-		t.Fatalf("the incident never paged; guard %d, ticket %d; alertmanager holds %s; cascade run's own metrics:\n%s", hooks.Count("guard"), hooks.Count("ticket"), amAlerts, selfMetrics(addr,
-			"prometheus_rule_evaluation_failures_total", "prometheus_notifications_", "prometheus_target_scrapes_", "prometheus_rule_group_last_duration", "up"))
-	}
+	page := awaitOnePage(t, am, hooks, addr,
+		"prometheus_rule_evaluation_failures_total", "prometheus_notifications_", "prometheus_target_scrapes_", "prometheus_rule_group_last_duration", "up")
 	t.Logf("paged %s after the OOM", time.Since(faultAt).Round(time.Second))
-	page := hooks.Received("page")[0]
 	require.Equal(t, "apiserver_oom", page.Alerts[0].Labels["root_cause"])
 	require.Equal(t, "prod-eu-1", page.Alerts[0].Labels["cluster"])
 
-	journalDir := filepath.Join(dir, "data", "incidents")
-	require.Eventually(t, func() bool {
-		events, _ := incident.Journal(journalDir)
-		return len(events) == 2
-	}, 10*time.Second, 100*time.Millisecond)
-	events, err := incident.Journal(journalDir)
-	require.NoError(t, err)
+	events := incidentEvents(t, dir, 2)
 	require.Equal(t, incident.Onset, events[0].Phase)
 	require.Equal(t, incident.Escalation, events[1].Phase)
 	require.Equal(t, "apiserver_oom", events[1].RootCause)
@@ -164,10 +129,10 @@ cascade:
 
 	// Killed mid-incident and restarted: no second page, no second onset.
 	proc.Kill()
-	proc = start()
+	startRun(t, bin, dir, cfgPath, addr)
 	time.Sleep(10 * time.Second)
 	require.Equal(t, 1, hooks.Count("page"), "a restart must not page again")
-	events, err = incident.Journal(journalDir)
+	events, err := incident.Journal(filepath.Join(dir, "data", "incidents"))
 	require.NoError(t, err)
 	require.Len(t, events, 2, "the incident stayed open across the restart: %+v", events)
 

@@ -6,7 +6,6 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -35,11 +34,8 @@ func TestLokiDownThenBackDuringIncident(t *testing.T) {
 	}
 	logs := testenv.VictoriaLogsForTest(t)
 
-	port, err := testenv.FreePort()
-	require.NoError(t, err)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cfgPath := filepath.Join(dir, "cascade.yml")
-	require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`global:
+	addr := freeAddr(t)
+	cfgPath := writeRunConfig(t, dir, fmt.Sprintf(`global:
   scrape_interval: 1s
   evaluation_interval: 1s
 scrape_configs:
@@ -50,16 +46,8 @@ scrape_configs:
 cascade:
   storage: {path: data}
   loki: {url: %q, timeout: 2s}
-`, targets[0], targets[1], logs.LokiPushURL())), 0o644))
-	proc, err := testenv.StartProcess(dir, "cascade-run", bin, "run", "--config.file="+cfgPath,
-		"--web.listen-address="+addr, "--no-exporter.nodelease", "--no-exporter.apimemory")
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		proc.Kill()
-		if t.Failed() {
-			t.Logf("cascade run log:\n%s", proc.LogTail(6000))
-		}
-	})
+`, targets[0], targets[1], logs.LokiPushURL()))
+	startRun(t, bin, dir, cfgPath, addr)
 	require.Eventually(t, func() bool { return scrapeValue(t, addr, "prometheus_rule_evaluations_total") > 0 },
 		30*time.Second, 100*time.Millisecond, "the engine never evaluated")
 	time.Sleep(5 * time.Second) // a healthy baseline
@@ -152,6 +140,7 @@ cascade:
 	// What was sent is in the store: the first incident's two events.
 	var lines []map[string]string
 	require.Eventually(t, func() bool {
+		var err error
 		lines, err = logs.Query(t.Context(), `{source="cascade",kind="incident"}`)
 		return err == nil && len(lines) == 2
 	}, 30*time.Second, 250*time.Millisecond, "the store holds %d incident lines, want the 2 sent", len(lines))

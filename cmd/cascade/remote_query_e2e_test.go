@@ -3,10 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,7 +15,6 @@ import (
 
 	"github.com/cascade-sre/cascade/internal/testenv"
 	"github.com/cascade-sre/cascade/rules/incident"
-	"github.com/cascade-sre/cascade/rules/routing"
 )
 
 // TestRunOnRemoteQueryAPI runs `cascade run` with cascade.query pointing at a
@@ -39,19 +35,10 @@ scrape_configs:
     static_configs: [{targets: [%q], labels: {cluster: prod-eu-1}}]
 `, target.Listener.Addr().String()))
 
-	hooks := testenv.WebhooksForTest(t)
-	o := routing.DefaultOptions()
-	o.PageURL, o.TicketURL, o.AutomationURL = hooks.URL("page"), hooks.URL("ticket"), hooks.URL("guard")
-	o.GroupWait = time.Second
-	amCfg, err := routing.AlertmanagerConfig(o)
-	require.NoError(t, err)
-	am := testenv.AlertmanagerForTest(t, string(amCfg))
+	am, hooks := routedAlertmanager(t, time.Second)
 
-	port, err := testenv.FreePort()
-	require.NoError(t, err)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cfgPath := filepath.Join(dir, "cascade.yml")
-	require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`global:
+	addr := freeAddr(t)
+	cfgPath := writeRunConfig(t, dir, fmt.Sprintf(`global:
   evaluation_interval: 1s
 alerting:
   alertmanagers:
@@ -63,17 +50,8 @@ cascade:
     timeout: 2s
     http_headers:
       X-Scope-OrgID: {values: [tenant-1]}
-`, strings.TrimPrefix(am.URL, "http://"), prom.URL)), 0o644))
-
-	proc, err := testenv.StartProcess(dir, "cascade-run", bin, "run", "--config.file="+cfgPath,
-		"--web.listen-address="+addr, "--no-exporter.nodelease", "--no-exporter.apimemory")
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		proc.Kill()
-		if t.Failed() {
-			t.Logf("cascade run log:\n%s", proc.LogTail(6000))
-		}
-	})
+`, strings.TrimPrefix(am.URL, "http://"), prom.URL))
+	proc := startRun(t, bin, dir, cfgPath, addr)
 
 	time.Sleep(8 * time.Second)
 	require.Zero(t, hooks.Count("page"), "no page while healthy")
@@ -82,24 +60,13 @@ cascade:
 
 	f.faultAt.Store(time.Now().UnixNano())
 	faultAt := time.Now()
-	if !assertEventually(func() bool { return hooks.Count("page") == 1 }, 60*time.Second) {
-		resp, _ := http.Get(am.URL + "/api/v2/alerts")
-		amAlerts, _ := io.ReadAll(resp.Body)
-		t.Fatalf("the incident never paged; alertmanager holds %s; cascade run's own metrics:\n%s", amAlerts, selfMetrics(addr,
-			"prometheus_rule_evaluation_failures_total", "cascade_remote_query_", "prometheus_notifications_"))
-	}
+	page := awaitOnePage(t, am, hooks, addr,
+		"prometheus_rule_evaluation_failures_total", "cascade_remote_query_", "prometheus_notifications_")
 	t.Logf("paged %s after the OOM, reading Prometheus's query API", time.Since(faultAt).Round(time.Second))
-	page := hooks.Received("page")[0]
 	require.Equal(t, "apiserver_oom", page.Alerts[0].Labels["root_cause"])
 	require.Equal(t, "prod-eu-1", page.Alerts[0].Labels["cluster"])
 
-	journalDir := filepath.Join(dir, "data", "incidents")
-	require.Eventually(t, func() bool {
-		events, _ := incident.Journal(journalDir)
-		return len(events) == 2
-	}, 10*time.Second, 100*time.Millisecond)
-	events, err := incident.Journal(journalDir)
-	require.NoError(t, err)
+	events := incidentEvents(t, dir, 2)
 	require.Equal(t, incident.Escalation, events[1].Phase)
 	require.Equal(t, "apiserver_oom", events[1].RootCause)
 

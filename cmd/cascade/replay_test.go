@@ -15,7 +15,6 @@ import (
 
 	"github.com/cascade-sre/cascade/internal/testenv"
 	"github.com/cascade-sre/cascade/rules/backtest"
-	"github.com/cascade-sre/cascade/rules/routing"
 	"github.com/cascade-sre/cascade/scenario"
 )
 
@@ -151,13 +150,7 @@ func TestMakeDemo(t *testing.T) {
 // The demo's alerts through a real Alertmanager running the generated
 // routing: the incident pages once with its root cause.
 func TestDemoPagesAlertmanagerOnce(t *testing.T) {
-	hooks := testenv.WebhooksForTest(t)
-	o := routing.DefaultOptions()
-	o.PageURL, o.TicketURL, o.AutomationURL = hooks.URL("page"), hooks.URL("ticket"), hooks.URL("guard")
-	o.GroupWait = time.Second
-	cfg, err := routing.AlertmanagerConfig(o)
-	require.NoError(t, err)
-	am := testenv.AlertmanagerForTest(t, string(cfg))
+	am, hooks := routedAlertmanager(t, time.Second)
 
 	bin := cascadeBinary(t)
 	cmd := exec.Command(bin, "demo", "--nodes", "100", "--speed", "0", "--alertmanager.url", am.URL, "--output.dir", t.TempDir())

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/cascade-sre/cascade/internal/testenv"
 )
 
 // TestRunReloadsAndKeepsOldConfigOnError starts `cascade run`, reloads it
@@ -22,12 +20,10 @@ import (
 func TestRunReloadsAndKeepsOldConfigOnError(t *testing.T) {
 	bin := cascadeBinary(t)
 	dir := t.TempDir()
-	port, err := testenv.FreePort()
-	require.NoError(t, err)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cfgPath := filepath.Join(dir, "cascade.yml")
-	writeConfig := func(extra string) {
-		require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`global:
+	addr := freeAddr(t)
+	// writeConfig writes the configuration and returns its path.
+	writeConfig := func(extra string) string {
+		return writeRunConfig(t, dir, fmt.Sprintf(`global:
   scrape_interval: 1s
   evaluation_interval: 1s
 scrape_configs:
@@ -35,20 +31,9 @@ scrape_configs:
     static_configs: [{targets: [%q]}]
 cascade:
   storage: {path: data}
-%s`, addr, extra)), 0o644))
+%s`, addr, extra))
 	}
-	writeConfig("")
-
-	proc, err := testenv.StartProcess(dir, "cascade-run", bin, "run",
-		"--config.file="+cfgPath, "--web.listen-address="+addr,
-		"--no-exporter.nodelease", "--no-exporter.apimemory")
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		proc.Kill()
-		if t.Failed() {
-			t.Logf("cascade run log:\n%s", proc.LogTail(4000))
-		}
-	})
+	proc := startRun(t, bin, dir, writeConfig(""), addr)
 
 	metric := func(name string) string {
 		resp, err := http.Get("http://" + addr + "/metrics")

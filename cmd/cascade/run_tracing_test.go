@@ -30,29 +30,18 @@ func TestRunTracesToOTLPAndSwapsOnReload(t *testing.T) {
       - alert: AlwaysFiring
         expr: vector(1)
 `), 0o644))
-	port, err := testenv.FreePort()
-	require.NoError(t, err)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cfgPath := filepath.Join(dir, "cascade.yml")
-	writeConfig := func(tracing string) {
-		require.NoError(t, os.WriteFile(cfgPath, []byte(`global:
+	addr := freeAddr(t)
+	// writeConfig writes the configuration and returns its path.
+	writeConfig := func(tracing string) string {
+		return writeRunConfig(t, dir, `global:
   evaluation_interval: 1s
 rule_files: [traced.yml]
 cascade:
   storage: {path: data}
-`+tracing), 0o644))
+`+tracing)
 	}
-	writeConfig(fmt.Sprintf("  tracing: {endpoint: %q, insecure: true}\n", first.Endpoint()))
-
-	proc, err := testenv.StartProcess(dir, "cascade-run", bin, "run", "--config.file="+cfgPath,
-		"--web.listen-address="+addr, "--no-exporter.nodelease", "--no-exporter.apimemory")
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		proc.Kill()
-		if t.Failed() {
-			t.Logf("cascade run log:\n%s", proc.LogTail(4000))
-		}
-	})
+	cfgPath := writeConfig(fmt.Sprintf("  tracing: {endpoint: %q, insecure: true}\n", first.Endpoint()))
+	startRun(t, bin, dir, cfgPath, addr)
 
 	cycles := func(r *testenv.OTLPReceiver) []testenv.Span {
 		var out []testenv.Span
