@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strconv"
 	"syscall"
@@ -37,6 +38,7 @@ type exporterCommand struct {
 	web         *web.FlagConfig
 	metricsPath string
 	maxRequests int
+	enablePprof bool
 	kube        kube.Config
 
 	nodeleaseOn bool
@@ -64,6 +66,7 @@ func addExporterFlags(cmd *kingpin.CmdClause) *exporterCommand {
 	c.web = kingpinflag.AddFlags(cmd, DefaultExporterAddress)
 	cmd.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&c.metricsPath)
 	cmd.Flag("web.max-requests", "Maximum number of concurrent scrapes; 0 means no limit.").Default("40").IntVar(&c.maxRequests)
+	cmd.Flag("web.enable-pprof", "Serve Go runtime profiles (heap, allocs, CPU, goroutines) under /debug/pprof/, behind the same TLS and auth as the metrics.").BoolVar(&c.enablePprof)
 
 	cmd.Flag("kubeconfig", "Kubeconfig file. Empty: $KUBECONFIG, then ~/.kube/config, then the pod's service account.").StringVar(&c.kube.Kubeconfig)
 	cmd.Flag("kube.context", "Kubeconfig context to use; empty means the current context.").StringVar(&c.kube.Context)
@@ -275,6 +278,15 @@ func (c *exporterCommand) handler(reg *prometheus.Registry, appenders []exporter
 	mux := http.NewServeMux()
 	mux.Handle(c.metricsPath, exporters.Handler(reg, appenders, c.maxRequests, logger))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy") })
+	if c.enablePprof {
+		// Registered by hand: importing net/http/pprof also adds these to
+		// http.DefaultServeMux, which this server never uses.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	if c.metricsPath != "/" {
 		landing, err := web.NewLandingPage(web.LandingConfig{
 			Name:        "Cascade exporter",

@@ -69,10 +69,11 @@ func filledExporter(b *testing.B, n int) *Exporter {
 				RenewTime:            &metav1.MicroTime{Time: now.Add(-time.Duration(i%40) * time.Second)},
 			},
 		})
-		e.onNode(&corev1.Node{
+		node, _ := slimNode(&corev1.Node{
 			ObjectMeta: metav1.ObjectMeta{Name: name},
 			Status:     corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
 		})
+		e.onNode(node)
 	}
 	return e
 }

@@ -28,7 +28,10 @@
 //
 // Run it from the repository root after `make build`:
 //
-//	go run -tags slicelabels ./hack/bench/exporter [-sizes=1000,5000] [-duration=60s]
+//	go run -tags slicelabels ./hack/bench/exporter [-sizes=1000,5000] [-duration=60s] [-pprof-dir=DIR]
+//
+// -pprof-dir saves cascade's heap and allocation profiles; -hold only builds
+// the fleet and keeps it alive, for running and profiling exporters by hand.
 //
 // The report goes to stdout, progress to stderr. Everything it starts is
 // stopped by pid on exit, on error and on Ctrl-C.
@@ -59,6 +62,8 @@ type options struct {
 	ksm          string
 	renewWorkers int
 	keepTemp     bool
+	hold         bool
+	pprofDir     string
 }
 
 func main() {
@@ -73,6 +78,8 @@ func main() {
 	flag.StringVar(&o.ksm, "ksm", ".tools/bin/kube-state-metrics", "kube-state-metrics binary; when missing, published figures are shown (hack/bench/exporter/install-ksm.sh builds it)")
 	flag.IntVar(&o.renewWorkers, "renew-workers", 32, "concurrent lease updates at most")
 	flag.BoolVar(&o.keepTemp, "keep", false, "keep the temp directories (logs of every process) for a look afterwards")
+	flag.BoolVar(&o.hold, "hold", false, "create the first size's fleet, keep renewing its leases and wait for Ctrl-C, starting no target: run and profile exporters against it by hand (its kubeconfig is printed)")
+	flag.StringVar(&o.pprofDir, "pprof-dir", "", "start cascade with --web.enable-pprof and write its heap and allocation profiles, once it serves the whole fleet and after the window, to this directory")
 	flag.Parse()
 
 	if *floorNodes > 0 {
@@ -106,6 +113,11 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	o.cascade = fromRoot(root, o.cascade)
+	if o.pprofDir != "" {
+		if err := os.MkdirAll(o.pprofDir, 0o755); err != nil {
+			return err
+		}
+	}
 	o.ksm = fromRoot(root, o.ksm)
 	if _, err := os.Stat(o.cascade); err != nil {
 		return fmt.Errorf("%s: %w (run `make build` first)", o.cascade, err)
@@ -168,10 +180,25 @@ func benchSize(ctx context.Context, n int, o options) (sizeResult, error) {
 	r := startRenewer(ctx, client, leases, o.renewWorkers)
 	defer r.stop()
 	runStart := r.total()
+	if o.hold {
+		progress("[%d] holding: KUBECONFIG=%s; Ctrl-C (or SIGTERM to pid %d) stops everything", n, kubeconfig, os.Getpid())
+		<-ctx.Done()
+		return res, ctx.Err()
+	}
 
-	probes, stop, err := startTargets(ctx, dir, targetSpecs(o, kubeconfig, n), n)
+	specs := targetSpecs(o, kubeconfig, n)
+	probes, stop, err := startTargets(ctx, dir, specs, n)
 	defer stop()
 	if err != nil {
+		return res, err
+	}
+	profile := func(when string) error {
+		if o.pprofDir == "" || specs[0].name != targetCascade || specs[0].bin == "" {
+			return nil
+		}
+		return saveProfiles(ctx, o.pprofDir, specs[0].url, n, when)
+	}
+	if err := profile("synced"); err != nil {
 		return res, err
 	}
 
@@ -186,6 +213,9 @@ func benchSize(ctx context.Context, n int, o options) (sizeResult, error) {
 		return res, err
 	}
 	res.windowRenew = r.total().since(before)
+	if err := profile("end"); err != nil {
+		return res, err
+	}
 	for _, p := range probes {
 		res.targets = append(res.targets, targetResult{name: p.name, startup: p.startup, window: p.window})
 		progress("[%d] %s: %s", n, p.name, p.window.summary())

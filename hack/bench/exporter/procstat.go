@@ -16,8 +16,10 @@ const clockTicks = 100
 
 // mem is a process's resident memory, in bytes.
 type mem struct {
-	rss uint64 // VmRSS: now
-	hwm uint64 // VmHWM: the peak since the process started
+	rss  uint64 // VmRSS: now
+	hwm  uint64 // VmHWM: the peak since the process started
+	anon uint64 // RssAnon: the part of rss that is the process's own (heap, stacks)
+	file uint64 // RssFile: the part of rss that is mapped files, mostly the executable
 }
 
 func readMem(pid int) (mem, error) {
@@ -41,6 +43,10 @@ func readMem(pid int) (mem, error) {
 			m.rss = kb << 10
 		case "VmHWM":
 			m.hwm = kb << 10
+		case "RssAnon":
+			m.anon = kb << 10
+		case "RssFile":
+			m.file = kb << 10
 		}
 	}
 	if m.rss == 0 {

@@ -141,6 +141,8 @@ type window struct {
 	rssPeak    uint64
 	rssLast    uint64
 	hwm        uint64
+	anonPeak   uint64
+	fileLast   uint64
 	cpuPercent float64 // of one core
 
 	// What a Go target says of itself, from its own series: the time the
@@ -168,6 +170,7 @@ func (w *window) observe(r scrapeResult, err error, m mem) {
 		w.observeSelf(r.body)
 	}
 	w.rssPeak, w.rssLast, w.hwm = max(w.rssPeak, m.rss), m.rss, m.hwm
+	w.anonPeak, w.fileLast = max(w.anonPeak, m.anon), m.file
 }
 
 // observeSelf records what the target reports about itself.

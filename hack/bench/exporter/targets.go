@@ -38,12 +38,16 @@ func targetSpecs(o options, kubeconfig string, n int) []targetSpec {
 	}
 	cascadeAddr, floorAddr := loopbackAddr(), loopbackAddr()
 	ksmAddr, ksmTelemetry := freePort(), freePort()
+	cascadeArgs := []string{"exporter", "--kubeconfig=" + kubeconfig, "--no-exporter.apimemory",
+		"--web.listen-address=" + cascadeAddr}
+	if o.pprofDir != "" {
+		cascadeArgs = append(cascadeArgs, "--web.enable-pprof")
+	}
 	return []targetSpec{
 		{
-			name: targetCascade,
-			bin:  o.cascade,
-			args: []string{"exporter", "--kubeconfig=" + kubeconfig, "--no-exporter.apimemory",
-				"--web.listen-address=" + cascadeAddr},
+			name:  targetCascade,
+			bin:   o.cascade,
+			args:  cascadeArgs,
 			url:   "http://" + cascadeAddr + "/metrics",
 			ready: cascadeReady(n),
 		},
