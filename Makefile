@@ -11,7 +11,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.Branch=main
 export PATH := $(TOOLS)/bin:$(PATH)
 
-.PHONY: all build demo vet test test-short deps fuzz bench-exporter bench-gateway bench-detection dashboards-picture clean
+.PHONY: all build demo vet test test-short deps fuzz bench-exporter bench-gateway bench-engine bench-detection dashboards-picture clean
 
 all: build
 
@@ -61,6 +61,13 @@ bench-exporter: deps build
 
 bench-gateway: deps
 	$(GO) run $(GOFLAGS_T) ./hack/bench/gateway
+
+# bench-engine runs cascade run and Debian's Prometheus side by side on the
+# same 5,000-node fleet target and rule files: evaluation time, samples/s,
+# RSS and CPU of both (a few minutes).
+ENGINE_BENCH_FLAGS ?=
+bench-engine: deps build
+	$(GO) run $(GOFLAGS_T) ./hack/bench/engine $(ENGINE_BENCH_FLAGS)
 
 # bench-detection backtests every scenario at 500 and 5,000 nodes and
 # rewrites the detection table of BENCHMARKS.md.

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cascade-sre/cascade/hack/bench/procstat"
 	"github.com/cascade-sre/cascade/rules/backtest"
 	"github.com/cascade-sre/cascade/rules/incident"
 	"github.com/cascade-sre/cascade/scenario"
@@ -172,7 +173,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 func render(scores []score) string {
 	var b bytes.Buffer
 	host, _ := os.Hostname()
-	fmt.Fprintf(&b, "Run of %s on %s (%d CPUs, %s), load average %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), runtime.Version(), loadAverage())
+	fmt.Fprintf(&b, "Run of %s on %s: %s, load average %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), host, procstat.Machine(), procstat.LoadAverage())
 	fmt.Fprintln(&b, "| scenario | nodes | expected | time to detect (from first OOM) | root cause | pages | false incidents | early warning before OOM | auto-heal guard | data (MB, text) | samples | backtest (s) |")
 	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, s := range scores {
@@ -190,18 +191,6 @@ func render(scores []score) string {
 			s.name, s.nodes, expected, s.detect, root, s.pages, s.falseInc, s.earlyLead, s.guard, s.dataMB, s.samples, s.backtestDur.Seconds())
 	}
 	return b.String()
-}
-
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // replaceTable puts table between the markers of the Markdown file.

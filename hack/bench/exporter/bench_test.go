@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cascade-sre/cascade/hack/bench/procstat"
 )
 
 func TestSamples(t *testing.T) {
@@ -43,11 +45,11 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestProcOfSelf(t *testing.T) {
-	m, err := readMem(os.Getpid())
-	if err != nil || m.rss == 0 || m.hwm < m.rss {
-		t.Fatalf("readMem = %+v, %v", m, err)
+	m, err := procstat.ReadMem(os.Getpid())
+	if err != nil || m.RSS == 0 || m.HWM < m.RSS {
+		t.Fatalf("ReadMem = %+v, %v", m, err)
 	}
-	if _, err := cpuTicks(os.Getpid()); err != nil {
+	if _, err := procstat.CPUTicks(os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
 }

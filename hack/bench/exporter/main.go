@@ -51,6 +51,8 @@ import (
 	"time"
 
 	"github.com/cascade-sre/cascade/internal/testenv"
+
+	"github.com/cascade-sre/cascade/hack/bench/procstat"
 )
 
 type options struct {
@@ -137,7 +139,7 @@ func run(ctx context.Context, o options) error {
 		}
 		all = append(all, res)
 	}
-	m.loadEnd = loadAverage()
+	m.loadEnd = procstat.LoadAverage()
 	printReport(os.Stdout, m, o, all)
 	return nil
 }
@@ -222,7 +224,7 @@ func benchSize(ctx context.Context, n int, o options) (sizeResult, error) {
 	}
 	progress("[%d] lease updates during the window: %s", n, res.windowRenew.windowString(n))
 	res.renew = r.total().since(runStart)
-	res.apiserverRSS = rssOf(cp.APIServerPid()).rss
+	res.apiserverRSS = rssOf(cp.APIServerPid()).RSS
 	return res, nil
 }
 

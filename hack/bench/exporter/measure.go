@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/cascade-sre/cascade/hack/bench/procstat"
 )
 
 // probe is one running target being measured.
@@ -28,7 +30,7 @@ func measureAll(ctx context.Context, probes []*probe, dur, interval time.Duratio
 	for _, p := range probes {
 		p.window = window{seriesMin: math.MaxInt}
 		var err error
-		if p.cpu0, err = cpuTicks(p.pid); err != nil {
+		if p.cpu0, err = procstat.CPUTicks(p.pid); err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
 	}
@@ -41,7 +43,7 @@ func measureAll(ctx context.Context, probes []*probe, dur, interval time.Duratio
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			m, merr := readMem(p.pid)
+			m, merr := procstat.ReadMem(p.pid)
 			if merr != nil {
 				return fmt.Errorf("%s (pid %d) is gone: %w", p.name, p.pid, merr)
 			}
@@ -60,12 +62,12 @@ func measureAll(ctx context.Context, probes []*probe, dur, interval time.Duratio
 	}
 	wall := time.Since(start)
 	for _, p := range probes {
-		cpu1, err := cpuTicks(p.pid)
+		cpu1, err := procstat.CPUTicks(p.pid)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
 		p.window.wall = wall
-		p.window.cpuPercent = float64(cpu1-p.cpu0) / clockTicks / wall.Seconds() * 100
+		p.window.cpuPercent = float64(cpu1-p.cpu0) / procstat.ClockTicks / wall.Seconds() * 100
 		if len(p.window.latencies) == 0 {
 			return fmt.Errorf("%s: all %d scrapes failed", p.name, p.window.errors)
 		}

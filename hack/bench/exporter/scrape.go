@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cascade-sre/cascade/hack/bench/procstat"
 )
 
 // prometheusAccept is the Accept header Prometheus 3 sends by default, so each
@@ -159,7 +161,7 @@ var goRuntimeSeries = []string{
 }
 
 // observe records one scrape, or its failure, and the memory after it.
-func (w *window) observe(r scrapeResult, err error, m mem) {
+func (w *window) observe(r scrapeResult, err error, m procstat.Mem) {
 	if err != nil {
 		w.errors++
 	} else {
@@ -169,8 +171,8 @@ func (w *window) observe(r scrapeResult, err error, m mem) {
 		w.wireBytes, w.textBytes = r.wireBytes, len(r.body)
 		w.observeSelf(r.body)
 	}
-	w.rssPeak, w.rssLast, w.hwm = max(w.rssPeak, m.rss), m.rss, m.hwm
-	w.anonPeak, w.fileLast = max(w.anonPeak, m.anon), m.file
+	w.rssPeak, w.rssLast, w.hwm = max(w.rssPeak, m.RSS), m.RSS, m.HWM
+	w.anonPeak, w.fileLast = max(w.anonPeak, m.Anon), m.File
 }
 
 // observeSelf records what the target reports about itself.

@@ -45,6 +45,8 @@ import (
 
 	"github.com/cascade-sre/cascade/exporters/gateway"
 	"github.com/cascade-sre/cascade/internal/testenv"
+
+	"github.com/cascade-sre/cascade/hack/bench/procstat"
 )
 
 func main() {
@@ -81,7 +83,7 @@ func run(size int64, logPath, mtailBin string) error {
 	if err := readAll(logPath); err != nil {
 		return err
 	}
-	loadBefore := loadavg()
+	loadBefore := procstat.LoadAverage()
 
 	progress("exporter pipeline, one goroutine")
 	exp, err := measureExporter(logPath)
@@ -93,7 +95,7 @@ func run(size int64, logPath, mtailBin string) error {
 	if err != nil {
 		return err
 	}
-	loadAfter := loadavg()
+	loadAfter := procstat.LoadAverage()
 
 	if err := compare(exp, mt); err != nil {
 		return err
@@ -275,18 +277,6 @@ func report(w io.Writer, size int64, e exporterResult, m mtailResult, mtailVer s
 		goal = "NOT met"
 	}
 	fmt.Fprintf(w, "goal (>= 250,000 lines/s per core and ahead of mtail): %s\n", goal)
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func mtailVersion(bin string) string {
