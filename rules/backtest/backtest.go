@@ -96,7 +96,9 @@ type Summary struct {
 const maxSpan = 7 * 24 * time.Hour
 
 // Run loads data and evaluates the rules over it, handing every transition
-// to emit in time order. Nothing is emitted unless the whole input loads.
+// to emit, evaluation by evaluation. An incident's onset carries the time
+// its root-cause signal began, which can be an evaluation or two before the
+// one that found it. Nothing is emitted unless the whole input loads.
 func Run(ctx context.Context, data io.Reader, opts Options, emit func(Transition)) (Summary, error) {
 	opts.Interval = cmp.Or(opts.Interval, 15*time.Second)
 	opts.ScrapeInterval = cmp.Or(opts.ScrapeInterval, opts.Interval)
