@@ -30,15 +30,6 @@ var liveOnly = map[string]bool{
 	"cascade-node-leases/Watch errors": true,
 }
 
-// requireLong skips under -short outside CI, as internal/testenv does for
-// every test that needs real components.
-func requireLong(t *testing.T) {
-	t.Helper()
-	if testing.Short() && os.Getenv("CI") == "" {
-		t.Skip("needs real components; run without -short (make test installs them)")
-	}
-}
-
 // panelResult is what one panel's queries returned.
 type panelResult struct {
 	queries []Query
@@ -52,7 +43,7 @@ type panelResult struct {
 // overview's incident panel shows the incident with its root cause while
 // it happens. With -picture it draws the overview from those results.
 func TestDashboardsShowIncident(t *testing.T) {
-	requireLong(t)
+	testenv.RequireLong(t)
 	run := runIncident(t)
 	truth, results := run.truth, run.results
 	oom, _ := truth.Event(scenario.FirstOOM)

@@ -49,7 +49,7 @@ var ruleEngineSeries = []string{"ALERTS", "ALERTS_FOR_STATE"}
 //     Prometheus's query API;
 //   - the gateway's Loki panel selects the lines the exporter forwarded.
 func TestDashboardsLive(t *testing.T) {
-	requireLong(t)
+	testenv.RequireLong(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	dir := t.TempDir()

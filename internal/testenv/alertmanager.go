@@ -60,7 +60,7 @@ func (am *Alertmanager) Stop() { am.proc.Stop() }
 // AlertmanagerForTest starts an Alertmanager for t.
 func AlertmanagerForTest(t testing.TB, config string) *Alertmanager {
 	t.Helper()
-	requireLong(t)
+	RequireLong(t)
 	am, err := StartAlertmanager(t.TempDir(), config)
 	if err != nil {
 		t.Fatalf("start alertmanager: %v", err)

@@ -152,7 +152,7 @@ func (p *Prometheus) getJSON(ctx context.Context, path string, v any) error {
 // storagePath for t.
 func PrometheusOnForTest(t testing.TB, config, storagePath string) *Prometheus {
 	t.Helper()
-	requireLong(t)
+	RequireLong(t)
 	p, err := StartPrometheusOn(t.TempDir(), config, storagePath)
 	if err != nil {
 		t.Fatalf("start prometheus: %v", err)

@@ -10,7 +10,7 @@ import (
 // test: `make test` installs every component.
 func ControlPlaneForTest(t testing.TB) *ControlPlane {
 	t.Helper()
-	requireLong(t)
+	RequireLong(t)
 	cp, err := StartControlPlane(t.TempDir())
 	if err != nil {
 		t.Fatalf("start control plane: %v", err)
@@ -27,7 +27,7 @@ func ControlPlaneForTest(t testing.TB) *ControlPlane {
 // NginxForTest starts nginx in front of upstream for t.
 func NginxForTest(t testing.TB, upstream string, opts NginxOptions) *Nginx {
 	t.Helper()
-	requireLong(t)
+	RequireLong(t)
 	n, err := StartNginx(t.TempDir(), upstream, opts)
 	if err != nil {
 		t.Fatalf("start nginx: %v", err)
@@ -36,7 +36,9 @@ func NginxForTest(t testing.TB, upstream string, opts NginxOptions) *Nginx {
 	return n
 }
 
-func requireLong(t testing.TB) {
+// RequireLong skips t under -short on a developer's machine: it needs real
+// components. With CI set it always runs (make test installs them).
+func RequireLong(t testing.TB) {
 	t.Helper()
 	if testing.Short() && os.Getenv("CI") == "" {
 		t.Skip("needs real components; run without -short (make test installs them)")
@@ -55,7 +57,7 @@ func (cp *ControlPlane) apiserverLogTail() string {
 // PrometheusForTest starts Prometheus with config for t.
 func PrometheusForTest(t testing.TB, config string) *Prometheus {
 	t.Helper()
-	requireLong(t)
+	RequireLong(t)
 	p, err := StartPrometheus(t.TempDir(), config)
 	if err != nil {
 		t.Fatalf("start prometheus: %v", err)

@@ -132,7 +132,7 @@ func (v *VictoriaLogs) Query(ctx context.Context, logsql string) ([]map[string]s
 // VictoriaLogsForTest starts VictoriaLogs for t and stops it when t ends.
 func VictoriaLogsForTest(t testing.TB) *VictoriaLogs {
 	t.Helper()
-	requireLong(t)
+	RequireLong(t)
 	v, err := StartVictoriaLogs(t.TempDir())
 	if err != nil {
 		t.Fatalf("start victoria-logs: %v", err)
