@@ -128,35 +128,46 @@ func hasStatus504(b []byte) bool {
 	return false
 }
 
+// jsonObject walks the keys of a one-line JSON object, unescaping keys
+// that need it: the part the JSON parsers share.
+type jsonObject struct {
+	scan  jsonScanner
+	field jsonField
+	key   []byte // scratch for an escaped key
+}
+
+// each calls fn with every key and its field, in order; false when the line
+// is not one well-formed JSON object.
+func (o *jsonObject) each(line []byte, fn func(key []byte, f *jsonField)) bool {
+	o.scan.reset(line)
+	if !o.scan.begin() {
+		return false
+	}
+	for first := true; ; first = false {
+		more, ok := o.scan.next(&o.field, first)
+		if !more {
+			return ok
+		}
+		key := o.field.key
+		if o.field.keyEscaped {
+			o.key = unescapeJSON(o.key[:0], key)
+			key = o.key
+		}
+		fn(key, &o.field)
+	}
+}
+
 // nginxJSONParser reads lines written with NginxJSONLogFormat (see
 // config.go). Unknown keys are ignored, so users may log more fields.
 type nginxJSONParser struct {
-	scan  jsonScanner
-	field jsonField
+	obj jsonObject
 	// scratch for escaped strings, one per field since all stay in use
-	key, method, uri, ua, status, requestTime, upstreamStatus, msec []byte
+	method, uri, ua, status, requestTime, upstreamStatus, msec []byte
 }
 
 func (p *nginxJSONParser) parse(line []byte, r *record) bool {
-	p.scan.reset(line)
-	if !p.scan.begin() {
-		return false
-	}
-	f := &p.field
 	var statusRaw, requestTime, upstreamStatus []byte
-	for first := true; ; first = false {
-		more, ok := p.scan.next(f, first)
-		if !more {
-			if !ok {
-				return false
-			}
-			break
-		}
-		key := f.key
-		if f.keyEscaped {
-			p.key = unescapeJSON(p.key[:0], key)
-			key = p.key
-		}
+	ok := p.obj.each(line, func(key []byte, f *jsonField) {
 		switch string(key) {
 		case "method":
 			r.method = stringValue(f, &p.method)
@@ -173,6 +184,9 @@ func (p *nginxJSONParser) parse(line []byte, r *record) bool {
 		case "msec":
 			r.rawTime = textValue(f, &p.msec)
 		}
+	})
+	if !ok {
+		return false
 	}
 	status, ok := parseStatus(statusRaw)
 	if !ok {
@@ -221,32 +235,14 @@ func textValue(f *jsonField, scratch *[]byte) []byte {
 // EnvoyJSONFormat (config.go); ":method", ":path" and "user-agent" are taken
 // as aliases. duration is in milliseconds; response_flags such as "UT,URX".
 type envoyJSONParser struct {
-	scan  jsonScanner
-	field jsonField
+	obj jsonObject
 	// scratch for escaped strings, one per field since all stay in use
-	key, method, uri, ua, status, duration, flags, startTime []byte
+	method, uri, ua, status, duration, flags, startTime []byte
 }
 
 func (p *envoyJSONParser) parse(line []byte, r *record) bool {
-	p.scan.reset(line)
-	if !p.scan.begin() {
-		return false
-	}
-	f := &p.field
 	var statusRaw, durationRaw, flags []byte
-	for first := true; ; first = false {
-		more, ok := p.scan.next(f, first)
-		if !more {
-			if !ok {
-				return false
-			}
-			break
-		}
-		key := f.key
-		if f.keyEscaped {
-			p.key = unescapeJSON(p.key[:0], key)
-			key = p.key
-		}
+	ok := p.obj.each(line, func(key []byte, f *jsonField) {
 		switch string(key) {
 		case "method", ":method":
 			r.method = stringValue(f, &p.method)
@@ -263,6 +259,9 @@ func (p *envoyJSONParser) parse(line []byte, r *record) bool {
 		case "start_time":
 			r.rawTime = textValue(f, &p.startTime)
 		}
+	})
+	if !ok {
+		return false
 	}
 	status, ok := parseStatus(statusRaw)
 	if !ok {
