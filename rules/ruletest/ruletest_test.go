@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/cascade-sre/cascade/internal/testenv"
 )
 
 // verdict is how a run of one test file ends.
@@ -39,25 +41,16 @@ func run(t *testing.T, file string, defaults fs.FS) (verdict, string) {
 	return pass, out.String()
 }
 
-// promtool runs `promtool test rules` on one file: pass, or fail for both a
-// failed test and an invalid file. It skips the test if there is no go
-// command to build promtool with.
+// promtool runs `promtool test rules` on one file, at the engine's version:
+// pass, or fail for both a failed test and an invalid file.
 func promtool(t *testing.T, file string) verdict {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("promtool comparison skipped in -short mode")
-	}
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Fatal("no go command to run promtool with")
-	}
+	testenv.RequireLong(t)
 	abs, err := filepath.Abs(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("go", "tool", "promtool", "test", "rules", abs)
-	cmd.Dir = filepath.Join("..", "..") // the module, where promtool is a tool
-	cmd.Env = append(os.Environ(), "GOFLAGS=-tags=slicelabels")
-	out, err := cmd.CombinedOutput()
+	out, err := testenv.GoPromtool("test", "rules", abs)
 	var exit *exec.ExitError
 	switch {
 	case err == nil && bytes.Contains(out, []byte("SUCCESS")):
