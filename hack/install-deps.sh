@@ -4,76 +4,107 @@
 #   kube-apiserver v1.37.2, built once from hack/kube-tools into .tools/bin;
 #   VictoriaLogs (a Loki-protocol store), built once into .tools/bin.
 # Safe to run again: it only does what is missing.
+#
+# Environment (for hack/install-deps_test.go, which runs this script against
+# stand-in commands without touching the machine):
+#   CASCADE_DEPS_STEPS    the steps to run, default "packages tools"
+#   CASCADE_POLICY_RC_D   where the policy that keeps package scripts from
+#                         starting services is written, default /usr/sbin/policy-rc.d
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools="$root/.tools/bin"
-mkdir -p "$tools"
+steps=" ${CASCADE_DEPS_STEPS:-packages tools} "
+policy_rc_d=${CASCADE_POLICY_RC_D:-/usr/sbin/policy-rc.d}
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
 
-# command -> Debian package
-declare -A packages=(
-  [amtool]=prometheus-alertmanager
-  [etcd]=etcd-server
-  [mtail]=mtail
-  [nginx]=nginx
-  [prometheus]=prometheus
-  [prometheus-alertmanager]=prometheus-alertmanager
-  [promtool]=prometheus
-)
-missing=()
-for cmd in "${!packages[@]}"; do
-  if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
-    missing+=("${packages[$cmd]}")
+# Debian packages the tests need. A package counts as present when dpkg says
+# it is installed, whatever is on PATH: a command of the same name from
+# somewhere else is not the version the tests were written against.
+packages=(etcd-server mtail nginx prometheus prometheus-alertmanager)
+
+installed() {
+  [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
+}
+
+# as_root runs a command as root: directly when we are root, through sudo
+# when we are not. sudo -E keeps DEBIAN_FRONTEND.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  else
+    sudo -E "$@"
   fi
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
-      log "need root to apt-get install ${missing[*]}; run as root or install them yourself"; exit 1
-    fi
+}
+
+install_packages() {
+  command -v dpkg-query >/dev/null 2>&1 || die "dpkg-query not found: this script installs Debian packages; on another system install ${packages[*]} yourself"
+  local missing=() p
+  for p in "${packages[@]}"; do
+    installed "$p" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    log "Debian packages present: ${packages[*]}"
+    return
+  fi
+  if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
+    die "need root to apt-get install ${missing[*]}: run as root, install sudo, or install them yourself"
   fi
   log "installing ${missing[*]} from Debian"
   # Keep package scripts from starting system services (nginx on :80,
   # Prometheus on :9090): tests start their own on loopback.
-  added_policy=""
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
-    $sudo chmod +x /usr/sbin/policy-rc.d
+  local added_policy=""
+  if [ ! -e "$policy_rc_d" ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy_rc_d" >/dev/null
+    as_root chmod +x "$policy_rc_d"
     added_policy=1
+    trap 'as_root rm -f "$policy_rc_d"' EXIT
   fi
   export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  $sudo -E apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  [ -z "$added_policy" ] || $sudo rm -f /usr/sbin/policy-rc.d
-fi
+  as_root apt-get update -qq || die "apt-get update failed"
+  as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+  if [ -n "$added_policy" ]; then
+    as_root rm -f "$policy_rc_d"
+    trap - EXIT
+  fi
+  for p in "${missing[@]}"; do
+    installed "$p" || die "$p is still not installed after apt-get install"
+  done
+  log "installed ${missing[*]}"
+}
 
-# kube-apiserver: rebuilt when the tools module's pins or the build flags change.
-kube_version=v1.37.2
-ldflags="-X k8s.io/component-base/version.gitVersion=$kube_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
-stamp=$( (cat "$root/hack/kube-tools/go.mod" "$root/hack/kube-tools/go.sum"; echo "$ldflags") | sha256sum | cut -c1-16)
-if [ ! -x "$tools/kube-apiserver" ] || [ "$(cat "$tools/kube-apiserver.stamp" 2>/dev/null)" != "$stamp" ]; then
-  log "building kube-apiserver $kube_version into .tools/bin (a few minutes on 2 cores, once)"
-  start=$(date +%s)
-  (cd "$root/hack/kube-tools" && go build -ldflags "$ldflags" -o "$tools/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
-  echo "$stamp" > "$tools/kube-apiserver.stamp"
-  log "kube-apiserver built in $(( $(date +%s) - start ))s"
-fi
-"$tools/kube-apiserver" --version >&2
+build_tools() {
+  command -v go >/dev/null 2>&1 || die "go not found on PATH (Go 1.26 is needed; /usr/local/go/bin?)"
+  mkdir -p "$tools"
 
-# VictoriaLogs: the Loki-protocol log store the Loki forwarding tests push to,
-# built once into .tools/bin from the Go module proxy (pure Go, no cgo, so it
-# needs no C compiler).
-vl_version=v1.52.1
-if [ ! -x "$tools/victoria-logs" ] || [ "$(cat "$tools/victoria-logs.version" 2>/dev/null)" != "$vl_version" ]; then
-  log "building victoria-logs $vl_version into .tools/bin (about a minute, once)"
-  start=$(date +%s)
-  vl_work=$(mktemp -d)
-  (cd "$vl_work" && CGO_ENABLED=0 GOBIN="$tools" go install "github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$vl_version")
-  rm -rf "$vl_work"
-  echo "$vl_version" > "$tools/victoria-logs.version"
-  log "victoria-logs built in $(( $(date +%s) - start ))s"
-fi
+  # kube-apiserver: rebuilt when the tools module's pins or the build flags change.
+  local kube_version=v1.37.2 start
+  local ldflags="-X k8s.io/component-base/version.gitVersion=$kube_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
+  local stamp
+  stamp=$( (cat "$root/hack/kube-tools/go.mod" "$root/hack/kube-tools/go.sum"; echo "$ldflags") | sha256sum | cut -c1-16)
+  if [ ! -x "$tools/kube-apiserver" ] || [ "$(cat "$tools/kube-apiserver.stamp" 2>/dev/null)" != "$stamp" ]; then
+    log "building kube-apiserver $kube_version into .tools/bin (a few minutes on 2 cores, once)"
+    start=$(date +%s)
+    (cd "$root/hack/kube-tools" && go build -ldflags "$ldflags" -o "$tools/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
+    echo "$stamp" > "$tools/kube-apiserver.stamp"
+    log "kube-apiserver built in $(( $(date +%s) - start ))s"
+  fi
+  "$tools/kube-apiserver" --version >&2
+
+  # VictoriaLogs: the Loki-protocol log store the Loki forwarding tests push to,
+  # built once into .tools/bin from the Go module proxy (pure Go, no cgo, so it
+  # needs no C compiler).
+  local vl_version=v1.52.1
+  if [ ! -x "$tools/victoria-logs" ] || [ "$(cat "$tools/victoria-logs.version" 2>/dev/null)" != "$vl_version" ]; then
+    log "building victoria-logs $vl_version into .tools/bin (about a minute, once)"
+    start=$(date +%s)
+    (cd "$tools" && CGO_ENABLED=0 GOBIN="$tools" go install "github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$vl_version")
+    echo "$vl_version" > "$tools/victoria-logs.version"
+    log "victoria-logs built in $(( $(date +%s) - start ))s"
+  fi
+}
+
+case "$steps" in *" packages "*) install_packages ;; esac
+case "$steps" in *" tools "*) build_tools ;; esac

@@ -1,0 +1,228 @@
+// Package hack_test runs the scripts a bare machine runs and CI never does
+// (CI's machine already has what they install): hack/install-deps.sh and
+// .ci/run, against stand-in commands first on PATH, without touching the
+// machine.
+package hack_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// packages are the Debian packages install-deps.sh installs.
+var packages = []string{"etcd-server", "mtail", "nginx", "prometheus", "prometheus-alertmanager"}
+
+// machine is a sandbox: a bin directory holding only the real tools the
+// scripts may use plus stand-ins, and a state directory the stand-ins
+// record into.
+type machine struct {
+	t     *testing.T
+	bin   string
+	state string
+	env   []string
+}
+
+// realTools are what a bare Debian machine has and the scripts use.
+var realTools = []string{"bash", "cat", "chmod", "cut", "date", "dirname", "env", "mkdir", "rm", "sha256sum", "sort", "tee"}
+
+func newMachine(t *testing.T, uid int, withSudo bool, installed ...string) *machine {
+	t.Helper()
+	m := &machine{t: t, bin: t.TempDir(), state: t.TempDir()}
+	for _, tool := range realTools {
+		p, err := exec.LookPath(tool)
+		require.NoError(t, err, "the test needs %s", tool)
+		require.NoError(t, os.Symlink(p, filepath.Join(m.bin, tool)))
+	}
+	m.standIn("id", `[ "$1" = -u ] && { cat "$STATE/uid"; exit 0; }; exit 1`)
+	// dpkg-query -W -f=FORMAT PKG: prints "installed" for what the state lists.
+	m.standIn("dpkg-query", `pkg=${!#}; if grep -qx "$pkg" "$STATE/installed" 2>/dev/null; then printf installed; exit 0; fi; echo "dpkg-query: no packages found matching $pkg" >&2; exit 1`)
+	// apt-get records each call with whether it ran as root and whether the
+	// service policy was in place; install marks its packages installed.
+	m.standIn("apt-get", `echo "apt-get $* uid=$(id -u) policy=$([ -x "$CASCADE_POLICY_RC_D" ] && echo yes || echo no) frontend=$DEBIAN_FRONTEND" >> "$STATE/calls"
+[ "$(id -u)" = 0 ] || { echo "E: Could not open lock file - are you root?" >&2; exit 100; }
+[ "$1" = "$APT_FAIL" ] && { echo "E: $1 failed" >&2; exit 100; }
+if [ "$1" = install ]; then for a in "$@"; do case "$a" in -*|install) ;; *) echo "$a" >> "$STATE/installed";; esac; done; fi
+exit 0`)
+	if withSudo {
+		// sudo -E CMD...: runs CMD as root.
+		m.standIn("sudo", `echo "sudo $*" >> "$STATE/calls"; [ "$1" = -E ] && shift; echo 0 > "$STATE/uid"; "$@"; rc=$?; echo `+strconv.Itoa(uid)+` > "$STATE/uid"; exit $rc`)
+	}
+	// grep is a real tool the stand-ins use; the script itself must not need it.
+	p, err := exec.LookPath("grep")
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(filepath.Join(m.state, "stand-in-tools"), 0o755))
+	require.NoError(t, os.Symlink(p, filepath.Join(m.state, "stand-in-tools", "grep")))
+
+	require.NoError(t, os.WriteFile(filepath.Join(m.state, "uid"), []byte(strconv.Itoa(uid)+"\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(m.state, "installed"), []byte(strings.Join(installed, "\n")+"\n"), 0o644))
+	m.env = []string{
+		"PATH=" + m.bin,
+		"HOME=" + m.state,
+		"STATE=" + m.state,
+		"CASCADE_DEPS_STEPS=packages",
+		"CASCADE_POLICY_RC_D=" + filepath.Join(m.state, "policy-rc.d"),
+	}
+	return m
+}
+
+func (m *machine) standIn(name, body string) {
+	m.t.Helper()
+	script := "#!" + filepath.Join(m.bin, "bash") + "\nPATH=\"$PATH:$STATE/stand-in-tools\"\n" + body + "\n"
+	require.NoError(m.t, os.WriteFile(filepath.Join(m.bin, name), []byte(script), 0o755))
+}
+
+// run runs the script and returns its exit code and stderr.
+func (m *machine) run(script string, extraEnv ...string) (int, string) {
+	m.t.Helper()
+	root, err := filepath.Abs("..")
+	require.NoError(m.t, err)
+	cmd := exec.Command(filepath.Join(m.bin, "bash"), filepath.Join(root, script))
+	cmd.Env = append(append([]string{}, m.env...), extraEnv...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	cmd.Stdout = &stderr
+	err = cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(m.t, err)
+	}
+	return code, stderr.String()
+}
+
+func (m *machine) calls() []string {
+	b, err := os.ReadFile(filepath.Join(m.state, "calls"))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	require.NoError(m.t, err)
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
+}
+
+func (m *machine) policyLeft() bool {
+	_, err := os.Stat(filepath.Join(m.state, "policy-rc.d"))
+	return err == nil
+}
+
+func TestInstallDepsAsRootAllPresent(t *testing.T) {
+	m := newMachine(t, 0, false, packages...)
+	code, out := m.run("hack/install-deps.sh")
+	require.Equal(t, 0, code, out)
+	require.Empty(t, m.calls(), "nothing to install, nothing called")
+}
+
+// The bug this test exists for: as root, "$sudo -E apt-get" with an empty
+// $sudo ran a command named -E.
+func TestInstallDepsAsRootSomeMissing(t *testing.T) {
+	m := newMachine(t, 0, false, "etcd-server", "prometheus")
+	code, out := m.run("hack/install-deps.sh")
+	require.Equal(t, 0, code, out)
+	require.Equal(t, []string{
+		"apt-get update -qq uid=0 policy=yes frontend=noninteractive",
+		"apt-get install -y -qq --no-install-recommends mtail nginx prometheus-alertmanager uid=0 policy=yes frontend=noninteractive",
+	}, m.calls())
+	require.False(t, m.policyLeft(), "the service policy must be removed after the install")
+	require.Contains(t, out, "installed mtail nginx prometheus-alertmanager")
+}
+
+func TestInstallDepsAsUserWithSudo(t *testing.T) {
+	m := newMachine(t, 1, true, "etcd-server", "mtail", "prometheus", "prometheus-alertmanager")
+	code, out := m.run("hack/install-deps.sh")
+	require.Equal(t, 0, code, out)
+	calls := m.calls()
+	require.Contains(t, calls, "sudo -E apt-get update -qq")
+	require.Contains(t, calls, "apt-get install -y -qq --no-install-recommends nginx uid=0 policy=yes frontend=noninteractive")
+	require.False(t, m.policyLeft())
+}
+
+func TestInstallDepsAsUserWithSudoAllPresent(t *testing.T) {
+	m := newMachine(t, 1, true, packages...)
+	code, out := m.run("hack/install-deps.sh")
+	require.Equal(t, 0, code, out)
+	require.Empty(t, m.calls(), "sudo must not be asked for when nothing is missing")
+}
+
+func TestInstallDepsAsUserWithoutSudo(t *testing.T) {
+	m := newMachine(t, 1, false, "etcd-server")
+	code, out := m.run("hack/install-deps.sh")
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "need root to apt-get install mtail nginx prometheus prometheus-alertmanager")
+	require.Empty(t, m.calls())
+	require.False(t, m.policyLeft())
+}
+
+func TestInstallDepsAsUserWithoutSudoAllPresent(t *testing.T) {
+	m := newMachine(t, 1, false, packages...)
+	code, out := m.run("hack/install-deps.sh")
+	require.Equal(t, 0, code, out)
+}
+
+func TestInstallDepsAptFailure(t *testing.T) {
+	for _, step := range []string{"update", "install"} {
+		t.Run(step, func(t *testing.T) {
+			m := newMachine(t, 0, false)
+			code, out := m.run("hack/install-deps.sh", "APT_FAIL="+step)
+			require.NotEqual(t, 0, code, out)
+			require.Contains(t, out, "apt-get "+step)
+			require.Contains(t, out, "failed")
+			require.False(t, m.policyLeft(), "a failed install must not leave services disabled")
+		})
+	}
+}
+
+// An existing policy (the machine's own) is neither replaced nor removed.
+func TestInstallDepsKeepsAnExistingPolicy(t *testing.T) {
+	m := newMachine(t, 0, false)
+	policy := filepath.Join(m.state, "policy-rc.d")
+	require.NoError(t, os.WriteFile(policy, []byte("#!/bin/sh\nexit 0\n"), 0o755))
+	code, out := m.run("hack/install-deps.sh")
+	require.Equal(t, 0, code, out)
+	b, err := os.ReadFile(policy)
+	require.NoError(t, err)
+	require.Equal(t, "#!/bin/sh\nexit 0\n", string(b))
+}
+
+func TestInstallDepsWithoutDpkg(t *testing.T) {
+	m := newMachine(t, 0, false)
+	require.NoError(t, os.Remove(filepath.Join(m.bin, "dpkg-query")))
+	code, out := m.run("hack/install-deps.sh")
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "dpkg-query not found")
+}
+
+func TestInstallDepsToolsWithoutGo(t *testing.T) {
+	m := newMachine(t, 0, false, packages...)
+	code, out := m.run("hack/install-deps.sh", "CASCADE_DEPS_STEPS=tools")
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "go not found")
+}
+
+// .ci/run finds Go, and runs the README's test command: make test.
+func TestCIRunsMakeTest(t *testing.T) {
+	m := newMachine(t, 0, false)
+	m.standIn("go", `case "$1" in version) echo "go version go1.26.8 linux/amd64";; env) echo "$STATE/gopath";; *) exit 2;; esac`)
+	m.standIn("make", `echo "make $* PATH=$PATH" >> "$STATE/calls"`)
+	code, out := m.run(".ci/run")
+	require.Equal(t, 0, code, out)
+	calls := m.calls()
+	require.Len(t, calls, 1)
+	require.True(t, strings.HasPrefix(calls[0], "make test "), calls[0])
+	require.Contains(t, calls[0], filepath.Join(m.state, "gopath", "bin"), "GOPATH/bin must be on PATH")
+	require.Contains(t, out, "go1.26.8")
+}
+
+func TestCIWithoutGo(t *testing.T) {
+	m := newMachine(t, 0, false)
+	m.standIn("make", `echo "make $*" >> "$STATE/calls"`)
+	code, out := m.run(".ci/run", "CASCADE_GO_ROOT=/nonexistent")
+	require.NotEqual(t, 0, code, out)
+	require.Contains(t, out, "Go not found")
+	require.Empty(t, m.calls())
+}
