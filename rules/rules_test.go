@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,8 +50,17 @@ const (
 	guardAlert    = "ControlPlaneAutoHealGuard"
 	guardRecord   = "cascade:autoheal_guard"
 	runbookPrefix = "https://github.com/cascade-sre/cascade/blob/main/docs/runbooks/"
-	dashboardURL  = "/d/cascade-overview/cascade-overview?var-cluster={{ $labels.cluster }}"
+	// dashboard links: a cluster's (or a shared component's) alerts open the
+	// overview, a region's the regional overview.
+	dashboardURL       = "/d/cascade-overview/cascade-overview?{{ with $labels.region }}var-region={{ . }}&{{ end }}var-cluster={{ $labels.cluster }}"
+	regionDashboardURL = "/d/cascade-region/cascade-region?var-region={{ $labels.region }}"
 )
+
+// regional says whether a rule is about regions rather than clusters: its
+// aggregations and matches keep region but may drop cluster.
+func regional(r rulefmt.Rule) bool {
+	return strings.HasPrefix(r.Record, "cascade:region_") || r.Labels["scope"] == "region"
+}
 
 var recordName = regexp.MustCompile(`^cascade:[a-z0-9_]+:[a-z0-9_]+$`)
 
@@ -85,7 +95,8 @@ func TestEmbeddedFiles(t *testing.T) {
 
 // TestConventions checks what Alertmanager routing, the dashboards and the
 // runbooks rely on: names, labels, annotations, and that every rule reads
-// only contract metrics and recording rules and keeps the cluster label.
+// only contract metrics and recording rules and keeps region and cluster
+// (regional rules: region).
 func TestConventions(t *testing.T) {
 	var rules []rulefmt.Rule
 	for _, groups := range loadGroups(t) {
@@ -107,6 +118,7 @@ func TestConventions(t *testing.T) {
 	}
 	tests := readTests(t)
 	alerts := 0
+	scopes := map[string]int{}
 	for _, r := range rules {
 		checkExpr(t, r, recorded)
 		if r.Alert == "" {
@@ -123,16 +135,21 @@ func TestConventions(t *testing.T) {
 			if r.KeepFiringFor == 0 {
 				t.Errorf("%s: no keep_firing_for", name)
 			}
+			scopes[name+"/"+r.Labels["scope"]]++
 		case guardAlert:
 			if sev != "info" || r.Labels["cascade_guard"] != "true" {
 				t.Errorf("%s: labels %v, want severity=info, cascade_guard=true", name, r.Labels)
 			}
+			scopes[name+"/"+r.Labels["scope"]]++
 		default:
 			if sev != "warning" && sev != "critical" {
 				t.Errorf("%s: severity %q, want warning or critical", name, sev)
 			}
 			if r.Labels["cascade_symptom"] != "true" {
 				t.Errorf("%s: symptom alert without cascade_symptom=\"true\" (Alertmanager inhibits by it)", name)
+			}
+			if r.KeepFiringFor == 0 {
+				t.Errorf("%s: no keep_firing_for: a symptom must fire once through one incident", name)
 			}
 		}
 		for _, a := range []string{"summary", "description"} {
@@ -149,15 +166,24 @@ func TestConventions(t *testing.T) {
 		if _, err := os.Stat(filepath.Join("..", "docs", "runbooks", name+".md")); err != nil {
 			t.Errorf("%s: runbook missing: %v", name, err)
 		}
-		if got := r.Annotations["dashboard_url"]; got != dashboardURL {
-			t.Errorf("%s: dashboard_url %q, want %q", name, got, dashboardURL)
+		want := dashboardURL
+		if regional(r) {
+			want = regionDashboardURL
+		}
+		if got := r.Annotations["dashboard_url"]; got != want {
+			t.Errorf("%s: dashboard_url %q, want %q", name, got, want)
 		}
 		if !bytes.Contains(tests, []byte("alertname: "+name+"\n")) {
 			t.Errorf("%s: no alert_rule_test in rules/tests", name)
 		}
 	}
-	if alerts != 9 {
-		t.Errorf("%d alerts, want 9", alerts)
+	if alerts != 11 {
+		t.Errorf("%d alerts, want 11", alerts)
+	}
+	// The incident and the guard: one rule per scope, no other scope.
+	want := map[string]int{incidentAlert + "/cluster": 1, incidentAlert + "/region": 1, guardAlert + "/cluster": 1, guardAlert + "/region": 1}
+	if !maps.Equal(scopes, want) {
+		t.Errorf("incident and guard rules by scope: %v, want %v", scopes, want)
 	}
 }
 
@@ -169,6 +195,20 @@ func checkExpr(t *testing.T, r rulefmt.Rule, recorded map[string]bool) {
 	name := r.Record + r.Alert
 	known := func(metric string) bool {
 		return recorded[metric] || slices.Contains(contractMetrics, metric)
+	}
+	// What names a cluster (or a shared component): its region and its
+	// cluster; regional rules keep the region.
+	identity := []string{"region", "cluster"}
+	if regional(r) {
+		identity = []string{"region"}
+	}
+	keeps := func(labels []string) bool {
+		for _, l := range identity {
+			if !slices.Contains(labels, l) {
+				return false
+			}
+		}
+		return true
 	}
 	expr, err := parser.ParseExpr(r.Expr)
 	if err != nil {
@@ -182,12 +222,14 @@ func checkExpr(t *testing.T, r rulefmt.Rule, recorded map[string]bool) {
 				t.Errorf("%s reads %q: not a contract metric nor a recording rule", name, n.Name)
 			}
 		case *parser.AggregateExpr:
-			if n.Without || !slices.Contains(n.Grouping, "cluster") {
-				t.Errorf("%s: aggregation %s drops the cluster label", name, n)
+			if n.Without || !keeps(n.Grouping) {
+				t.Errorf("%s: aggregation %s drops %v", name, n, identity)
 			}
 		case *parser.BinaryExpr:
-			if m := n.VectorMatching; m != nil && m.On && len(m.MatchingLabels) > 0 && !slices.Contains(m.MatchingLabels, "cluster") {
-				t.Errorf("%s: %s matches without cluster", name, n)
+			// A cluster rule may join a region's rule on region alone.
+			if m := n.VectorMatching; m != nil && m.On && len(m.MatchingLabels) > 0 && !keeps(m.MatchingLabels) &&
+				!(slices.Contains(m.MatchingLabels, "region") && (readsRegional(n.LHS) || readsRegional(n.RHS))) {
+				t.Errorf("%s: %s matches without %v", name, n, identity)
 			}
 		}
 		return nil
@@ -199,6 +241,18 @@ func checkExpr(t *testing.T, r rulefmt.Rule, recorded map[string]bool) {
 			}
 		}
 	}
+}
+
+// readsRegional says whether e reads a region's recording rule.
+func readsRegional(e parser.Expr) bool {
+	found := false
+	parser.Inspect(e, func(node parser.Node, _ []parser.Node) error {
+		if v, ok := node.(*parser.VectorSelector); ok && strings.HasPrefix(v.Name, "cascade:region_") {
+			found = true
+		}
+		return nil
+	})
+	return found
 }
 
 func readTests(t *testing.T) []byte {
