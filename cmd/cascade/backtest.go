@@ -254,7 +254,7 @@ func transitionLine(t backtest.Transition, loc *time.Location) string {
 	}
 	state := t.State
 	if t.Kind == backtest.KindIncident {
-		state = strings.ToUpper(t.Phase)
+		state = strings.ToUpper(t.State)
 	}
 	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", t.Time.In(loc).Format("2006-01-02 15:04:05 MST"), t.Kind, t.Name, state, strings.Join(labels, " "))
 }
@@ -307,15 +307,15 @@ func (c *replayCommands) runReport(stdout io.Writer) error {
 	}
 	opts := report.Options{Location: loc}
 	if c.truthIn != "" {
-		b, err := os.ReadFile(c.truthIn)
+		f, err := os.Open(c.truthIn)
 		if err != nil {
 			return err
 		}
-		var t scenario.Truth
-		if err := json.Unmarshal(b, &t); err != nil {
+		opts.Faults, err = report.ReadFaults(f)
+		f.Close()
+		if err != nil {
 			return fmt.Errorf("%s: %w", c.truthIn, err)
 		}
-		opts.Truth = &t
 	}
 	if c.reportOutput == "" {
 		return report.Write(stdout, events, opts)

@@ -170,7 +170,7 @@ func (d *demoCommand) play(stdout, stderr io.Writer) error {
 	// 3. The report, as the on-call engineer would get it.
 	fmt.Fprintln(stdout)
 	var rep bytes.Buffer
-	if err := report.Write(&rep, transitions, report.Options{Location: loc, Truth: &truth}); err != nil {
+	if err := report.Write(&rep, reportInput(transitions), report.Options{Location: loc, Faults: faults(truth)}); err != nil {
 		return err
 	}
 	_, _ = stdout.Write(rep.Bytes())
@@ -183,6 +183,28 @@ func (d *demoCommand) play(stdout, stderr io.Writer) error {
 		return fmt.Errorf("%d batches of alerts could not be sent to Alertmanager", sendErrs)
 	}
 	return nil
+}
+
+// reportInput splits a backtest's transitions into what a report reads.
+func reportInput(transitions []backtest.Transition) report.Input {
+	var in report.Input
+	for _, t := range transitions {
+		if t.Event != nil {
+			in.Incidents = append(in.Incidents, *t.Event)
+		} else {
+			in.Alerts = append(in.Alerts, t)
+		}
+	}
+	return in
+}
+
+// faults are the scenario's injected faults, as a report shows them.
+func faults(truth scenario.Truth) []report.Fault {
+	var out []report.Fault
+	for _, e := range truth.Events {
+		out = append(out, report.Fault{Time: e.Time, Name: e.Name, Detail: e.Detail})
+	}
+	return out
 }
 
 // demoPrinter prints the incident as it unfolds.
@@ -218,12 +240,18 @@ func (p *demoPrinter) transition(t backtest.Transition) {
 	p.faultsUntil(t.Time)
 	key := t.Name + fmt.Sprint(t.Labels)
 	if t.Kind == backtest.KindIncident {
-		p.incident = t.Phase
-		if t.Phase == string(incident.Resolved) {
+		e := t.Event
+		switch e.Phase {
+		case incident.ClusterHit, incident.ClusterRecovered:
+			p.line(t.Time, "INCIDENT", fmt.Sprintf("%s %s", strings.ReplaceAll(strings.ToUpper(string(e.Phase)), "_", " "), e.Cluster))
+			return
+		case incident.Resolved:
 			p.incident = ""
+		default:
+			p.incident = string(e.Phase)
 		}
-		text := fmt.Sprintf("%s %s, root cause %s", strings.ToUpper(t.Phase), t.Name, t.RootCause)
-		if t.Phase == string(incident.Escalation) {
+		text := fmt.Sprintf("%s %s, root cause %s", strings.ToUpper(string(e.Phase)), t.Name, e.RootCause)
+		if e.Phase == incident.Escalation {
 			text += "  → PAGE"
 		}
 		p.line(t.Time, "INCIDENT", text)
@@ -304,10 +332,7 @@ func (f *demoFiles) transition(t backtest.Transition) {
 		return
 	}
 	// The push the Loki sink of cascade run would make for this event.
-	labels, line := incident.Event{
-		Time: t.Time, Cluster: t.Labels["cluster"], Incident: t.Incident, Phase: incident.Phase(t.Phase),
-		RootCause: t.RootCause, Evidence: t.Evidence,
-	}.LokiStream()
+	labels, line := t.Event.LokiStream()
 	stream := map[string]string{}
 	for k, v := range labels {
 		stream[string(k)] = string(v)

@@ -57,8 +57,10 @@ func TestScenarioBacktestReport(t *testing.T) {
 			require.Contains(t, tr, field)
 		}
 		if tr["kind"] == backtest.KindIncident {
-			require.Equal(t, "apiserver_oom", tr["root_cause"])
-			phases = append(phases, tr["phase"].(string))
+			event := tr["event"].(map[string]any)
+			require.Equal(t, "apiserver_oom", event["root_cause"])
+			require.Equal(t, "cluster", event["scope"])
+			phases = append(phases, event["phase"].(string))
 		}
 	}
 	require.Equal(t, []string{"onset", "escalation", "mitigation", "recovery", "resolved"}, phases)
@@ -71,7 +73,7 @@ func TestScenarioBacktestReport(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	md, err := os.ReadFile(report)
 	require.NoError(t, err)
-	require.Contains(t, string(md), "# Incident demo/")
+	require.Contains(t, string(md), "# Incident cluster:demo@")
 	require.Contains(t, string(md), "API server OOM")
 	require.Contains(t, string(md), "| "+oom.Time.UTC().Format("15:04:05")+" | injected: first_oom")
 	require.Contains(t, string(md), "- Time to detect: ")

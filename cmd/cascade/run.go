@@ -142,6 +142,7 @@ func (r *runCommand) run(logger *slog.Logger) int {
 		logger.Error("cannot open the incident state", "err", err)
 		return 1
 	}
+	reg.MustRegister(tracker.Collectors()...)
 
 	// Tracing is configured first, so the first evaluation is traced too; its
 	// configuration was validated by load, so applying it changes all or nothing.

@@ -32,17 +32,20 @@ const (
 	KindIncident = "incident"
 )
 
-// Transition is an alert changing state, or an incident changing phase.
+// Transition is an alert changing state, or an incident event (a phase
+// change, or a regional incident's cluster hit or recovered). As a JSON
+// line it is what `cascade backtest --format json` prints and `cascade
+// report` reads.
 type Transition struct {
-	Time      time.Time          `json:"time"`
-	Kind      string             `json:"kind"`
-	Name      string             `json:"name"`
-	State     string             `json:"state"`
-	Labels    map[string]string  `json:"labels"`
-	Phase     string             `json:"phase,omitempty"`
-	RootCause string             `json:"root_cause,omitempty"`
-	Incident  string             `json:"incident,omitempty"`
-	Evidence  map[string]float64 `json:"evidence,omitempty"`
+	Time  time.Time `json:"time"`
+	Kind  string    `json:"kind"`
+	Name  string    `json:"name"`
+	State string    `json:"state"`
+	// Labels are the alert's; for an incident event, what it is about and
+	// its root cause, without the empty ones.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Event is the incident event itself, for KindIncident.
+	Event *incident.Event `json:"event,omitempty"`
 }
 
 // Options configure a backtest.
@@ -279,11 +282,13 @@ func alertTransitions(g *promrules.Group, ts time.Time, states map[string]*alert
 	return out
 }
 
-// FromIncidentEvent turns an incident phase change into a transition.
+// FromIncidentEvent turns an incident event into a transition.
 func FromIncidentEvent(e incident.Event) Transition {
-	return Transition{
-		Time: e.Time, Kind: KindIncident, Name: incident.AlertName, State: string(e.Phase),
-		Labels: map[string]string{"cluster": e.Cluster, "root_cause": e.RootCause},
-		Phase:  string(e.Phase), RootCause: e.RootCause, Incident: e.Incident, Evidence: e.Evidence,
+	lbls := map[string]string{}
+	for k, v := range map[string]string{"scope": string(e.Scope), "region": e.Region, "cluster": e.Cluster, "shared": e.Shared, "root_cause": e.RootCause} {
+		if v != "" {
+			lbls[k] = v
+		}
 	}
+	return Transition{Time: e.Time, Kind: KindIncident, Name: incident.AlertName, State: string(e.Phase), Labels: lbls, Event: &e}
 }

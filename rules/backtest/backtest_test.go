@@ -51,7 +51,7 @@ func (r result) phases() []string {
 	var out []string
 	for _, tr := range r.transitions {
 		if tr.Kind == KindIncident {
-			out = append(out, tr.Phase)
+			out = append(out, string(tr.Event.Phase))
 		}
 	}
 	return out
@@ -249,3 +249,67 @@ func (a *countingAppender) Append(_ storage.SeriesRef, _ labels.Labels, _ int64,
 }
 func (a *countingAppender) Commit() error   { a.c.appended += a.pending; a.pending = 0; return nil }
 func (a *countingAppender) Rollback() error { a.pending = 0; return nil }
+
+// The regional scenarios at 20 clusters: the seed's outage and its sequel
+// page once, as one regional incident naming the shared API's OOM, at most
+// 60 s after its first OOM kill, with the guard on in every hit cluster and
+// no cluster incident; the lookalikes open no regional incident (one of
+// them a cluster incident of its own).
+func TestRegionalScenarios(t *testing.T) {
+	for _, info := range scenario.List() {
+		if !info.Regional {
+			continue
+		}
+		t.Run(info.Name, func(t *testing.T) {
+			t.Parallel()
+			r := backtestScenario(t, info.Name, scenario.Options{Clusters: 20, NoPerNodeSeries: true})
+			var escalations []*incident.Event
+			hit := map[string]bool{}
+			for _, tr := range r.transitions {
+				if tr.Kind != KindIncident {
+					continue
+				}
+				switch tr.Event.Phase {
+				case incident.Escalation:
+					escalations = append(escalations, tr.Event)
+				case incident.ClusterHit:
+					hit[tr.Event.Cluster] = true
+				}
+			}
+			guarded := map[string]bool{}
+			for _, tr := range r.transitions {
+				if tr.Kind == KindAlert && tr.Name == "ControlPlaneAutoHealGuard" && tr.State == "firing" && tr.Labels["scope"] == "cluster" {
+					guarded[tr.Labels["cluster"]] = true
+				}
+			}
+			if !r.truth.ExpectIncident {
+				require.Empty(t, escalations, "no incident in a lookalike")
+				require.Empty(t, guarded, "no guard in a lookalike")
+				return
+			}
+			require.Len(t, escalations, 1, "one incident")
+			e := escalations[0]
+			require.Equal(t, incident.Scope(r.truth.Scope), e.Scope)
+			require.Equal(t, r.truth.RootCause, e.RootCause)
+			require.Equal(t, 1, r.summary.Notifications[incident.AlertName], "one page")
+			for _, c := range r.truth.ClustersHit {
+				require.True(t, guarded[c], "the guard comes on in hit cluster %s", c)
+			}
+			if r.truth.Scope == scenario.ScopeCluster {
+				require.Equal(t, r.truth.Cluster, e.Cluster)
+				require.Equal(t, map[string]bool{r.truth.Cluster: true}, guarded, "the guard only where the control plane fails")
+				return
+			}
+			require.Equal(t, r.truth.Shared, e.Shared)
+			oom, ok := r.truth.Event(scenario.FirstOOM)
+			require.True(t, ok)
+			delay := e.Time.Sub(oom.Time)
+			require.True(t, delay >= 0 && delay <= 60*time.Second, "paged %s after the shared API's first OOM kill", delay)
+			for _, c := range r.truth.ClustersHit {
+				require.True(t, hit[c], "the incident records cluster %s as hit", c)
+			}
+			require.Len(t, hit, len(r.truth.ClustersHit), "no cluster hit that the fault did not hit")
+			t.Logf("%s: paged %s after the first OOM, %d of %d clusters hit", info.Name, delay, len(hit), r.truth.Clusters)
+		})
+	}
+}

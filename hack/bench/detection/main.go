@@ -128,7 +128,7 @@ func measure(name string, nodes int) (score, error) {
 	var escalation, warning, guardOn *backtest.Transition
 	for i, t := range transitions {
 		switch {
-		case t.Kind == backtest.KindIncident && t.Phase == string(incident.Escalation):
+		case t.Kind == backtest.KindIncident && t.Event.Phase == incident.Escalation:
 			if escalation == nil {
 				escalation = &transitions[i]
 			}
@@ -142,7 +142,7 @@ func measure(name string, nodes int) (score, error) {
 		}
 	}
 	if escalation != nil {
-		sc.rootCause = escalation.RootCause
+		sc.rootCause = escalation.Event.RootCause
 		if hasOOM {
 			sc.detect = escalation.Time.Sub(oom.Time).String()
 		}
