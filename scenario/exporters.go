@@ -9,8 +9,8 @@ import (
 	"strings"
 )
 
-// The three exporters' families, as `cascade exporter` exposes them, each
-// scraped from its own instance.
+// The three exporters, as `cascade exporter` exposes them, each scraped
+// from its own instance.
 const (
 	instAPIMemory = "apimemory-0:9847"
 	instNodeLease = "nodelease-0:9847"
@@ -19,12 +19,14 @@ const (
 
 // memorySeries is the API server memory exporter.
 type memorySeries struct {
+	tg                            target
 	ws, limit, ooms, restarts, up *family
 	byReplica                     map[string][5]*series
 }
 
-func newMemorySeries(st *store) memorySeries {
+func newMemorySeries(st *store, tg target) memorySeries {
 	return memorySeries{
+		tg:        tg,
 		ws:        st.family("cascade_apiserver_memory_working_set_bytes", "gauge", "Working set of the API server replica."),
 		limit:     st.family("cascade_apiserver_memory_limit_bytes", "gauge", "Effective memory limit of the API server replica."),
 		ooms:      st.family("cascade_apiserver_oom_kills", "counter", "OOM kills of the API server replica observed."),
@@ -42,11 +44,11 @@ func (m memorySeries) scrape(s *sim, t float64) {
 		ss, ok := m.byReplica[r.name]
 		if !ok {
 			ss = [5]*series{
-				m.ws.newSeries(s.series, "", instAPIMemory, "replica", r.name),
-				m.limit.newSeries(s.series, "", instAPIMemory, "replica", r.name),
-				m.ooms.newSeries(s.series, "_total", instAPIMemory, "replica", r.name),
-				m.restarts.newSeries(s.series, "_total", instAPIMemory, "replica", r.name),
-				m.up.newSeries(s.series, "", instAPIMemory, "replica", r.name),
+				m.ws.newSeries("", m.tg, "replica", r.name),
+				m.limit.newSeries("", m.tg, "replica", r.name),
+				m.ooms.newSeries("_total", m.tg, "replica", r.name),
+				m.restarts.newSeries("_total", m.tg, "replica", r.name),
+				m.up.newSeries("", m.tg, "replica", r.name),
 			}
 			m.byReplica[r.name] = ss
 		}
@@ -71,6 +73,7 @@ func b2f(b bool) float64 {
 // leaseSeries is the node lease exporter: nothing but its own health while
 // its watch is down, never stale counts passed off as current.
 type leaseSeries struct {
+	tg                                                 target
 	watchUp, lastEvent, leases, nodes, renew, duration *family
 	states, conditions                                 [3]*series
 	watchUpS, lastEventS                               *series
@@ -78,8 +81,9 @@ type leaseSeries struct {
 
 type nodeSeries struct{ renew, duration *series }
 
-func newLeaseSeries(st *store) leaseSeries {
+func newLeaseSeries(st *store, tg target) leaseSeries {
 	l := leaseSeries{
+		tg:        tg,
 		watchUp:   st.family("cascade_node_lease_watch_up", "gauge", "1 while the lease watch is healthy."),
 		lastEvent: st.family("cascade_node_lease_watch_last_event_timestamp_seconds", "gauge", "Last event or successful relist of the lease watch."),
 		leases:    st.family("cascade_node_leases", "gauge", "Node leases by state."),
@@ -87,13 +91,13 @@ func newLeaseSeries(st *store) leaseSeries {
 		renew:     st.family("cascade_node_lease_renew_timestamp_seconds", "gauge", "renewTime of the node's lease."),
 		duration:  st.family("cascade_node_lease_duration_seconds", "gauge", "leaseDurationSeconds of the node's lease."),
 	}
-	l.watchUpS = l.watchUp.newSeries(st, "", instNodeLease)
-	l.lastEventS = l.lastEvent.newSeries(st, "", instNodeLease)
+	l.watchUpS = l.watchUp.newSeries("", tg)
+	l.lastEventS = l.lastEvent.newSeries("", tg)
 	for i, state := range []string{"fresh", "late", "expired"} {
-		l.states[i] = l.leases.newSeries(st, "", instNodeLease, "state", state)
+		l.states[i] = l.leases.newSeries("", tg, "state", state)
 	}
 	for i, c := range []string{"ready", "not_ready", "unknown"} {
-		l.conditions[i] = l.nodes.newSeries(st, "", instNodeLease, "condition", c)
+		l.conditions[i] = l.nodes.newSeries("", tg, "condition", c)
 	}
 	return l
 }
@@ -138,8 +142,8 @@ func (l leaseSeries) scrape(s *sim, t float64, watchUp bool) {
 		}
 		if n.s.renew == nil {
 			n.s = nodeSeries{
-				renew:    l.renew.newSeries(s.series, "", instNodeLease, "node", n.name),
-				duration: l.duration.newSeries(s.series, "", instNodeLease, "node", n.name),
+				renew:    l.renew.newSeries("", l.tg, "node", n.name),
+				duration: l.duration.newSeries("", l.tg, "node", n.name),
 			}
 		}
 		n.s.renew.add(t, math.Round(n.renew*1000)/1000)
@@ -154,7 +158,7 @@ func (l leaseSeries) scrape(s *sim, t float64, watchUp bool) {
 // gateway is the gateway exporter: request counters by route, method, code
 // and client, latency, timeouts and log lines, accumulated per interval.
 type gateway struct {
-	st                        *store
+	tg                        target
 	requests, duration, tmo   *family
 	lines                     *family
 	counts                    map[stream]float64
@@ -167,6 +171,8 @@ type gateway struct {
 	pendingFail, pendingRenew float64
 	pendingFailing, pendingOK float64
 	pendingBootstrap          float64
+	// kubelets refused by authentication (a region's shared API down)
+	pendingAuthFail, pendingAuthFailing float64
 }
 
 type stream struct{ route, method, code, client string }
@@ -193,9 +199,9 @@ const (
 	routeVersion = "/version"
 )
 
-func newGateway(st *store) gateway {
-	return gateway{
-		st:       st,
+func newGateway(st *store, tg target) *gateway {
+	return &gateway{
+		tg:       tg,
 		requests: st.family("cascade_gateway_requests", "counter", "Requests seen in the gateway's access log."),
 		duration: st.family("cascade_gateway_request_duration_seconds", "histogram", "Request latency."),
 		tmo:      st.family("cascade_gateway_timeouts", "counter", "Upstream timeouts."),
@@ -215,16 +221,26 @@ func (g *gateway) kubeletFailures(n float64) { g.pendingFail += n }
 func (g *gateway) kubeletHealthyNode(step float64) { g.pendingOK += step }
 func (g *gateway) kubeletFailingNode(step float64) { g.pendingFailing += step }
 
+// kubeletAuthFailures and kubeletAuthFailingNode are the same for kubelets
+// their API server cannot authenticate: answered 401, quickly.
+func (g *gateway) kubeletAuthFailures(n float64)        { g.pendingAuthFail += n }
+func (g *gateway) kubeletAuthFailingNode(step float64) { g.pendingAuthFailing += step }
+
 // bootstrap counts a replacement node's certificate request and join.
 func (g *gateway) bootstrap(n float64) { g.pendingBootstrap += n }
 
 // The failure mix of a request the API does not serve: mostly upstream
 // timeouts at the gateway, then 503s, and 401s where authentication fails.
-var failureMix = []struct {
+var failureMix = mix{{"504", 0.55, 60}, {"503", 0.35, 0.004}, {"401", 0.10, 0.02}}
+
+// authMix is a request refused because its token cannot be checked.
+var authMix = mix{{"401", 1, 0.03}}
+
+type mix []struct {
 	code    string
 	share   float64
 	latency float64
-}{{"504", 0.55, 60}, {"503", 0.35, 0.004}, {"401", 0.10, 0.02}}
+}
 
 // clients adds the other clients' requests over step seconds at their
 // rates per second, failing a share fail, slower when overloaded.
@@ -233,7 +249,12 @@ func (g *gateway) clients(step, controller, kubectl, other, fail float64, overlo
 	g.serve(routeStatus, "PATCH", "kubelet", g.pendingOK/60, g.pendingFailing*0.1, overloaded)
 	g.serve(routePods, "GET", "kubelet", g.pendingOK*0.02, g.pendingFailing*0.05, overloaded)
 	g.serve(routeCSR, "POST", "kubelet", 0, g.pendingBootstrap*20, overloaded)
+	if g.pendingAuthFail+g.pendingAuthFailing > 0 {
+		g.serveMix(routeLease, "PUT", "kubelet", 0, g.pendingAuthFail*kubeletRetry, overloaded, authMix)
+		g.serveMix(routeStatus, "PATCH", "kubelet", 0, g.pendingAuthFailing*0.1, overloaded, authMix)
+	}
 	g.pendingRenew, g.pendingFail, g.pendingOK, g.pendingFailing, g.pendingBootstrap = 0, 0, 0, 0, 0
+	g.pendingAuthFail, g.pendingAuthFailing = 0, 0
 	for _, c := range []struct {
 		route, method, client string
 		rate                  float64
@@ -251,6 +272,11 @@ func (g *gateway) clients(step, controller, kubectl, other, fail float64, overlo
 
 // serve counts ok successful and failed requests of one route and client.
 func (g *gateway) serve(route, method, client string, ok, failed float64, overloaded bool) {
+	g.serveMix(route, method, client, ok, failed, overloaded, failureMix)
+}
+
+// serveMix is serve with the failed requests answered as fails says.
+func (g *gateway) serveMix(route, method, client string, ok, failed float64, overloaded bool, fails mix) {
 	rc := routeClient{route, client}
 	h := g.histogram(rc)
 	if ok > 0 {
@@ -264,7 +290,7 @@ func (g *gateway) serve(route, method, client string, ok, failed float64, overlo
 			h.observe(l.latency*slow, ok*l.share)
 		}
 	}
-	for _, f := range failureMix {
+	for _, f := range fails {
 		n := failed * f.share
 		if n == 0 {
 			continue
@@ -285,11 +311,11 @@ func (g *gateway) histogram(rc routeClient) *histogram {
 	if !ok {
 		h = &histogram{counts: make([]float64, len(bounds)+1)}
 		for _, b := range bounds {
-			h.bucketS = append(h.bucketS, g.duration.newSeries(g.st, "_bucket", instGateway, "route", rc.route, "client", rc.client, "le", strconv.FormatFloat(b, 'g', -1, 64)))
+			h.bucketS = append(h.bucketS, g.duration.newSeries("_bucket", g.tg, "route", rc.route, "client", rc.client, "le", strconv.FormatFloat(b, 'g', -1, 64)))
 		}
-		h.bucketS = append(h.bucketS, g.duration.newSeries(g.st, "_bucket", instGateway, "route", rc.route, "client", rc.client, "le", "+Inf"))
-		h.sumS = g.duration.newSeries(g.st, "_sum", instGateway, "route", rc.route, "client", rc.client)
-		h.countS = g.duration.newSeries(g.st, "_count", instGateway, "route", rc.route, "client", rc.client)
+		h.bucketS = append(h.bucketS, g.duration.newSeries("_bucket", g.tg, "route", rc.route, "client", rc.client, "le", "+Inf"))
+		h.sumS = g.duration.newSeries("_sum", g.tg, "route", rc.route, "client", rc.client)
+		h.countS = g.duration.newSeries("_count", g.tg, "route", rc.route, "client", rc.client)
 		g.buckets[rc] = h
 	}
 	return h
@@ -315,7 +341,7 @@ func (g *gateway) scrape(s *sim, t float64) {
 		v := g.counts[k]
 		sr, ok := g.reqS[k]
 		if !ok {
-			sr = g.requests.newSeries(g.st, "_total", instGateway, "route", k.route, "method", k.method, "code", k.code, "client", k.client)
+			sr = g.requests.newSeries("_total", g.tg, "route", k.route, "method", k.method, "code", k.code, "client", k.client)
 			g.reqS[k] = sr
 		}
 		sr.add(t, math.Floor(v))
@@ -334,15 +360,15 @@ func (g *gateway) scrape(s *sim, t float64) {
 		if v, ok := g.timeouts[rc]; ok {
 			sr, ok := g.tmoS[rc]
 			if !ok {
-				sr = g.tmo.newSeries(g.st, "_total", instGateway, "route", rc.route, "client", rc.client)
+				sr = g.tmo.newSeries("_total", g.tg, "route", rc.route, "client", rc.client)
 				g.tmoS[rc] = sr
 			}
 			sr.add(t, math.Floor(v))
 		}
 	}
 	if g.parsedS == nil {
-		g.parsedS = g.lines.newSeries(g.st, "_total", instGateway, "result", "parsed")
-		g.malformedS = g.lines.newSeries(g.st, "_total", instGateway, "result", "malformed")
+		g.parsedS = g.lines.newSeries("_total", g.tg, "result", "parsed")
+		g.malformedS = g.lines.newSeries("_total", g.tg, "result", "malformed")
 	}
 	g.parsedS.add(t, math.Floor(g.parsed))
 	g.malformedS.add(t, math.Floor(g.malformed))

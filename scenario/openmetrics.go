@@ -12,9 +12,11 @@ import (
 // store holds every series of a scenario until it is written, because
 // OpenMetrics wants each family's samples together and each series' in
 // time order, while the simulation produces them one instant at a time.
+// Every exporter of a region (each cluster's, the shared components') adds
+// its series to one store.
 type store struct {
-	cluster  string
 	families []*family
+	byName   map[string]*family
 }
 
 type family struct {
@@ -29,18 +31,28 @@ type series struct {
 	values []float64
 }
 
-func newStore(cluster string) *store { return &store{cluster: cluster} }
+func newStore() *store { return &store{byName: map[string]*family{}} }
 
+// family returns the family of that name, added at its first use.
 func (st *store) family(name, typ, help string) *family {
+	if f, ok := st.byName[name]; ok {
+		return f
+	}
 	f := &family{name: name, typ: typ, help: help}
 	st.families = append(st.families, f)
+	st.byName[name] = f
 	return f
 }
 
-// series adds a series of the family with the target's labels (cluster,
-// instance, job, as Prometheus would attach them) and the given pairs.
-func (f *family) newSeries(st *store, suffix, instance string, pairs ...string) *series {
-	all := append([]string{"cluster", st.cluster, "instance", instance, "job", "cascade"}, pairs...)
+// target is the labels Prometheus attaches to the series of one scrape
+// target: region, cluster or shared (from the scrape config), instance and
+// job, as pairs.
+type target []string
+
+// newSeries adds a series of the family with the target's labels and the
+// given pairs.
+func (f *family) newSeries(suffix string, tg target, pairs ...string) *series {
+	all := append(append([]string{}, tg...), pairs...)
 	type kv struct{ k, v string }
 	var kvs []kv
 	for i := 0; i+1 < len(all); i += 2 {

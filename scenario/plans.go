@@ -58,11 +58,15 @@ type death struct {
 	node     float64
 }
 
-// partition cuts one zone of three off the control plane and the gateway.
+// partition cuts one zone of three (or allZones) off the control plane and
+// the gateway.
 type partition struct {
 	from, to time.Duration
 	zone     int
 }
+
+// allZones as a partition's zone cuts every node off.
+const allZones = -1
 
 // failure describes the control plane failing the kubelets.
 type failure struct {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/textparse"
+	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/require"
 )
 
@@ -150,6 +151,100 @@ func TestBadOptionsWriteNothing(t *testing.T) {
 		{"incident", Options{Nodes: MaxNodes + 1}, "nodes must be between"},
 		{"incident", Options{Nodes: -3}, "nodes must be between"},
 		{"incident", Options{Interval: time.Millisecond}, "interval must be between"},
+	} {
+		var b bytes.Buffer
+		_, err := Generate(&b, c.name, c.o)
+		require.ErrorContains(t, err, c.want)
+		require.Zero(t, b.Len())
+	}
+}
+
+// A region's series follow the label convention: every series carries the
+// region; a cluster's own exporters carry cluster, the shared components
+// carry shared, and no series carries both.
+func TestRegionalLabels(t *testing.T) {
+	b, tr := generate(t, "regional-outage", Options{Clusters: 6, Nodes: 10, Region: "nl-ams"})
+	require.Equal(t, "nl-ams", tr.Region)
+	require.Equal(t, 6, tr.Clusters)
+	require.Equal(t, ScopeRegion, tr.Scope)
+	require.Equal(t, sharedAPI, tr.Shared)
+	require.Len(t, tr.ClustersHit, 5, "three quarters of 6, rounded")
+	clusters, shared := map[string]bool{}, map[string]bool{}
+	for name := range parse(t, b) {
+		lset, err := parser.ParseMetric(name)
+		require.NoError(t, err)
+		require.Equal(t, "nl-ams", lset.Get("region"), name)
+		c, s := lset.Get("cluster"), lset.Get("shared")
+		require.True(t, (c == "") != (s == ""), "exactly one of cluster and shared: %s", name)
+		if c != "" {
+			clusters[c] = true
+		} else {
+			shared[s] = true
+		}
+	}
+	require.Len(t, clusters, 6)
+	require.Equal(t, map[string]bool{sharedAPI: true, sharedGateway: true}, shared)
+	for _, c := range tr.ClustersHit {
+		require.True(t, clusters[c], "hit cluster %s exists", c)
+	}
+}
+
+// In the regional outage the clusters' own API servers stay up; the hit
+// clusters' kubelets are refused (401 at the shared gateway) and their
+// leases expire, the others' do not.
+func TestRegionalOutageFailsOnlyTheHitClusters(t *testing.T) {
+	b, tr := generate(t, "regional-outage", Options{Clusters: 4, Nodes: 30})
+	hit := map[string]bool{}
+	for _, c := range tr.ClustersHit {
+		hit[c] = true
+	}
+	maxExpired := map[string]float64{}
+	var refused float64
+	for name, samples := range parse(t, b) {
+		lset, err := parser.ParseMetric(name)
+		require.NoError(t, err)
+		switch {
+		case lset.Get(labels.MetricName) == "cascade_apiserver_up" && lset.Get("cluster") != "":
+			for _, s := range samples {
+				require.Equal(t, 1.0, s.v, "a cluster's own API server stays up: %s", name)
+			}
+		case lset.Get(labels.MetricName) == "cascade_node_leases" && lset.Get("state") == "expired":
+			for _, s := range samples {
+				maxExpired[lset.Get("cluster")] = math.Max(maxExpired[lset.Get("cluster")], s.v)
+			}
+		case lset.Get(labels.MetricName) == "cascade_gateway_requests_total" && lset.Get("client") == "kubelet" && lset.Get("code") == "401":
+			require.Equal(t, sharedGateway, lset.Get("shared"))
+			refused += samples[len(samples)-1].v
+		}
+	}
+	require.Len(t, maxExpired, 4)
+	for c, m := range maxExpired {
+		if hit[c] {
+			require.Greater(t, m, 15.0, "%s: most leases expire", c)
+		} else {
+			require.Less(t, m, 3.0, "%s: not hit", c)
+		}
+	}
+	require.Greater(t, refused, 1000.0, "kubelets refused 401 at the shared gateway")
+}
+
+func TestRegionalSameSeedSameBytes(t *testing.T) {
+	a, _ := generate(t, "regional-autoheal", Options{Clusters: 5, Nodes: 8, Seed: 3})
+	b, _ := generate(t, "regional-autoheal", Options{Clusters: 5, Nodes: 8, Seed: 3})
+	require.Equal(t, a, b)
+}
+
+func TestBadRegionalOptionsWriteNothing(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"incident", Options{Clusters: 3}, "a single-cluster scenario has one cluster"},
+		{"regional-outage", Options{Clusters: MaxClusters + 1}, "clusters must be between"},
+		{"regional-outage", Options{Clusters: -1}, "clusters must be between"},
+		{"regional-outage", Options{Clusters: 1000, Nodes: 51, NoPerNodeSeries: true}, "a region holds 1 to 50000 nodes"},
+		{"regional-outage", Options{Clusters: 100, Nodes: 51}, "leave out the per-node series"},
 	} {
 		var b bytes.Buffer
 		_, err := Generate(&b, c.name, c.o)

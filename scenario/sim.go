@@ -56,7 +56,8 @@ type node struct {
 	s       nodeSeries
 }
 
-// sim is one run of a plan.
+// sim is one run of a plan: one cluster, or in a region one cluster or
+// the shared API.
 type sim struct {
 	p        *plan
 	o        Options
@@ -65,18 +66,55 @@ type sim struct {
 	series   *store
 	replicas []*replica
 	nodes    []*node
+	// src is the control plane whose failure fails these kubelets: this
+	// one, or in a region the shared API that authenticates them (its
+	// failures are then 401s); failDelay delays them after its first OOM.
+	src       *sim
+	failDelay float64
 
 	firstOOM     float64 // unix seconds; 0 until it happens
 	failingShare float64 // kubelets failing at the last step
+	alive        int     // nodes alive at the last step
+	// trafficScale multiplies the clients' requests at the gateway: a
+	// region's shared gateway serves many clusters.
+	trafficScale float64
 	replaced     int
-	lastEvent    float64
-	gw           gateway
-	mem          memorySeries
-	lease        leaseSeries
-	events       []Event
+	// replacedShare is the share of the fleet auto-healing replaced, which
+	// the API serves the bootstrap of (a region's: of every cluster).
+	replacedShare float64
+	lastEvent     float64
+	gw            *gateway
+	ownGateway    bool
+	mem           memorySeries
+	lease         leaseSeries
+	events        []Event
+}
+
+// simEnv is where a sim writes: a store of its own for a lone cluster, the
+// region's for its members, with the labels that name it in its targets.
+type simEnv struct {
+	store  *store
+	rng    *rand.Rand
+	labels []string // region, cluster or shared
+	// instance prefixes the exporters' instance names, unique in a region.
+	instance string
+	// gw is where its kubelets' requests are counted; nil: a gateway of
+	// its own.
+	gw *gateway
 }
 
 func newSim(p *plan, o Options) *sim {
+	var labels []string
+	if o.Region != "" {
+		labels = append(labels, "region", o.Region)
+	}
+	return newSimIn(p, o, simEnv{
+		store: newStore(), rng: rand.New(rand.NewPCG(o.Seed, 0x5ca1ab1e)),
+		labels: append(labels, "cluster", o.Cluster),
+	})
+}
+
+func newSimIn(p *plan, o Options, env simEnv) *sim {
 	start, err := time.Parse(time.RFC3339, p.start)
 	if err != nil {
 		panic(fmt.Sprintf("scenario %s: bad start: %v", p.name, err))
@@ -85,9 +123,13 @@ func newSim(p *plan, o Options) *sim {
 		start = o.Start
 	}
 	s := &sim{
-		p: p, o: o, rng: rand.New(rand.NewPCG(o.Seed, 0x5ca1ab1e)),
+		p: p, o: o, rng: env.rng,
 		start:  float64(start.UnixMilli()) / 1000,
-		series: newStore(o.Cluster),
+		series: env.store, trafficScale: 1,
+	}
+	s.src = s
+	tg := func(inst string) target {
+		return append(append(target{}, env.labels...), "instance", env.instance+inst, "job", "cascade")
 	}
 	for i := range maxReplicas {
 		s.replicas = append(s.replicas, &replica{name: fmt.Sprintf("kube-apiserver-%d", i), limit: limitBytes})
@@ -108,9 +150,14 @@ func newSim(p *plan, o Options) *sim {
 			n.backAt = s.at(d.back)
 		}
 	}
-	s.gw = newGateway(s.series)
-	s.mem = newMemorySeries(s.series)
-	s.lease = newLeaseSeries(s.series)
+	s.gw, s.ownGateway = env.gw, env.gw == nil
+	if s.ownGateway {
+		s.gw = newGateway(s.series, tg(instGateway))
+	}
+	s.mem = newMemorySeries(s.series, tg(instAPIMemory))
+	if o.Nodes > 0 {
+		s.lease = newLeaseSeries(s.series, tg(instNodeLease))
+	}
 	return s
 }
 
@@ -128,6 +175,7 @@ func (s *sim) run() {
 		t := s.start + float64(k)*step
 		s.stepAPIServers(t, step)
 		s.stepNodes(t+offsetNodeLease+s.jitter(), step)
+		s.replacedShare = float64(s.replaced) / float64(len(s.nodes))
 		s.stepGateway(t, step)
 	}
 }
@@ -176,8 +224,8 @@ func (s *sim) stepAPIServers(t, step float64) {
 		if !r.exists || !r.up {
 			continue
 		}
-		// The original three replicas' demand, shared by those answering.
-		target := demand * 3 * limitBytes / float64(up)
+		// The original replicas' demand, shared by those answering.
+		target := demand * valueAt(s.p.replicaChanges, 0, 3) * limitBytes / float64(up)
 		r.ws += math.Min((target-r.ws)*(1-math.Exp(-step/memoryLag)), growthCap*step*limitBytes)
 		r.ws *= 1 + s.rng.NormFloat64()*0.004
 		if r.ws >= r.limit {
@@ -204,7 +252,7 @@ func (s *sim) retryLoad() float64 {
 	}
 	load := s.p.failure.retryLoad * s.failingShare
 	if s.p.autoheal != nil {
-		load += 0.5 * float64(s.replaced) / float64(len(s.nodes))
+		load += 0.5 * s.replacedShare
 	}
 	return load
 }
@@ -229,20 +277,21 @@ func (s *sim) existingReplicas() int {
 	return n
 }
 
-// cpFailing says whether the control plane fails node n's requests at t.
+// cpFailing says whether the control plane (this cluster's, or the shared
+// API authenticating its kubelets) fails node n's requests at t.
 func (s *sim) cpFailing(n *node, t float64) bool {
-	f := s.p.failure
-	if f == nil || s.firstOOM == 0 {
+	f := s.src.p.failure
+	if f == nil || s.src.firstOOM == 0 {
 		return false
 	}
-	from := s.firstOOM + n.onset*f.onset.Seconds()
-	until := s.at(f.recoverFrom) + n.recover*f.recoverSpan.Seconds()
+	from := s.src.firstOOM + s.failDelay + n.onset*f.onset.Seconds()
+	until := s.src.at(f.recoverFrom) + n.recover*f.recoverSpan.Seconds()
 	return t >= from && t < until
 }
 
 func (s *sim) partitioned(n *node, t float64) bool {
 	p := s.p.partition
-	return p != nil && n.zone == p.zone && t >= s.at(p.from) && t < s.at(p.to)
+	return p != nil && (n.zone == p.zone || p.zone == allZones) && t >= s.at(p.from) && t < s.at(p.to)
 }
 
 // stepNodes runs every kubelet's renewals up to t, the lease exporter's
@@ -250,6 +299,8 @@ func (s *sim) partitioned(n *node, t float64) bool {
 func (s *sim) stepNodes(t, step float64) {
 	s.autoHeal(t, step)
 	up := s.upReplicas()
+	srcUp, srcAll := s.src.upReplicas(), s.src.existingReplicas()
+	auth := s.src != s // refused by authentication, not by a dead API
 	var failing, alive int
 	for _, n := range s.nodes {
 		if !n.exists || t < n.joinAt {
@@ -269,14 +320,22 @@ func (s *sim) stepNodes(t, step float64) {
 			switch {
 			case a >= n.deadAt && a < n.backAt, s.partitioned(n, a):
 				// no request leaves the node, or none reaches the gateway
-			case up == 0 || cpFail && s.rng.Float64() >= luckyRenewal*float64(up)/float64(s.existingReplicas()):
+			case up == 0:
 				s.gw.kubeletFailures(1)
+			case cpFail && s.rng.Float64() >= luckyRenewal*float64(srcUp)/float64(srcAll):
+				if auth {
+					s.gw.kubeletAuthFailures(1)
+				} else {
+					s.gw.kubeletFailures(1)
+				}
 			default:
 				n.renew = a + 0.005 + s.rng.Float64()*0.05
 				s.gw.kubeletRenewals(1)
 			}
 		}
-		if cpFail {
+		if cpFail && auth {
+			s.gw.kubeletAuthFailingNode(step)
+		} else if cpFail {
 			s.gw.kubeletFailingNode(step)
 		} else if !dead && !s.partitioned(n, t) {
 			s.gw.kubeletHealthyNode(step)
@@ -292,6 +351,7 @@ func (s *sim) stepNodes(t, step float64) {
 			}
 		}
 	}
+	s.alive = alive
 	if alive > 0 {
 		s.failingShare = float64(failing) / float64(alive)
 	}
@@ -301,11 +361,11 @@ func (s *sim) stepNodes(t, step float64) {
 // autoHeal replaces nodes whose Ready condition is Unknown while the
 // control plane fails: exactly the wrong thing, as in the second incident.
 func (s *sim) autoHeal(t, step float64) {
-	a := s.p.autoheal
-	if a == nil || s.firstOOM == 0 {
+	a := s.src.p.autoheal
+	if a == nil || s.src.firstOOM == 0 {
 		return
 	}
-	from := s.firstOOM + a.after.Seconds()
+	from := s.src.firstOOM + s.failDelay + a.after.Seconds()
 	if t < from || t >= from+a.duration.Seconds() {
 		return
 	}
@@ -348,6 +408,7 @@ func (s *sim) stepGateway(t, step float64) {
 		fail = 0.7
 	}
 	overloaded := s.maxMemoryShare() >= 0.85 || fail > 0
+	d *= s.trafficScale
 	s.gw.clients(step, d*20*controller, d*1*kubectl, d*3*other, fail, overloaded)
 	s.gw.scrape(s, t+offsetGateway+s.jitter())
 }
@@ -366,9 +427,15 @@ func (s *sim) maxMemoryShare() float64 {
 func (s *sim) truth() Truth {
 	start := time.UnixMilli(int64(s.start * 1000)).UTC()
 	tr := Truth{
-		Scenario: s.p.name, Nodes: s.o.Nodes, Cluster: s.o.Cluster,
+		Scenario: s.p.name, Nodes: s.o.Nodes, Cluster: s.o.Cluster, Region: s.o.Region,
 		Start: start, End: start.Add(s.p.span),
 		ExpectIncident: s.p.expectIncident, RootCause: s.p.rootCause, ExpectGuard: s.p.expectGuard,
+	}
+	if s.p.expectIncident {
+		tr.Scope = ScopeCluster
+	}
+	if s.p.expectGuard {
+		tr.ClustersHit = []string{s.o.Cluster}
 	}
 	for _, e := range s.p.events {
 		tr.Events = append(tr.Events, Event{Time: start.Add(e.at), Name: e.name, Detail: e.detail})
