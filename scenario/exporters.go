@@ -223,7 +223,7 @@ func (g *gateway) kubeletFailingNode(step float64) { g.pendingFailing += step }
 
 // kubeletAuthFailures and kubeletAuthFailingNode are the same for kubelets
 // their API server cannot authenticate: answered 401, quickly.
-func (g *gateway) kubeletAuthFailures(n float64)        { g.pendingAuthFail += n }
+func (g *gateway) kubeletAuthFailures(n float64)       { g.pendingAuthFail += n }
 func (g *gateway) kubeletAuthFailingNode(step float64) { g.pendingAuthFailing += step }
 
 // bootstrap counts a replacement node's certificate request and join.

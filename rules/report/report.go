@@ -191,7 +191,7 @@ type row struct {
 // clusterTimes is when one cluster of a regional incident was hit and
 // recovered (zero: not in the events).
 type clusterTimes struct {
-	name          string
+	name           string
 	hit, recovered time.Time
 }
 

@@ -105,11 +105,11 @@ func TestNoIncident(t *testing.T) {
 func TestBadEventsNameTheLine(t *testing.T) {
 	for in, want := range map[string]string{
 		"": "no events",
-		`{"time":"2026-01-14T22:47:45Z","kind":"alert"}` + "\n{oops\n":                           "line 2:",
-		`{"cluster":"x"}`:                                                                         "line 1: neither a backtest transition",
-		`{"phase":"onset","incident":"i"}`:                                                        "line 1: no time",
-		`{"time":"2026-01-14T22:47:45Z","phase":"onset"}`:                                         "line 1: an incident event without an incident id",
-		`{"time":"2026-01-14T22:47:45Z","kind":"incident","name":"x","phase":"onset"}`:            "line 1: an incident transition without its event",
+		`{"time":"2026-01-14T22:47:45Z","kind":"alert"}` + "\n{oops\n": "line 2:",
+		`{"cluster":"x"}`:                                 "line 1: neither a backtest transition",
+		`{"phase":"onset","incident":"i"}`:                "line 1: no time",
+		`{"time":"2026-01-14T22:47:45Z","phase":"onset"}`: "line 1: an incident event without an incident id",
+		`{"time":"2026-01-14T22:47:45Z","kind":"incident","name":"x","phase":"onset"}`:           "line 1: an incident transition without its event",
 		`{"time":"2026-01-14T22:47:45Z","incident":"i","phase":"onset","evidence":{"a":"lots"}}`: "line 1: evidence a",
 	} {
 		_, err := ReadEvents(strings.NewReader(in))
