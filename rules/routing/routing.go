@@ -1,8 +1,10 @@
 // Package routing writes the Alertmanager configuration that turns
 // Cascade's alerts into one page per incident: the incident goes to the
-// paging receiver, grouped by cluster; its symptom alerts are inhibited
-// while it fires for the same cluster; the auto-heal guard goes to the
-// automation that replaces nodes; the rest become tickets.
+// paging receiver, grouped by its scope (a region, or a cluster of a
+// region); a regional incident inhibits the cluster incidents and symptom
+// alerts of its region, a cluster incident its cluster's symptom alerts;
+// the auto-heal guards go to the automation that replaces nodes, at once
+// each time one comes on; the rest become tickets.
 package routing
 
 import (
@@ -20,6 +22,9 @@ const (
 	GuardAlert     = "ControlPlaneAutoHealGuard"
 	SymptomLabel   = "cascade_symptom"
 	ClusterLabel   = "cluster"
+	RegionLabel    = "region"
+	SharedLabel    = "shared"
+	ScopeLabel     = "scope"
 	PageReceiver   = "cascade-page"
 	TicketReceiver = "cascade-ticket"
 	GuardReceiver  = "cascade-autoheal-guard"
@@ -103,36 +108,43 @@ func AlertmanagerConfig(o Options) ([]byte, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	regional := []string{`alertname="` + IncidentAlert + `"`, ScopeLabel + `="region"`}
+	// A cluster incident; rule files older than scopes set none.
+	perCluster := []string{`alertname="` + IncidentAlert + `"`, ScopeLabel + `!="region"`}
 	c := config{
 		Route: route{
 			Receiver: TicketReceiver,
-			GroupBy:  []string{ClusterLabel, "alertname"},
+			GroupBy:  []string{RegionLabel, ClusterLabel, SharedLabel, "alertname"},
 			Routes: []route{
 				{
-					// The guard goes to the automation and on to the page
-					// route: continue lets one alert reach both.
-					Receiver: GuardReceiver,
-					Matchers: []string{`alertname="` + GuardAlert + `"`},
-					GroupBy:  []string{ClusterLabel},
-					// Automation must learn at once and be reminded often.
+					// Automation must learn at once each time a guard comes
+					// on, a crash loop or a sequel included: a group whose
+					// last notification was minutes ago would otherwise wait
+					// the default group_interval (5m).
+					Receiver:       GuardReceiver,
+					Matchers:       []string{`alertname="` + GuardAlert + `"`},
+					GroupBy:        []string{ScopeLabel, RegionLabel, ClusterLabel},
 					GroupWait:      "0s",
+					GroupInterval:  "10s",
 					RepeatInterval: "5m",
 				},
 				{
+					// One page per incident: a region's has no cluster
+					// label, so all of it is one group.
 					Receiver:       PageReceiver,
 					Matchers:       []string{`alertname="` + IncidentAlert + `"`},
-					GroupBy:        []string{ClusterLabel},
+					GroupBy:        []string{ScopeLabel, RegionLabel, ClusterLabel},
 					GroupWait:      amDuration(o.GroupWait),
 					GroupInterval:  "5m",
 					RepeatInterval: amDuration(o.RepeatInterval),
 				},
 			},
 		},
-		InhibitRules: []inhibitRule{{
-			SourceMatchers: []string{`alertname="` + IncidentAlert + `"`},
-			TargetMatchers: []string{SymptomLabel + `="true"`},
-			Equal:          []string{ClusterLabel},
-		}},
+		InhibitRules: []inhibitRule{
+			{SourceMatchers: regional, TargetMatchers: perCluster, Equal: []string{RegionLabel}},
+			{SourceMatchers: regional, TargetMatchers: []string{SymptomLabel + `="true"`}, Equal: []string{RegionLabel}},
+			{SourceMatchers: perCluster, TargetMatchers: []string{SymptomLabel + `="true"`}, Equal: []string{RegionLabel, ClusterLabel}},
+		},
 		Receivers: []receiver{
 			{Name: PageReceiver, WebhookConfigs: []webhookConfig{{URL: o.PageURL, SendResolved: true}}},
 			{Name: TicketReceiver, WebhookConfigs: []webhookConfig{{URL: o.TicketURL, SendResolved: true}}},
@@ -144,8 +156,9 @@ func AlertmanagerConfig(o Options) ([]byte, error) {
 		return nil, err
 	}
 	header := "# Alertmanager routing for Cascade, written by `cascade rules alertmanager-config`.\n" +
-		"# One page per incident: symptom alerts (" + SymptomLabel + "=\"true\") are inhibited while\n" +
-		"# " + IncidentAlert + " fires for the same cluster.\n"
+		"# One page per incident: while " + IncidentAlert + " fires for a region (scope=\"region\"),\n" +
+		"# the region's cluster incidents and symptom alerts (" + SymptomLabel + "=\"true\") are inhibited;\n" +
+		"# while it fires for a cluster, that cluster's symptom alerts are.\n"
 	return append([]byte(header), b...), nil
 }
 

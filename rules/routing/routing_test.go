@@ -2,6 +2,7 @@ package routing
 
 import (
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -115,8 +116,24 @@ func amHolds(amURL, alertname string) bool {
 }
 
 // incidentAlerts builds, from the embedded rule files, the alerts that fire
-// together during an incident: the incident, the guard and every symptom.
+// together during a cluster's incident: the incident, the guard and every
+// symptom, of that cluster.
 func incidentAlerts(t *testing.T, cluster string) []*notifier.Alert {
+	t.Helper()
+	out := ruleAlerts(t, func(r rulefmt.Rule) bool { return r.Labels["scope"] != "region" }, "cluster", cluster)
+	for _, a := range out {
+		if a.Labels.Get("alertname") == IncidentAlert {
+			a.Labels = labels.NewBuilder(a.Labels).Set("root_cause", "apiserver_oom").Labels()
+		}
+	}
+	require.Greater(t, len(out), 5)
+	return out
+}
+
+// ruleAlerts builds an alert for every alerting rule of the embedded rule
+// files that keep accepts, with the rule's labels and the given ones, as
+// the engine would send it.
+func ruleAlerts(t *testing.T, keep func(rulefmt.Rule) bool, lbls ...string) []*notifier.Alert {
 	t.Helper()
 	var out []*notifier.Alert
 	for _, name := range rules.FileNames() {
@@ -126,14 +143,13 @@ func incidentAlerts(t *testing.T, cluster string) []*notifier.Alert {
 		require.Empty(t, errs)
 		for _, g := range groups.Groups {
 			for _, r := range g.Rules {
-				if r.Alert == "" {
+				if r.Alert == "" || !keep(r) {
 					continue
 				}
 				lb := labels.NewBuilder(labels.FromMap(r.Labels))
 				lb.Set("alertname", r.Alert)
-				lb.Set("cluster", cluster)
-				if r.Alert == IncidentAlert {
-					lb.Set("root_cause", "apiserver_oom")
+				for i := 0; i+1 < len(lbls); i += 2 {
+					lb.Set(lbls[i], lbls[i+1])
 				}
 				out = append(out, &notifier.Alert{
 					Labels:      lb.Labels(),
@@ -143,8 +159,115 @@ func incidentAlerts(t *testing.T, cluster string) []*notifier.Alert {
 			}
 		}
 	}
-	require.Greater(t, len(out), 5)
 	return out
+}
+
+// TestRegionalIncidentPagesOnce: a regional incident with 50 clusters hit,
+// the guard and every symptom alert of each, the shared API's own OOM alert
+// and a cluster incident of a hit cluster reach a real Alertmanager with
+// the generated configuration: one page for the region, nothing else pages
+// or tickets, each guard reaches the automation. A cluster incident in
+// another region still pages.
+func TestRegionalIncidentPagesOnce(t *testing.T) {
+	hooks := testenv.WebhooksForTest(t)
+	o := DefaultOptions()
+	o.PageURL, o.TicketURL, o.AutomationURL = hooks.URL("page"), hooks.URL("ticket"), hooks.URL("guard")
+	o.GroupWait = time.Second
+	cfg, err := AlertmanagerConfig(o)
+	require.NoError(t, err)
+	am := testenv.AlertmanagerForTest(t, string(cfg))
+	sender := newSender(t, am.URL)
+
+	isRegional := func(r rulefmt.Rule) bool { return r.Labels["scope"] == "region" }
+	incidents := ruleAlerts(t, func(r rulefmt.Rule) bool { return isRegional(r) && r.Alert == IncidentAlert },
+		"region", "fr-par", "shared", "regional-api", "root_cause", "apiserver_oom")
+	elsewhere := ruleAlerts(t, func(r rulefmt.Rule) bool { return !isRegional(r) && r.Alert == IncidentAlert },
+		"region", "nl-ams", "cluster", "ams-1", "root_cause", "apiserver_oom")
+	require.Len(t, incidents, 1)
+	require.Len(t, elsewhere, 1)
+	var rest []*notifier.Alert
+	rest = append(rest, ruleAlerts(t, func(r rulefmt.Rule) bool { return isRegional(r) && r.Alert == GuardAlert }, "region", "fr-par")...)
+	for i := range 50 {
+		cluster := fmt.Sprintf("c%02d", i)
+		rest = append(rest, ruleAlerts(t, func(r rulefmt.Rule) bool { return !isRegional(r) && r.Alert != IncidentAlert },
+			"region", "fr-par", "cluster", cluster, "replica", "kube-apiserver-0")...)
+	}
+	// One hit cluster's own API server failed too: its incident is part of
+	// the region's.
+	rest = append(rest, ruleAlerts(t, func(r rulefmt.Rule) bool { return !isRegional(r) && r.Alert == IncidentAlert },
+		"region", "fr-par", "cluster", "c07", "root_cause", "apiserver_unreachable")...)
+	// The shared API's own symptom alerts.
+	rest = append(rest, ruleAlerts(t, func(r rulefmt.Rule) bool { return r.Labels["cascade_component"] == "apiserver" },
+		"region", "fr-par", "shared", "regional-api", "replica", "regional-api-0")...)
+
+	// The incidents first, then everything (see TestOnePagePerIncident).
+	sender.Send(append(incidents, elsewhere...)...)
+	require.Eventually(t, func() bool { return amCount(am.URL, IncidentAlert) == 2 }, 20*time.Second, 100*time.Millisecond)
+	all := append(append(append([]*notifier.Alert{}, incidents...), elsewhere...), rest...)
+	for range 3 {
+		sender.Send(all...)
+		time.Sleep(time.Second)
+	}
+	require.Eventually(t, func() bool { return hooks.Count("guard") == 51 }, 30*time.Second, 100*time.Millisecond, "a guard notification per cluster and one for the region")
+	time.Sleep(3 * time.Second)
+
+	page := hooks.Received("page")
+	require.Len(t, page, 2, "one page for the region, one for the cluster of another region")
+	byRegion := map[string]testenv.WebhookMessage{}
+	for _, m := range page {
+		require.Len(t, m.Alerts, 1)
+		byRegion[m.Alerts[0].Labels["region"]] = m
+	}
+	require.Equal(t, "region", byRegion["fr-par"].Alerts[0].Labels["scope"])
+	require.Equal(t, "regional-api", byRegion["fr-par"].Alerts[0].Labels["shared"])
+	require.Equal(t, "ams-1", byRegion["nl-ams"].Alerts[0].Labels["cluster"])
+	require.Empty(t, hooks.Received("ticket"), "every symptom alert of the region is inhibited")
+	require.Len(t, hooks.Received("guard"), 51)
+}
+
+// A guard that comes on again a minute after it resolved (a crash loop, an
+// auto-heal sequel) reaches the automation within seconds, not after the
+// default group_interval of 5 minutes.
+func TestGuardReachesAutomationAtOnce(t *testing.T) {
+	hooks := testenv.WebhooksForTest(t)
+	o := DefaultOptions()
+	o.PageURL, o.TicketURL, o.AutomationURL = hooks.URL("page"), hooks.URL("ticket"), hooks.URL("guard")
+	cfg, err := AlertmanagerConfig(o)
+	require.NoError(t, err)
+	am := testenv.AlertmanagerForTest(t, string(cfg))
+	sender := newSender(t, am.URL)
+	guard := ruleAlerts(t, func(r rulefmt.Rule) bool { return r.Alert == GuardAlert && r.Labels["scope"] == "cluster" }, "cluster", "prod")
+	require.Len(t, guard, 1)
+
+	sender.Send(guard...)
+	require.Eventually(t, func() bool { return hooks.Count("guard") == 1 }, 10*time.Second, 50*time.Millisecond)
+	resolved := *guard[0]
+	resolved.EndsAt = time.Now()
+	sender.Send(&resolved)
+	require.Eventually(t, func() bool { return hooks.Count("guard") == 2 }, 30*time.Second, 50*time.Millisecond, "the resolution")
+	again := *guard[0]
+	again.StartsAt, again.EndsAt = time.Now(), time.Time{}
+	began := time.Now()
+	sender.Send(&again)
+	require.Eventually(t, func() bool { return hooks.Count("guard") == 3 }, 30*time.Second, 50*time.Millisecond, "the guard on again")
+	took := time.Since(began)
+	require.Less(t, took, 15*time.Second, "the guard back on reached the automation after %s", took)
+	require.Equal(t, "firing", hooks.Received("guard")[2].Status)
+	t.Logf("guard on again: at the automation %s later", took.Round(100*time.Millisecond))
+}
+
+// amCount is how many active alerts of that name Alertmanager lists.
+func amCount(amURL, alertname string) int {
+	resp, err := http.Get(amURL + "/api/v2/alerts?filter=alertname%3D%22" + alertname + "%22&active=true")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var alerts []json.RawMessage
+	if json.NewDecoder(resp.Body).Decode(&alerts) != nil {
+		return 0
+	}
+	return len(alerts)
 }
 
 // newSender is Prometheus's notifier, the engine's sending path, pointed at
@@ -155,7 +278,7 @@ func newSender(t *testing.T, amURL string) *notifier.Manager {
 	require.NoError(t, err)
 	cfg, err := promconfig.Load("alerting:\n  alertmanagers:\n    - static_configs: [{targets: ['"+u.Host+"']}]\n", slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	n := notifier.NewManager(&notifier.Options{QueueCapacity: 100}, model.UTF8Validation, slog.New(slog.DiscardHandler))
+	n := notifier.NewManager(&notifier.Options{QueueCapacity: 10000}, model.UTF8Validation, slog.New(slog.DiscardHandler))
 	require.NoError(t, n.ApplyConfig(cfg))
 	tsets := make(chan map[string][]*targetgroup.Group, 1)
 	tsets <- map[string][]*targetgroup.Group{"config-0": {{Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(u.Host)}}}}}
