@@ -11,7 +11,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.Branch=main
 export PATH := $(TOOLS)/bin:$(PATH)
 
-.PHONY: all build image demo vet test test-short deps fuzz bench-exporter bench-gateway bench-engine bench-detection dashboards-picture clean
+.PHONY: all build image manifests demo vet test test-short deps fuzz bench-exporter bench-gateway bench-engine bench-detection dashboards-picture clean
 
 all: build
 
@@ -31,6 +31,13 @@ image:
 	$(GO) run $(GOFLAGS_T) ./hack/image --binary $(IMAGE_DIR)/cascade-linux-$(IMAGE_ARCH) --arch $(IMAGE_ARCH) \
 		--name $(IMAGE_NAME) --version $(VERSION) --revision $(REVISION) --created $(COMMIT_TIME) \
 		--output $(IMAGE_DIR)/cascade-image.tar
+
+# manifests writes what is generated from rules/*.yml, dashboards/json and
+# the Helm chart: the chart's and the mixin's copies of them, and the plain
+# manifests of deploy/. Run it after changing any of those; a test fails
+# while they are stale.
+manifests:
+	$(GO) run $(GOFLAGS_T) ./hack/manifests -helm $(TOOLS)/bin/helm
 
 # demo plays the incident Cascade exists for, with no cluster and no
 # configuration, and ends with the post-incident report (under a minute).
