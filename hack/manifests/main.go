@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 
 	"github.com/cascade-sre/cascade/deploy"
 )
@@ -23,6 +24,9 @@ func main() {
 }
 
 func run(root, helm string) error {
+	if _, err := exec.LookPath(helm); err != nil {
+		return fmt.Errorf("helm v3 not found (%w): `make deps` builds it into .tools/bin", err)
+	}
 	files, err := deploy.Generated(root, helm)
 	if err != nil {
 		return err
