@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what Cascade's tests and benchmarks talk to, on a bare Debian machine:
 #   etcd, nginx, Prometheus, promtool, Alertmanager, amtool and mtail from Debian's packages;
+#   podman with runc (the image's test runs it in a real container runtime), from Debian;
 #   kube-apiserver v1.37.2, built once from hack/kube-tools into .tools/bin;
-#   VictoriaLogs (a Loki-protocol store), built once into .tools/bin.
+#   VictoriaLogs (a Loki-protocol store), built once into .tools/bin;
+#   Helm and go-jsonnet (the chart's and the mixin's tests), built once into .tools/bin.
 # Safe to run again: it only does what is missing.
 #
 # Environment (for hack/install-deps_test.go, which runs this script against
@@ -10,10 +12,11 @@
 #   CASCADE_DEPS_STEPS    the steps to run, default "packages tools"
 #   CASCADE_POLICY_RC_D   where the policy that keeps package scripts from
 #                         starting services is written, default /usr/sbin/policy-rc.d
+#   CASCADE_TOOLS_DIR     where tools are built, default .tools/bin
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-tools="$root/.tools/bin"
+tools=${CASCADE_TOOLS_DIR:-$root/.tools/bin}
 steps=" ${CASCADE_DEPS_STEPS:-packages tools} "
 policy_rc_d=${CASCADE_POLICY_RC_D:-/usr/sbin/policy-rc.d}
 
@@ -23,7 +26,9 @@ die() { log "$*"; exit 1; }
 # Debian packages the tests need. A package counts as present when dpkg says
 # it is installed, whatever is on PATH: a command of the same name from
 # somewhere else is not the version the tests were written against.
-packages=(etcd-server mtail nginx prometheus prometheus-alertmanager)
+# runc beside podman: Debian's podman defaults to crun, which cannot start
+# containers on some machines' cgroup layout; the tests ask for runc.
+packages=(etcd-server mtail nginx podman prometheus prometheus-alertmanager runc)
 
 installed() {
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
@@ -106,5 +111,26 @@ build_tools() {
   fi
 }
 
+# go_tool NAME PACKAGE VERSION installs PACKAGE@VERSION (pure Go, no cgo)
+# into .tools/bin as NAME, once, and again only when VERSION changes.
+go_tool() {
+  local name=$1 pkg=$2 version=$3 start
+  if [ -x "$tools/$name" ] && [ "$(cat "$tools/$name.version" 2>/dev/null)" = "$version" ]; then
+    return
+  fi
+  log "building $name $version into .tools/bin (once)"
+  start=$(date +%s)
+  (cd "$tools" && CGO_ENABLED=0 GOBIN="$tools" go install "$pkg@$version") || die "go install $pkg@$version failed"
+  echo "$version" > "$tools/$name.version"
+  log "$name built in $(( $(date +%s) - start ))s"
+}
+
+# Helm renders and lints the chart in deploy/helm (about two minutes, once);
+# go-jsonnet evaluates the mixin.
+build_deploy_tools() {
+  go_tool helm helm.sh/helm/v3/cmd/helm v3.22.0
+  go_tool jsonnet github.com/google/go-jsonnet/cmd/jsonnet v0.22.0
+}
+
 case "$steps" in *" packages "*) install_packages ;; esac
-case "$steps" in *" tools "*) build_tools ;; esac
+case "$steps" in *" tools "*) build_tools; build_deploy_tools ;; esac

@@ -16,7 +16,7 @@ import (
 )
 
 // packages are the Debian packages install-deps.sh installs.
-var packages = []string{"etcd-server", "mtail", "nginx", "prometheus", "prometheus-alertmanager"}
+var packages = []string{"etcd-server", "mtail", "nginx", "podman", "prometheus", "prometheus-alertmanager", "runc"}
 
 // machine is a sandbox: a bin directory holding only the real tools the
 // scripts may use plus stand-ins, and a state directory the stand-ins
@@ -126,14 +126,14 @@ func TestInstallDepsAsRootSomeMissing(t *testing.T) {
 	require.Equal(t, 0, code, out)
 	require.Equal(t, []string{
 		"apt-get update -qq uid=0 policy=yes frontend=noninteractive",
-		"apt-get install -y -qq --no-install-recommends mtail nginx prometheus-alertmanager uid=0 policy=yes frontend=noninteractive",
+		"apt-get install -y -qq --no-install-recommends mtail nginx podman prometheus-alertmanager runc uid=0 policy=yes frontend=noninteractive",
 	}, m.calls())
 	require.False(t, m.policyLeft(), "the service policy must be removed after the install")
-	require.Contains(t, out, "installed mtail nginx prometheus-alertmanager")
+	require.Contains(t, out, "installed mtail nginx podman prometheus-alertmanager runc")
 }
 
 func TestInstallDepsAsUserWithSudo(t *testing.T) {
-	m := newMachine(t, 1, true, "etcd-server", "mtail", "prometheus", "prometheus-alertmanager")
+	m := newMachine(t, 1, true, "etcd-server", "mtail", "podman", "prometheus", "prometheus-alertmanager", "runc")
 	code, out := m.run("hack/install-deps.sh")
 	require.Equal(t, 0, code, out)
 	calls := m.calls()
@@ -153,7 +153,7 @@ func TestInstallDepsAsUserWithoutSudo(t *testing.T) {
 	m := newMachine(t, 1, false, "etcd-server")
 	code, out := m.run("hack/install-deps.sh")
 	require.Equal(t, 1, code, out)
-	require.Contains(t, out, "need root to apt-get install mtail nginx prometheus prometheus-alertmanager")
+	require.Contains(t, out, "need root to apt-get install mtail nginx podman prometheus prometheus-alertmanager runc")
 	require.Empty(t, m.calls())
 	require.False(t, m.policyLeft())
 }
@@ -202,6 +202,75 @@ func TestInstallDepsToolsWithoutGo(t *testing.T) {
 	code, out := m.run("hack/install-deps.sh", "CASCADE_DEPS_STEPS=tools")
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "go not found")
+}
+
+// goStandIn is a go command that builds nothing: `go build -o OUT` and
+// `go install PKG@V` write a script that prints its name, and every call is
+// recorded. GO_FAIL=PKG makes installing PKG fail.
+const goStandIn = `echo "go $*" >> "$STATE/calls"
+case "$1" in
+build)
+  while [ "$1" != -o ]; do shift; done
+  printf '#!%s\necho Kubernetes v1.37.2\n' "$BASH" > "$2"; chmod +x "$2";;
+install)
+  pkg=${2%@*}
+  [ "$pkg" = "$GO_FAIL" ] && { echo "go: $pkg: build failed" >&2; exit 1; }
+  printf '#!%s\necho %s\n' "$BASH" "$pkg" > "$GOBIN/${pkg##*/}"; chmod +x "$GOBIN/${pkg##*/}";;
+*) exit 2;;
+esac`
+
+// goInstalls are the `go install` calls recorded, by package.
+func (m *machine) goInstalls() []string {
+	var pkgs []string
+	for _, c := range m.calls() {
+		if p, ok := strings.CutPrefix(c, "go install "); ok {
+			pkgs = append(pkgs, p)
+		}
+	}
+	return pkgs
+}
+
+func TestInstallDepsBuildsToolsOnce(t *testing.T) {
+	m := newMachine(t, 0, false, packages...)
+	m.standIn("go", goStandIn)
+	tools := filepath.Join(t.TempDir(), "bin")
+	env := []string{"CASCADE_DEPS_STEPS=tools", "CASCADE_TOOLS_DIR=" + tools}
+
+	code, out := m.run("hack/install-deps.sh", env...)
+	require.Equal(t, 0, code, out)
+	require.Equal(t, []string{
+		"github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@v1.52.1",
+		"helm.sh/helm/v3/cmd/helm@v3.22.0",
+		"github.com/google/go-jsonnet/cmd/jsonnet@v0.22.0",
+	}, m.goInstalls())
+	for _, tool := range []string{"kube-apiserver", "victoria-logs", "helm", "jsonnet"} {
+		require.FileExists(t, filepath.Join(tools, tool))
+	}
+	b, err := os.ReadFile(filepath.Join(tools, "helm.version"))
+	require.NoError(t, err)
+	require.Equal(t, "v3.22.0\n", string(b))
+
+	// Again: everything is there at its version, nothing is built.
+	require.NoError(t, os.Remove(filepath.Join(m.state, "calls")))
+	code, out = m.run("hack/install-deps.sh", env...)
+	require.Equal(t, 0, code, out)
+	require.Empty(t, m.goInstalls(), out)
+
+	// A tool at another version than the script pins is built again, alone.
+	require.NoError(t, os.WriteFile(filepath.Join(tools, "jsonnet.version"), []byte("v0.21.0\n"), 0o644))
+	code, out = m.run("hack/install-deps.sh", env...)
+	require.Equal(t, 0, code, out)
+	require.Equal(t, []string{"github.com/google/go-jsonnet/cmd/jsonnet@v0.22.0"}, m.goInstalls())
+}
+
+func TestInstallDepsToolBuildFails(t *testing.T) {
+	m := newMachine(t, 0, false, packages...)
+	m.standIn("go", goStandIn)
+	tools := filepath.Join(t.TempDir(), "bin")
+	code, out := m.run("hack/install-deps.sh", "CASCADE_DEPS_STEPS=tools", "CASCADE_TOOLS_DIR="+tools, "GO_FAIL=helm.sh/helm/v3/cmd/helm")
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "go install helm.sh/helm/v3/cmd/helm@v3.22.0 failed")
+	require.NoFileExists(t, filepath.Join(tools, "helm.version"), "a failed build is tried again next time")
 }
 
 // .ci/run finds Go, and runs the README's test command: make test.
