@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -88,4 +89,51 @@ cascade:
 
 	proc.Stop()
 	require.Contains(t, proc.LogTail(2000), "cascade run stopped")
+}
+
+// TestRunStopsWhenAPartFails removes the data directory under a running
+// `cascade run`: the collector fails, and the process stops with a non-zero
+// status and the error in its log, as Prometheus does when a part of it
+// fails, instead of running on blind.
+func TestRunStopsWhenAPartFails(t *testing.T) {
+	bin := cascadeBinary(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfgPath := writeRunConfig(t, dir, fmt.Sprintf(`global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: self
+    static_configs: [{targets: [%q]}]
+cascade:
+  storage: {path: data}
+`, addr))
+	logFile, err := os.Create(filepath.Join(dir, "cascade-run.log"))
+	require.NoError(t, err)
+	defer logFile.Close()
+	log := func() string { b, _ := os.ReadFile(logFile.Name()); return string(b) }
+	cmd := exec.Command(bin, "run", "--config.file="+cfgPath, "--web.listen-address="+addr,
+		"--no-exporter.nodelease", "--no-exporter.apimemory")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	require.Eventually(t, func() bool { return scrapeValue(t, addr, "prometheus_tsdb_head_samples_appended_total") > 0 },
+		30*time.Second, 100*time.Millisecond, "cascade run never scraped itself")
+
+	require.NoError(t, os.RemoveAll(filepath.Join(dir, "data")))
+	select {
+	case err := <-exited:
+		exited <- err // for the cleanup
+		var exit *exec.ExitError
+		require.ErrorAs(t, err, &exit, "cascade run exited 0 after a part failed:\n%s", log())
+		require.Equal(t, 1, exit.ExitCode())
+		require.Contains(t, log(), "collector: the data directory "+filepath.Join(dir, "data")+" fails")
+	case <-time.After(60 * time.Second):
+		t.Fatalf("cascade run went on without its data directory:\n%s", log())
+	}
 }

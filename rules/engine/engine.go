@@ -245,20 +245,30 @@ func (e *Engine) RuleFiles() []string {
 	return slices.Clone(e.files)
 }
 
-// Run evaluates rules and sends alerts until ctx is done.
+// Run evaluates rules and sends alerts until ctx is done. If a part of the
+// engine ends before that (the rule manager or the Alertmanager discovery),
+// Run stops the rest and returns an error saying which.
 func (e *Engine) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
 	go e.notifier.Run(e.amSD.SyncCh())
 	go func() {
-		if err := e.amSD.Run(); err != nil {
-			e.logger.Error("alertmanager discovery stopped", "err", err)
+		err := e.amSD.Run() // the context's error once stop has run
+		if err == nil {
+			err = errors.New("without an error")
 		}
+		errc <- fmt.Errorf("engine: the Alertmanager discovery stopped: %w", err)
 	}()
 	go func() {
-		<-ctx.Done()
-		e.stop()
+		e.manager.Run() // returns once stop has stopped every group
+		errc <- errors.New("engine: the rule manager stopped unexpectedly")
 	}()
-	e.manager.Run() // returns once stop has stopped every group
-	return nil
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	e.stop()
+	return err
 }
 
 // stop stops evaluation and the notifier, once.
