@@ -39,6 +39,7 @@ type runCommand struct {
 	exp        *exporterCommand
 	configFile string
 	check      bool
+	lifecycle  bool
 }
 
 func addRunCommand(app *kingpin.Application) *runCommand {
@@ -46,6 +47,7 @@ func addRunCommand(app *kingpin.Application) *runCommand {
 	r := &runCommand{cmd: cmd, exp: addExporterFlags(cmd)}
 	cmd.Flag("config.file", "Configuration file: a Prometheus configuration plus a cascade: section. Empty: the embedded default, which scrapes this process's own exporters at 127.0.0.1:9847.").StringVar(&r.configFile)
 	cmd.Flag("config.check", "Check the configuration and rule files, then exit: 0 if they load.").BoolVar(&r.check)
+	cmd.Flag("web.enable-lifecycle", "Serve POST /-/reload and /-/quit (behind the web config's TLS and basic auth). Off: they answer 403; SIGHUP reloads, SIGTERM stops.").BoolVar(&r.lifecycle)
 	return r
 }
 
@@ -166,16 +168,20 @@ func (r *runCommand) run(logger *slog.Logger) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var g run.Group
+	quit := make(chan struct{})
+	var quitOnce sync.Once
 	r.exp.addToGroup(&g, ctx, cancel, parts, reg, logger, func(mux *http.ServeMux) {
-		mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, _ *http.Request) {
-			if err := rl.reload(); err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
-				return
-			}
-			fmt.Fprintln(w, "reloaded")
-		})
+		r.lifecycleRoutes(mux, rl, func() { quitOnce.Do(func() { close(quit) }) })
 		mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Ready") })
 	})
+	g.Add(func() error {
+		select {
+		case <-quit:
+			logger.Info("stopping: asked to by /-/quit")
+		case <-ctx.Done():
+		}
+		return nil
+	}, func(error) { cancel() })
 	g.Add(func() error { return coll.Run(ctx) }, func(error) { cancel() })
 	g.Add(func() error { return eng.Run(ctx) }, func(error) { cancel() })
 	g.Add(func() error {
@@ -193,6 +199,41 @@ func (r *runCommand) run(logger *slog.Logger) int {
 	}, func(error) { cancel() })
 	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
 	return runGroup(&g, logger, "cascade run")
+}
+
+// lifecycleRoutes serves /-/reload and /-/quit (POST or PUT) when
+// --web.enable-lifecycle is on and refuses them with 403 when it is off, as
+// Prometheus does: anyone who reaches the port could otherwise reload or stop
+// the process. The server's TLS and basic auth stand in front of them.
+func (r *runCommand) lifecycleRoutes(mux *http.ServeMux, rl *reloader, quit func()) {
+	reload := func(w http.ResponseWriter, _ *http.Request) {
+		if err := rl.reload(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "reloaded")
+	}
+	stop := func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "stopping")
+		quit()
+	}
+	if !r.lifecycle {
+		forbidden := func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "the lifecycle API is not enabled: start cascade run with --web.enable-lifecycle, or send SIGHUP to reload", http.StatusForbidden)
+		}
+		reload, stop = forbidden, forbidden
+	}
+	for _, method := range []string{http.MethodPost, http.MethodPut} {
+		mux.HandleFunc(method+" /-/reload", reload)
+		mux.HandleFunc(method+" /-/quit", stop)
+	}
+	// Any other method: 405, not the landing page's 404.
+	onlyPostOrPut := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Allow", "POST, PUT")
+		http.Error(w, "only POST or PUT requests are allowed", http.StatusMethodNotAllowed)
+	}
+	mux.HandleFunc("/-/reload", onlyPostOrPut)
+	mux.HandleFunc("/-/quit", onlyPostOrPut)
 }
 
 // checkOnly is --config.check: the configuration loaded already; check the

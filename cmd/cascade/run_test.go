@@ -34,7 +34,7 @@ cascade:
   storage: {path: data}
 %s`, addr, extra))
 	}
-	proc := startRun(t, bin, dir, writeConfig(""), addr)
+	proc := startRun(t, bin, dir, writeConfig(""), addr, "--web.enable-lifecycle")
 
 	metric := func(name string) string {
 		resp, err := http.Get("http://" + addr + "/metrics")

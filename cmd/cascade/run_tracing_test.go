@@ -41,7 +41,7 @@ cascade:
 `+tracing)
 	}
 	cfgPath := writeConfig(fmt.Sprintf("  tracing: {endpoint: %q, insecure: true}\n", first.Endpoint()))
-	startRun(t, bin, dir, cfgPath, addr)
+	startRun(t, bin, dir, cfgPath, addr, "--web.enable-lifecycle")
 
 	cycles := func(r *testenv.OTLPReceiver) []testenv.Span {
 		var out []testenv.Span
