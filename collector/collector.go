@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/util/logging"
 
 	// Service discovery mechanisms users can name in scrape_configs.
 	_ "github.com/prometheus/prometheus/discovery/file"
@@ -137,7 +138,9 @@ func Open(opts Options) (*Collector, error) {
 		db.Close()
 		return nil, errors.New("collector: cannot create the discovery manager")
 	}
-	c.scrape, err = scrape.NewManager(&scrape.Options{}, logger.With("component", "scrape"), nil, c.storage, nil, reg)
+	// Prometheus's JSON file logger, as in Prometheus, for the scrape
+	// failures of the jobs that name a scrape_failure_log_file.
+	c.scrape, err = scrape.NewManager(&scrape.Options{}, logger.With("component", "scrape"), logging.NewJSONFileLogger, c.storage, nil, reg)
 	if err != nil {
 		cancel()
 		db.Close()
@@ -147,7 +150,9 @@ func Open(opts Options) (*Collector, error) {
 	return c, nil
 }
 
-// ApplyConfig applies the scrape_configs and remote_write sections of cfg.
+// ApplyConfig applies the scrape_configs, scrape_config_files and
+// remote_write sections of cfg, and the global scrape settings (including
+// scrape_failure_log_file).
 // On error the previous configuration stays in force where it could be kept.
 func (c *Collector) ApplyConfig(cfg *config.Config) error {
 	if err := c.remote.ApplyConfig(cfg); err != nil {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,4 +142,38 @@ func TestRunFailsWhenTheDataDirectoryFails(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestScrapeFailureLogFile: global.scrape_failure_log_file is acted on, as
+// in Prometheus: a failed scrape is written there.
+func TestScrapeFailureLogFile(t *testing.T) {
+	dir := t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := l.Addr().String()
+	require.NoError(t, l.Close())
+	logPath := filepath.Join(dir, "scrape-failures.jsonl")
+	cfg, err := config.Load(fmt.Sprintf(`
+global:
+  scrape_interval: 100ms
+  scrape_timeout: 100ms
+  scrape_failure_log_file: %s
+scrape_configs:
+  - job_name: dead
+    static_configs: [{targets: [%q]}]
+`, logPath, dead), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	c, err := Open(Options{DataDir: filepath.Join(dir, "data"), Retention: DefaultRetention})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	require.NoError(t, c.ApplyConfig(cfg))
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Contains(string(b), dead)
+	}, 30*time.Second, 100*time.Millisecond, "no scrape failure was logged to the file")
+	stop()
+	require.NoError(t, <-done)
 }

@@ -59,11 +59,7 @@ func (r *runCommand) load(logger *slog.Logger) (*runconfig.Config, error) {
 		}
 		return runconfig.Parse([]byte(runconfig.Default), dir, logger)
 	}
-	cfg, err := runconfig.Load(r.configFile, logger)
-	if err == nil {
-		err = tracing.Validate(cfg.Cascade.Tracing)
-	}
-	return cfg, err
+	return runconfig.Load(r.configFile, logger)
 }
 
 func (r *runCommand) run(logger *slog.Logger) int {
@@ -155,7 +151,7 @@ func (r *runCommand) run(logger *slog.Logger) int {
 		_ = tracer.Shutdown(ctx) // flush the last spans
 	}()
 	rl := &reloader{load: r.load, logger: logger, apply: []func(*runconfig.Config) error{
-		func(c *runconfig.Config) error { return tracer.ApplyConfig(c.Cascade.Tracing) },
+		func(c *runconfig.Config) error { return tracer.ApplyConfig(c.Prometheus.TracingConfig) },
 		func(c *runconfig.Config) error { return coll.ApplyConfig(c.Prometheus) },
 		func(c *runconfig.Config) error { return eng.ApplyConfig(c.Prometheus) },
 	}}

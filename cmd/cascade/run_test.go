@@ -137,3 +137,32 @@ cascade:
 		t.Fatalf("cascade run went on without its data directory:\n%s", log())
 	}
 }
+
+// TestRunRefusesWhatItWouldIgnore: a section cascade run does not act on,
+// and the cascade.tracing section of earlier versions, stop it at start
+// with the line, the section and what to use instead.
+func TestRunRefusesWhatItWouldIgnore(t *testing.T) {
+	bin := cascadeBinary(t)
+	for name, tc := range map[string]struct{ section, want string }{
+		"cascade.tracing": {"  tracing: {endpoint: otel:4318, insecure: true}\n", "line 4: cascade.tracing is replaced by Prometheus's own top-level tracing: section"},
+		"remote_read":     {"remote_read: [{url: http://p:9090/api/v1/read}]\n", "line 4: remote_read: cascade run does not read through remote_read: to have the rules read a remote Prometheus-compatible store, set cascade.query"},
+		"storage":         {"storage: {tsdb: {out_of_order_time_window: 5m}}\n", "line 4: storage: cascade run keeps its TSDB as cascade.storage says"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfgPath := writeRunConfig(t, dir, "global: {}\ncascade:\n  storage: {path: data}\n"+tc.section)
+			for _, check := range []bool{true, false} {
+				args := []string{"run", "--config.file=" + cfgPath, "--no-exporter.nodelease", "--no-exporter.apimemory", "--web.listen-address=" + freeAddr(t)}
+				if check {
+					args = append(args, "--config.check")
+				}
+				out, err := exec.Command(bin, args...).CombinedOutput()
+				var exit *exec.ExitError
+				require.ErrorAs(t, err, &exit, "%s", out)
+				require.Equal(t, 1, exit.ExitCode())
+				require.Contains(t, string(out), tc.want)
+				require.Contains(t, string(out), cfgPath)
+			}
+		})
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/util/logging"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -92,6 +94,10 @@ type Engine struct {
 	stopOnce sync.Once
 	mu       sync.Mutex
 	files    []string // rule files currently loaded
+
+	// ruleQueryOffset is global.rule_query_offset, read by every group that
+	// sets no query_offset of its own at each evaluation.
+	ruleQueryOffset atomic.Int64
 }
 
 // New builds an engine; nothing is evaluated until ApplyConfig and Run.
@@ -154,18 +160,26 @@ func New(opts Options) (*Engine, error) {
 		ForGracePeriod:       opts.ForGracePeriod,
 		ResendDelay:          opts.ResendDelay,
 		GroupLoader:          loader{embedded: opts.DefaultRules},
+		DefaultRuleQueryOffset: func() time.Duration {
+			return time.Duration(e.ruleQueryOffset.Load())
+		},
 	})
 	return e, nil
 }
 
-// ApplyConfig loads the rule files (cfg.RuleFiles, or the embedded defaults)
-// and the alerting section. If the rules do not load, the previous rules
-// keep running and the error says why.
+// ApplyConfig loads the rule files (cfg.RuleFiles, or the embedded defaults),
+// the alerting section and the global settings of evaluation (interval,
+// external labels, rule query offset, query log). If the rules do not load,
+// the previous rules keep running and the error says why.
 func (e *Engine) ApplyConfig(cfg *config.Config) error {
 	files, err := e.ruleFiles(cfg)
 	if err != nil {
 		return err
 	}
+	if err := e.applyQueryLog(cfg.GlobalConfig.QueryLogFile); err != nil {
+		return fmt.Errorf("engine: global.query_log_file: %w", err)
+	}
+	e.ruleQueryOffset.Store(int64(cfg.GlobalConfig.RuleQueryOffset))
 	if err := e.notifier.ApplyConfig(cfg); err != nil {
 		return fmt.Errorf("engine: alerting: %w", err)
 	}
@@ -183,6 +197,22 @@ func (e *Engine) ApplyConfig(cfg *config.Config) error {
 	e.mu.Lock()
 	e.files = files
 	e.mu.Unlock()
+	return nil
+}
+
+// applyQueryLog logs every query the rules run to path, as JSON lines, or
+// stops logging them when path is empty. The file is opened again at every
+// reload, as Prometheus does, so a rotated log is followed.
+func (e *Engine) applyQueryLog(path string) error {
+	if path == "" {
+		e.queries.SetQueryLogger(nil)
+		return nil
+	}
+	l, err := logging.NewJSONFileLogger(path)
+	if err != nil {
+		return err
+	}
+	e.queries.SetQueryLogger(l)
 	return nil
 }
 
@@ -276,6 +306,7 @@ func (e *Engine) stop() {
 	e.stopOnce.Do(func() {
 		e.manager.Stop()
 		e.notifier.Stop()
+		e.queries.SetQueryLogger(nil) // closes the query log
 		e.cancel()
 	})
 }
