@@ -58,8 +58,8 @@ func addReplayCommands(app *kingpin.Application) *replayCommands {
 	c.scenario.Flag("scrape-interval", "Scrape interval of the generated series.").Default("15s").DurationVar(&c.scenarioOpts.Interval)
 	c.scenario.Flag("seed", "Seed of the noise; the same seed gives the same data.").Default("1").Uint64Var(&c.scenarioOpts.Seed)
 	c.scenario.Flag("no-per-node-series", "Leave out the per-node lease series, as the exporter's --no-nodelease.per-node-series does.").BoolVar(&c.scenarioOpts.NoPerNodeSeries)
-	c.scenario.Flag("output", "File to write (gzip if it ends in .gz); empty: standard output. Written whole or not at all.").Short('o').StringVar(&c.scenarioOut)
-	c.scenario.Flag("truth", "Also write the ground truth as JSON to this file.").StringVar(&c.truthOut)
+	c.scenario.Flag("output", "File to write (gzip if it ends in .gz); empty or -: standard output. Written whole or not at all.").Short('o').StringVar(&c.scenarioOut)
+	c.scenario.Flag("truth", "Also write the ground truth as JSON to this file; - writes it to standard output (then give -o).").StringVar(&c.truthOut)
 
 	c.backtest = app.Command("backtest", "Evaluate the rule files over recorded series with the engine of cascade run, and print every alert transition and incident event with its time.")
 	c.backtest.Flag("data", "OpenMetrics text with timestamps (or a gzip of it); - reads standard input.").Required().StringVar(&c.data)
@@ -72,9 +72,9 @@ func addReplayCommands(app *kingpin.Application) *replayCommands {
 
 	c.report = app.Command("report", "Write the post-incident timeline in Markdown from incident events: cascade backtest --format json output, or the events.jsonl journal of cascade run.")
 	c.report.Flag("events", "Events file (JSON lines); - reads standard input.").Required().StringVar(&c.events)
-	c.report.Flag("truth", "Ground truth of a scenario (cascade scenario --truth): adds the injected faults and measures detection from the first one.").StringVar(&c.truthIn)
+	c.report.Flag("truth", "Ground truth of a scenario (cascade scenario --truth): adds the injected faults and measures detection from the first one; - reads standard input.").StringVar(&c.truthIn)
 	c.report.Flag("timezone", "Time zone of the timeline (an IANA name, Local or UTC).").Default("UTC").StringVar(&c.reportZone)
-	c.report.Flag("output", "File to write; empty: standard output.").Short('o').StringVar(&c.reportOutput)
+	c.report.Flag("output", "File to write; empty or -: standard output.").Short('o').StringVar(&c.reportOutput)
 	return c
 }
 
@@ -119,26 +119,34 @@ func (c *replayCommands) runScenario(stdout io.Writer) error {
 		}
 		c.scenarioOpts.Start = t
 	}
+	if c.truthOut == "-" && (c.scenarioOut == "" || c.scenarioOut == "-") {
+		return errors.New("--truth - and the data would both go to standard output: write the data to a file with -o")
+	}
 	var truth scenario.Truth
 	write := func(w io.Writer) (err error) {
 		truth, err = scenario.Generate(w, c.scenarioName, c.scenarioOpts)
 		return err
 	}
-	if c.scenarioOut == "" {
-		if err := write(stdout); err != nil {
-			return err
-		}
-	} else if err := writeAtomically(c.scenarioOut, strings.HasSuffix(c.scenarioOut, ".gz"), write); err != nil {
+	if err := writeOutput(c.scenarioOut, stdout, strings.HasSuffix(c.scenarioOut, ".gz"), write); err != nil {
 		return err
 	}
-	if c.truthOut != "" {
-		return writeAtomically(c.truthOut, false, func(w io.Writer) error {
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			return enc.Encode(truth)
-		})
+	if c.truthOut == "" {
+		return nil
 	}
-	return nil
+	return writeOutput(c.truthOut, stdout, false, func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(truth)
+	})
+}
+
+// writeOutput writes what write produces to stdout when path is empty or
+// "-", else to the file at path, whole or not at all (gzipped if gz).
+func writeOutput(path string, stdout io.Writer, gz bool, write func(io.Writer) error) error {
+	if path == "" || path == "-" {
+		return write(stdout)
+	}
+	return writeAtomically(path, gz, write)
 }
 
 // writeAtomically writes a file through a temporary one renamed into place,
@@ -296,6 +304,9 @@ func (c *replayCommands) runReport(stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--timezone: %w", err)
 	}
+	if c.events == "-" && c.truthIn == "-" {
+		return errors.New("--events and --truth cannot both read standard input")
+	}
 	in, _, err := openInput(c.events)
 	if err != nil {
 		return err
@@ -307,18 +318,30 @@ func (c *replayCommands) runReport(stdout io.Writer) error {
 	}
 	opts := report.Options{Location: loc}
 	if c.truthIn != "" {
-		b, err := os.ReadFile(c.truthIn)
+		t, err := readTruth(c.truthIn)
 		if err != nil {
 			return err
 		}
-		var t scenario.Truth
-		if err := json.Unmarshal(b, &t); err != nil {
-			return fmt.Errorf("%s: %w", c.truthIn, err)
-		}
 		opts.Truth = &t
 	}
-	if c.reportOutput == "" {
-		return report.Write(stdout, events, opts)
+	return writeOutput(c.reportOutput, stdout, false, func(w io.Writer) error { return report.Write(w, events, opts) })
+}
+
+// readTruth reads a scenario's ground truth from a file, or "-": standard
+// input.
+func readTruth(name string) (scenario.Truth, error) {
+	var t scenario.Truth
+	in, _, err := openInput(name)
+	if err != nil {
+		return t, err
 	}
-	return writeAtomically(c.reportOutput, false, func(w io.Writer) error { return report.Write(w, events, opts) })
+	defer in.Close()
+	b, err := io.ReadAll(in)
+	if err == nil {
+		err = json.Unmarshal(b, &t)
+	}
+	if err != nil {
+		return t, fmt.Errorf("%s: %w", name, err)
+	}
+	return t, nil
 }
