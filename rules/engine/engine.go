@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/notifier"
 	"github.com/prometheus/prometheus/promql"
@@ -87,6 +88,7 @@ type Engine struct {
 	queries  *promql.Engine
 	manager  *rules.Manager
 	notifier *notifier.Manager
+	sender   *heldSender
 	amSD     *discovery.Manager
 	cancel   context.CancelFunc
 	ctx      context.Context
@@ -127,10 +129,12 @@ func New(opts Options) (*Engine, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{opts: opts, logger: opts.Logger, ctx: ctx, cancel: cancel}
 	e.queries = promql.NewEngine(queryEngineOptions(opts.Logger, opts.Registerer))
+	const queueCapacity = 10_000
 	e.notifier = notifier.NewManager(&notifier.Options{
-		QueueCapacity: 10_000,
+		QueueCapacity: queueCapacity,
 		Registerer:    opts.Registerer,
 	}, model.UTF8Validation, opts.Logger.With("component", "notifier"))
+	e.sender = newHeldSender(e.notifier, queueCapacity, opts.Registerer)
 
 	sdMetrics := opts.SDMetrics
 	if sdMetrics == nil {
@@ -140,7 +144,12 @@ func New(opts Options) (*Engine, error) {
 			return nil, fmt.Errorf("engine: discovery metrics: %w", err)
 		}
 	}
-	e.amSD = discovery.NewManager(ctx, opts.Logger.With("component", "alertmanager discovery"), opts.Registerer, sdMetrics, discovery.Name("notify"))
+	// Discovery tells the notifier about Alertmanagers at most once per
+	// Updatert (5 s by default), the first time included; alerts wait for
+	// it (see heldSender), so it answers every second. It sends only when
+	// something changed: a second costs nothing when nothing does.
+	e.amSD = discovery.NewManager(ctx, opts.Logger.With("component", "alertmanager discovery"), opts.Registerer, sdMetrics,
+		discovery.Name("notify"), discovery.Updatert(time.Second))
 	if e.amSD == nil {
 		cancel()
 		return nil, errors.New("engine: cannot create the Alertmanager discovery manager")
@@ -150,7 +159,7 @@ func New(opts Options) (*Engine, error) {
 		NameValidationScheme: model.UTF8Validation,
 		ExternalURL:          opts.ExternalURL,
 		QueryFunc:            rules.EngineQueryFunc(e.queries, opts.Queryable),
-		NotifyFunc:           tracedNotify(rules.SendAlerts(e.notifier, opts.ExternalURL.String())),
+		NotifyFunc:           tracedNotify(rules.SendAlerts(e.sender, opts.ExternalURL.String())),
 		Context:              ctx,
 		Appendable:           opts.Storage,
 		Queryable:            opts.Storage,
@@ -280,7 +289,9 @@ func (e *Engine) RuleFiles() []string {
 // Run stops the rest and returns an error saying which.
 func (e *Engine) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
-	go e.notifier.Run(e.amSD.SyncCh())
+	targets := make(chan map[string][]*targetgroup.Group)
+	go e.notifier.Run(targets)
+	go e.sender.relay(e.amSD.SyncCh(), targets, e.ctx.Done())
 	go func() {
 		err := e.amSD.Run() // the context's error once stop has run
 		if err == nil {
