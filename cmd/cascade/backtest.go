@@ -112,6 +112,9 @@ func (c *replayCommands) runScenario(stdout io.Writer) error {
 	if c.scenarioName == "" {
 		return errors.New("name a scenario (cascade scenario --list names them)")
 	}
+	if err := checkScenarioFlags(c.scenarioOpts); err != nil {
+		return err
+	}
 	if c.scenarioFrom != "" {
 		t, err := time.Parse(time.RFC3339, c.scenarioFrom)
 		if err != nil {
@@ -138,6 +141,31 @@ func (c *replayCommands) runScenario(stdout io.Writer) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(truth)
 	})
+}
+
+// checkScenarioFlags refuses values of the scenario flags that the
+// scenario package would take for "the default": given on the command
+// line, 0 nodes or an empty cluster is a mistake, not a wish for 500 nodes
+// or cluster "demo".
+func checkScenarioFlags(o scenario.Options) error {
+	if err := checkNodesFlag(o.Nodes); err != nil {
+		return err
+	}
+	if o.Cluster == "" {
+		return errors.New("--cluster must not be empty")
+	}
+	if o.Interval < scenario.MinInterval || o.Interval > scenario.MaxInterval {
+		return fmt.Errorf("--scrape-interval must be between %s and %s, not %s", scenario.MinInterval, scenario.MaxInterval, o.Interval)
+	}
+	return nil
+}
+
+// checkNodesFlag checks --nodes of scenario and demo.
+func checkNodesFlag(n int) error {
+	if n < 1 || n > scenario.MaxNodes {
+		return fmt.Errorf("--nodes must be between 1 and %d, not %d", scenario.MaxNodes, n)
+	}
+	return nil
 }
 
 // writeOutput writes what write produces to stdout when path is empty or

@@ -65,6 +65,9 @@ func (d *demoCommand) play(stdout, stderr io.Writer) error {
 	if d.speed < 0 {
 		return fmt.Errorf("--speed must be 0 or more, not %g", d.speed)
 	}
+	if err := checkNodesFlag(d.opts.Nodes); err != nil {
+		return err
+	}
 	var am *url.URL
 	if d.amURL != "" {
 		u, err := url.Parse(d.amURL)

@@ -71,6 +71,10 @@ func (r *runCommand) run(logger *slog.Logger) int {
 	if r.check {
 		return r.checkOnly(cfg)
 	}
+	if err := checkStoragePath(cfg.Cascade.Storage.Path); err != nil {
+		logger.Error("invalid configuration", "err", err)
+		return 1
+	}
 	parts, err := r.exp.build(logger, true)
 	if err != nil {
 		logger.Error("cannot start the exporters", "err", err)
@@ -235,12 +239,32 @@ func (r *runCommand) lifecycleRoutes(mux *http.ServeMux, rl *reloader, quit func
 // checkOnly is --config.check: the configuration loaded already; check the
 // rule files it names (or the embedded ones).
 func (r *runCommand) checkOnly(cfg *runconfig.Config) int {
-	if err := checkRules(cfg); err != nil {
+	err := checkStoragePath(cfg.Cascade.Storage.Path)
+	if err == nil {
+		err = checkRules(cfg)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "cascade: %v\n", err)
 		return 1
 	}
 	fmt.Printf("configuration OK: %d scrape configs\n", len(cfg.Prometheus.ScrapeConfigs))
 	return 0
+}
+
+// checkStoragePath refuses a cascade.storage.path that cannot hold the
+// TSDB: one that is a file, or lies under a file, or cannot be looked at.
+// One that does not exist yet is created at start.
+func checkStoragePath(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("cascade.storage.path: %w", err)
+	case !fi.IsDir():
+		return fmt.Errorf("cascade.storage.path %s is not a directory", path)
+	}
+	return nil
 }
 
 // checkRules parses the rule files cfg names, or the embedded ones, without
