@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
+	"github.com/cascade-sre/cascade/internal/atomicfile"
 	"github.com/cascade-sre/cascade/rules/backtest"
 	"github.com/cascade-sre/cascade/rules/report"
 	"github.com/cascade-sre/cascade/scenario"
@@ -169,45 +169,31 @@ func checkNodesFlag(n int) error {
 }
 
 // writeOutput writes what write produces to stdout when path is empty or
-// "-", else to the file at path, whole or not at all (gzipped if gz).
+// "-", else to the file at path through atomicfile: a regular file whole or
+// not at all, a special one (a FIFO, a terminal) written through. gz
+// compresses what is written.
 func writeOutput(path string, stdout io.Writer, gz bool, write func(io.Writer) error) error {
+	if gz {
+		write = gzipped(write)
+	}
 	if path == "" || path == "-" {
 		return write(stdout)
 	}
-	return writeAtomically(path, gz, write)
+	return atomicfile.Write(path, 0o644, write)
 }
 
-// writeAtomically writes a file through a temporary one renamed into place,
-// so a failure (a full disk, an interrupt) leaves nothing half-written.
-func writeAtomically(path string, gz bool, write func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
+// gzipped wraps write so that what it writes is gzip-compressed.
+func gzipped(write func(io.Writer) error) func(io.Writer) error {
+	return func(w io.Writer) error {
+		zw, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
+		if err != nil {
+			return err
+		}
+		if err := write(zw); err != nil {
+			return err
+		}
+		return zw.Close()
 	}
-	defer os.Remove(f.Name()) // a no-op after the rename
-	var w io.Writer = f
-	var zw *gzip.Writer
-	if gz {
-		zw, _ = gzip.NewWriterLevel(f, gzip.BestSpeed)
-		w = zw
-	}
-	err = write(w)
-	if err == nil && zw != nil {
-		err = zw.Close()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return os.Rename(f.Name(), path)
 }
 
 func openInput(name string) (io.ReadCloser, int64, error) {

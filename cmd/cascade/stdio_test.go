@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -121,5 +125,58 @@ func TestDashReadsAndWritesStandardStreams(t *testing.T) {
 	require.NoError(t, err)
 	for _, e := range entries {
 		require.False(t, strings.HasPrefix(e.Name(), "-") || strings.HasPrefix(e.Name(), "."), "a file named %q was left", e.Name())
+	}
+}
+
+// TestOutputToAFIFO: scenario -o given a FIFO (the test's own) writes the
+// data through it, gzipped when the name ends in .gz, and leaves the FIFO a
+// FIFO, with no temporary file beside it: atomic replacement is for
+// regular files only.
+func TestOutputToAFIFO(t *testing.T) {
+	for _, name := range []string{"data.om", "data.om.gz"} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			fifo := filepath.Join(dir, name)
+			require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+			read := make(chan []byte, 1)
+			go func() {
+				f, err := os.Open(fifo) // waits for the writer
+				if err != nil {
+					read <- nil
+					return
+				}
+				defer f.Close()
+				b, _ := io.ReadAll(f)
+				read <- b
+			}()
+			code, _, stderr := runCascade(t, dir, nil, "scenario", "incident", "--nodes", "5", "-o", fifo)
+			var got []byte
+			select {
+			case got = <-read:
+			case <-time.After(10 * time.Second): // cascade has ended: what it wrote is there
+				// cascade never opened it: let the reader go, if the FIFO
+				// is still there (if it was replaced, the reader waits on
+				// the old one until the test binary ends).
+				if w, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+					w.Close()
+				}
+				fi, _ := os.Lstat(fifo)
+				t.Fatalf("nothing was written to the FIFO (exit %d, now %v): %s", code, fi.Mode().Type(), stderr)
+			}
+			require.Equal(t, 0, code, stderr)
+			if strings.HasSuffix(name, ".gz") {
+				zr, err := gzip.NewReader(bytes.NewReader(got))
+				require.NoError(t, err)
+				got, err = io.ReadAll(zr)
+				require.NoError(t, err)
+			}
+			require.True(t, strings.HasSuffix(string(got), "# EOF\n"), "the data did not come through whole")
+			fi, err := os.Lstat(fifo)
+			require.NoError(t, err)
+			require.Equal(t, os.ModeNamedPipe, fi.Mode().Type(), "the FIFO was replaced")
+			entries, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			require.Len(t, entries, 1, "something was left beside the FIFO")
+		})
 	}
 }
