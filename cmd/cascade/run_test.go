@@ -15,6 +15,21 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// selfScrapeConfig is a configuration of `cascade run` listening on addr
+// that scrapes itself and evaluates the embedded rules every second, with
+// its data in ./data; its last line is in the cascade section.
+func selfScrapeConfig(addr string) string {
+	return fmt.Sprintf(`global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: self
+    static_configs: [{targets: [%q]}]
+cascade:
+  storage: {path: data}
+`, addr)
+}
+
 // TestRunReloadsAndKeepsOldConfigOnError starts `cascade run`, reloads it
 // with a good and then a broken configuration (by HTTP and by SIGHUP), and
 // stops it with SIGTERM.
@@ -23,17 +38,7 @@ func TestRunReloadsAndKeepsOldConfigOnError(t *testing.T) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	// writeConfig writes the configuration and returns its path.
-	writeConfig := func(extra string) string {
-		return writeRunConfig(t, dir, fmt.Sprintf(`global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: self
-    static_configs: [{targets: [%q]}]
-cascade:
-  storage: {path: data}
-%s`, addr, extra))
-	}
+	writeConfig := func(extra string) string { return writeRunConfig(t, dir, selfScrapeConfig(addr)+extra) }
 	proc := startRun(t, bin, dir, writeConfig(""), addr, "--web.enable-lifecycle")
 
 	metric := func(name string) string {
@@ -99,15 +104,7 @@ func TestRunStopsWhenAPartFails(t *testing.T) {
 	bin := cascadeBinary(t)
 	dir := t.TempDir()
 	addr := freeAddr(t)
-	cfgPath := writeRunConfig(t, dir, fmt.Sprintf(`global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: self
-    static_configs: [{targets: [%q]}]
-cascade:
-  storage: {path: data}
-`, addr))
+	cfgPath := writeRunConfig(t, dir, selfScrapeConfig(addr))
 	logFile, err := os.Create(filepath.Join(dir, "cascade-run.log"))
 	require.NoError(t, err)
 	defer logFile.Close()
