@@ -236,8 +236,8 @@ func (r *runCommand) lifecycleRoutes(mux *http.ServeMux, rl *reloader, quit func
 	mux.HandleFunc("/-/quit", onlyPostOrPut)
 }
 
-// checkOnly is --config.check: the configuration loaded already; check the
-// rule files it names (or the embedded ones).
+// checkOnly is --config.check: the configuration loaded already; check its
+// storage path and the rule files it names (or the embedded ones).
 func (r *runCommand) checkOnly(cfg *runconfig.Config) int {
 	err := checkStoragePath(cfg.Cascade.Storage.Path)
 	if err == nil {
