@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
+	"github.com/cascade-sre/cascade/internal/atomicfile"
 	"github.com/cascade-sre/cascade/rules/backtest"
 	"github.com/cascade-sre/cascade/rules/report"
 	"github.com/cascade-sre/cascade/scenario"
@@ -58,8 +58,8 @@ func addReplayCommands(app *kingpin.Application) *replayCommands {
 	c.scenario.Flag("scrape-interval", "Scrape interval of the generated series.").Default("15s").DurationVar(&c.scenarioOpts.Interval)
 	c.scenario.Flag("seed", "Seed of the noise; the same seed gives the same data.").Default("1").Uint64Var(&c.scenarioOpts.Seed)
 	c.scenario.Flag("no-per-node-series", "Leave out the per-node lease series, as the exporter's --no-nodelease.per-node-series does.").BoolVar(&c.scenarioOpts.NoPerNodeSeries)
-	c.scenario.Flag("output", "File to write (gzip if it ends in .gz); empty: standard output. Written whole or not at all.").Short('o').StringVar(&c.scenarioOut)
-	c.scenario.Flag("truth", "Also write the ground truth as JSON to this file.").StringVar(&c.truthOut)
+	c.scenario.Flag("output", "File to write (gzip if it ends in .gz); empty or -: standard output. Written whole or not at all.").Short('o').StringVar(&c.scenarioOut)
+	c.scenario.Flag("truth", "Also write the ground truth as JSON to this file; - writes it to standard output (then give -o).").StringVar(&c.truthOut)
 
 	c.backtest = app.Command("backtest", "Evaluate the rule files over recorded series with the engine of cascade run, and print every alert transition and incident event with its time.")
 	c.backtest.Flag("data", "OpenMetrics text with timestamps (or a gzip of it); - reads standard input.").Required().StringVar(&c.data)
@@ -72,9 +72,9 @@ func addReplayCommands(app *kingpin.Application) *replayCommands {
 
 	c.report = app.Command("report", "Write the post-incident timeline in Markdown from incident events: cascade backtest --format json output, or the events.jsonl journal of cascade run.")
 	c.report.Flag("events", "Events file (JSON lines); - reads standard input.").Required().StringVar(&c.events)
-	c.report.Flag("truth", "Ground truth of a scenario (cascade scenario --truth): adds the injected faults and measures detection from the first one.").StringVar(&c.truthIn)
+	c.report.Flag("truth", "Ground truth of a scenario (cascade scenario --truth): adds the injected faults and measures detection from the first one; - reads standard input.").StringVar(&c.truthIn)
 	c.report.Flag("timezone", "Time zone of the timeline (an IANA name, Local or UTC).").Default("UTC").StringVar(&c.reportZone)
-	c.report.Flag("output", "File to write; empty: standard output.").Short('o').StringVar(&c.reportOutput)
+	c.report.Flag("output", "File to write; empty or -: standard output.").Short('o').StringVar(&c.reportOutput)
 	return c
 }
 
@@ -112,6 +112,9 @@ func (c *replayCommands) runScenario(stdout io.Writer) error {
 	if c.scenarioName == "" {
 		return errors.New("name a scenario (cascade scenario --list names them)")
 	}
+	if err := checkScenarioFlags(c.scenarioOpts); err != nil {
+		return err
+	}
 	if c.scenarioFrom != "" {
 		t, err := time.Parse(time.RFC3339, c.scenarioFrom)
 		if err != nil {
@@ -119,59 +122,78 @@ func (c *replayCommands) runScenario(stdout io.Writer) error {
 		}
 		c.scenarioOpts.Start = t
 	}
+	if c.truthOut == "-" && (c.scenarioOut == "" || c.scenarioOut == "-") {
+		return errors.New("--truth - and the data would both go to standard output: write the data to a file with -o")
+	}
 	var truth scenario.Truth
 	write := func(w io.Writer) (err error) {
 		truth, err = scenario.Generate(w, c.scenarioName, c.scenarioOpts)
 		return err
 	}
-	if c.scenarioOut == "" {
-		if err := write(stdout); err != nil {
-			return err
-		}
-	} else if err := writeAtomically(c.scenarioOut, strings.HasSuffix(c.scenarioOut, ".gz"), write); err != nil {
+	if err := writeOutput(c.scenarioOut, stdout, strings.HasSuffix(c.scenarioOut, ".gz"), write); err != nil {
 		return err
 	}
-	if c.truthOut != "" {
-		return writeAtomically(c.truthOut, false, func(w io.Writer) error {
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			return enc.Encode(truth)
-		})
+	if c.truthOut == "" {
+		return nil
+	}
+	return writeOutput(c.truthOut, stdout, false, func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(truth)
+	})
+}
+
+// checkScenarioFlags refuses values of the scenario flags that the
+// scenario package would take for "the default": given on the command
+// line, 0 nodes or an empty cluster is a mistake, not a wish for 500 nodes
+// or cluster "demo".
+func checkScenarioFlags(o scenario.Options) error {
+	if err := checkNodesFlag(o.Nodes); err != nil {
+		return err
+	}
+	if o.Cluster == "" {
+		return errors.New("--cluster must not be empty")
+	}
+	if o.Interval < scenario.MinInterval || o.Interval > scenario.MaxInterval {
+		return fmt.Errorf("--scrape-interval must be between %s and %s, not %s", scenario.MinInterval, scenario.MaxInterval, o.Interval)
 	}
 	return nil
 }
 
-// writeAtomically writes a file through a temporary one renamed into place,
-// so a failure (a full disk, an interrupt) leaves nothing half-written.
-func writeAtomically(path string, gz bool, write func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
+// checkNodesFlag checks --nodes of scenario and demo.
+func checkNodesFlag(n int) error {
+	if n < 1 || n > scenario.MaxNodes {
+		return fmt.Errorf("--nodes must be between 1 and %d, not %d", scenario.MaxNodes, n)
 	}
-	defer os.Remove(f.Name()) // a no-op after the rename
-	var w io.Writer = f
-	var zw *gzip.Writer
+	return nil
+}
+
+// writeOutput writes what write produces to stdout when path is empty or
+// "-", else to the file at path through atomicfile: a regular file whole or
+// not at all, a special one (a FIFO, a terminal) written through. gz
+// compresses what is written.
+func writeOutput(path string, stdout io.Writer, gz bool, write func(io.Writer) error) error {
 	if gz {
-		zw, _ = gzip.NewWriterLevel(f, gzip.BestSpeed)
-		w = zw
+		write = gzipped(write)
 	}
-	err = write(w)
-	if err == nil && zw != nil {
-		err = zw.Close()
+	if path == "" || path == "-" {
+		return write(stdout)
 	}
-	if err == nil {
-		err = f.Sync()
+	return atomicfile.Write(path, 0o644, write)
+}
+
+// gzipped wraps write so that what it writes is gzip-compressed.
+func gzipped(write func(io.Writer) error) func(io.Writer) error {
+	return func(w io.Writer) error {
+		zw, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
+		if err != nil {
+			return err
+		}
+		if err := write(zw); err != nil {
+			return err
+		}
+		return zw.Close()
 	}
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return os.Rename(f.Name(), path)
 }
 
 func openInput(name string) (io.ReadCloser, int64, error) {
@@ -296,6 +318,9 @@ func (c *replayCommands) runReport(stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--timezone: %w", err)
 	}
+	if c.events == "-" && c.truthIn == "-" {
+		return errors.New("--events and --truth cannot both read standard input")
+	}
 	in, _, err := openInput(c.events)
 	if err != nil {
 		return err
@@ -307,18 +332,16 @@ func (c *replayCommands) runReport(stdout io.Writer) error {
 	}
 	opts := report.Options{Location: loc}
 	if c.truthIn != "" {
-		f, err := os.Open(c.truthIn)
+		in, _, err := openInput(c.truthIn)
 		if err != nil {
 			return err
 		}
-		opts.Faults, err = report.ReadFaults(f)
-		f.Close()
+		opts.Faults, err = report.ReadFaults(in)
+		in.Close()
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.truthIn, err)
 		}
 	}
-	if c.reportOutput == "" {
-		return report.Write(stdout, events, opts)
-	}
-	return writeAtomically(c.reportOutput, false, func(w io.Writer) error { return report.Write(w, events, opts) })
+	return writeOutput(c.reportOutput, stdout, false, func(w io.Writer) error { return report.Write(w, events, opts) })
 }
+

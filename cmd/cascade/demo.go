@@ -65,6 +65,9 @@ func (d *demoCommand) play(stdout, stderr io.Writer) error {
 	if d.speed < 0 {
 		return fmt.Errorf("--speed must be 0 or more, not %g", d.speed)
 	}
+	if err := checkNodesFlag(d.opts.Nodes); err != nil {
+		return err
+	}
 	var am *url.URL
 	if d.amURL != "" {
 		u, err := url.Parse(d.amURL)
@@ -102,7 +105,7 @@ func (d *demoCommand) play(stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "Cascade demo: scenario %q, %d nodes, cluster %q, %s to %s (%s).\n", truth.Scenario, truth.Nodes, truth.Cluster,
 		truth.Start.In(loc).Format("2006-01-02 15:04 MST"), truth.End.In(loc).Format("15:04 MST"), truth.End.Sub(truth.Start))
-	fmt.Fprintf(stdout, "Generated %.1f MB of exporter series in %s; ingesting them into the TSDB, then evaluating the rules every 15 s of simulated time.\n",
+	fmt.Fprintf(stdout, "Generated %.1f MB of exporter series in %s; ingesting them into the TSDB,\nthen evaluating the rules every 15 s of simulated time.\n",
 		float64(text.n)/1e6, time.Since(began).Round(time.Millisecond))
 	if am != nil {
 		fmt.Fprintf(stdout, "Alerts go to the Alertmanager at %s.\n", am)
@@ -118,8 +121,7 @@ func (d *demoCommand) play(stdout, stderr io.Writer) error {
 	defer files.close()
 
 	// 2. Ingest and evaluate, paced by the accelerated clock.
-	p := &demoPrinter{out: stdout, loc: loc, truth: truth, firing: map[string]bool{}}
-	live := term.IsTerminal(int(os.Stderr.Fd())) && stderr == os.Stderr
+	p := newDemoPrinter(stdout, stderr, loc, truth)
 	var paceStart time.Time
 	opts := backtest.Options{
 		Progress: func(pr backtest.Progress) {
@@ -139,7 +141,7 @@ func (d *demoCommand) play(stdout, stderr io.Writer) error {
 					}
 				}
 			}
-			p.progress(stderr, pr, live)
+			p.progress(pr)
 		},
 	}
 	var sendErrs int
@@ -159,9 +161,7 @@ func (d *demoCommand) play(stdout, stderr io.Writer) error {
 		files.transition(t)
 		p.transition(t)
 	})
-	if live {
-		fmt.Fprintln(stderr)
-	}
+	p.endProgress()
 	if err != nil {
 		return err
 	}
@@ -207,9 +207,16 @@ func faults(truth scenario.Truth) []report.Fault {
 	return out
 }
 
-// demoPrinter prints the incident as it unfolds.
+// demoPrinter prints the incident as it unfolds: events on out, progress
+// on status. On a terminal (both go to the same screen) the progress is one
+// line redrawn in place, cut to the terminal's width; an event clears it,
+// takes its place, and the progress is drawn again below.
 type demoPrinter struct {
 	out         io.Writer
+	status      io.Writer
+	live        bool   // status is a terminal
+	width       int    // of that terminal
+	bar         string // the progress line on the screen now, if any
 	loc         *time.Location
 	truth       scenario.Truth
 	faultsShown int
@@ -218,8 +225,30 @@ type demoPrinter struct {
 	lastTenth   int             // of the progress written without a terminal
 }
 
+func newDemoPrinter(out, status io.Writer, loc *time.Location, truth scenario.Truth) *demoPrinter {
+	p := &demoPrinter{out: out, status: status, loc: loc, truth: truth, firing: map[string]bool{}}
+	if f, ok := status.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		p.live = true
+		if w, _, err := term.GetSize(int(f.Fd())); err == nil && w > 0 {
+			p.width = w
+		} else {
+			p.width = 80
+		}
+	}
+	return p
+}
+
+// clearLine is a carriage return and ANSI "erase the whole line".
+const clearLine = "\r\x1b[2K"
+
 func (p *demoPrinter) line(t time.Time, kind, text string) {
+	if p.bar != "" {
+		fmt.Fprint(p.status, clearLine)
+	}
 	fmt.Fprintf(p.out, "%s  %-9s %s\n", t.In(p.loc).Format("15:04:05"), kind, text)
+	if p.bar != "" {
+		fmt.Fprint(p.status, p.bar)
+	}
 }
 
 // faultsUntil prints the injected faults up to t, from the ground truth:
@@ -283,11 +312,11 @@ func (p *demoPrinter) transition(t backtest.Transition) {
 	p.line(t.Time, "alert", text)
 }
 
-// progress redraws a progress line on a terminal; elsewhere (a log, a
+// progress redraws the progress line on a terminal; elsewhere (a log, a
 // pipe) it writes one line at every tenth of the way.
-func (p *demoPrinter) progress(w io.Writer, pr backtest.Progress, live bool) {
+func (p *demoPrinter) progress(pr backtest.Progress) {
 	percent := 100 * pr.Step / pr.Steps
-	if !live && (percent/10 == p.lastTenth || percent%10 != 0) {
+	if !p.live && (percent/10 == p.lastTenth || percent%10 != 0) {
 		return
 	}
 	p.lastTenth = percent / 10
@@ -299,10 +328,25 @@ func (p *demoPrinter) progress(w io.Writer, pr backtest.Progress, live bool) {
 	}
 	line := fmt.Sprintf("[%s%s] %s  %3d%%  %d alerts firing, %s", strings.Repeat("#", done), strings.Repeat(".", width-done),
 		pr.Time.In(p.loc).Format("15:04:05"), percent, len(p.firing), state)
-	if live {
-		fmt.Fprintf(w, "\r%s   ", line)
-	} else {
-		fmt.Fprintln(w, line)
+	if !p.live {
+		fmt.Fprintln(p.status, line)
+		return
+	}
+	// One column short of the width: a line that fills the last column
+	// wraps on some terminals, and \r would then go back to the wrong line.
+	if r := []rune(line); len(r) >= p.width {
+		line = string(r[:max(p.width-1, 0)])
+	}
+	p.bar = line
+	fmt.Fprint(p.status, clearLine+line)
+}
+
+// endProgress ends the progress line on a terminal, so what follows starts
+// on a line of its own.
+func (p *demoPrinter) endProgress() {
+	if p.bar != "" {
+		fmt.Fprintln(p.status)
+		p.bar = ""
 	}
 }
 

@@ -48,13 +48,14 @@ func writeRunConfig(t *testing.T, dir, config string) string {
 }
 
 // startRun starts `cascade run` in dir with the configuration at cfgPath,
-// listening on addr, with the node-lease and API-memory exporters off. It
-// is killed when the test ends, and its log's tail is shown if the test
-// failed.
-func startRun(t *testing.T, bin, dir, cfgPath, addr string) *testenv.Process {
+// listening on addr, with the node-lease and API-memory exporters off, and
+// the extra flags given. It is killed when the test ends, and its log's tail
+// is shown if the test failed.
+func startRun(t *testing.T, bin, dir, cfgPath, addr string, extra ...string) *testenv.Process {
 	t.Helper()
-	proc, err := testenv.StartProcess(dir, "cascade-run", bin, "run", "--config.file="+cfgPath,
-		"--web.listen-address="+addr, "--no-exporter.nodelease", "--no-exporter.apimemory")
+	args := append([]string{"run", "--config.file=" + cfgPath,
+		"--web.listen-address=" + addr, "--no-exporter.nodelease", "--no-exporter.apimemory"}, extra...)
+	proc, err := testenv.StartProcess(dir, "cascade-run", bin, args...)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		proc.Kill()

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/cascade-sre/cascade/internal/runconfig"
 )
 
 // TestREADMEDocumentsEveryFlag keeps the README's flag tables honest: a flag
@@ -35,4 +38,24 @@ func TestREADMEDocumentsEveryFlag(t *testing.T) {
 		}
 	}
 	require.Empty(t, missing, "flags missing from README.md")
+}
+
+// TestREADMEConfigurationLoads: the README's example configuration of
+// cascade run is one cascade run accepts.
+func TestREADMEConfigurationLoads(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	_, after, ok := strings.Cut(string(readme), "\n    global:\n")
+	require.True(t, ok, "no example configuration in README.md")
+	example := "global:\n"
+	for _, line := range strings.Split(after, "\n") {
+		if !strings.HasPrefix(line, "    ") {
+			break
+		}
+		example += strings.TrimPrefix(line, "    ") + "\n"
+	}
+	require.Contains(t, example, "cascade:")
+	require.Contains(t, example, "tracing:")
+	_, err = runconfig.Parse([]byte(example), t.TempDir(), slog.New(slog.DiscardHandler))
+	require.NoError(t, err, "%s", example)
 }

@@ -22,7 +22,7 @@ import (
 func replay(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	c := newCLI()
-	cmd, err := c.app.Parse(args)
+	cmd, err := c.parse(args)
 	require.NoError(t, err)
 	var out, errOut bytes.Buffer
 	code, ok := c.replay.dispatch(cmd, &out, &errOut)

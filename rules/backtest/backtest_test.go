@@ -175,12 +175,15 @@ func TestBadInputIsRejectedWithItsLine(t *testing.T) {
 		{"data after EOF", good + "up 1 2000\n", "line 5: data after # EOF"},
 		{"garbage", "# TYPE up gauge\nup{job=} 1 1000\n# EOF\n", "line 2: "},
 		{"truncated gzip", full[:len(full)-12], "unexpected EOF"},
-		{"empty", "# EOF\n", "no samples"},
+		{"no samples", "# EOF\n", "no samples"},
+		{"empty file", "", "the data is empty"},
+		{"empty gzip", gzipped(""), "the data is empty"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			emitted := 0
 			_, err := Run(t.Context(), strings.NewReader(c.in), Options{}, func(Transition) { emitted++ })
 			require.ErrorContains(t, err, c.want)
+			require.NotContains(t, err.Error(), "line 0", "there is no line 0")
 			require.Zero(t, emitted)
 		})
 	}
