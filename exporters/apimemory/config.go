@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/cascade-sre/cascade/internal/redact"
 )
 
 // Defaults, exported so the command can show them in its flag help.
@@ -100,22 +102,23 @@ func DefaultConfig() Config {
 
 // ParseEndpointSpec parses a flag value "[replica=]URL". Without a replica
 // name the URL's host:port names the replica; a URL without a path gets
-// /metrics.
+// /metrics. A password in the URL is used for basic auth and masked in
+// errors and logs.
 func ParseEndpointSpec(s string) (EndpointSpec, error) {
 	replica, rawURL := "", s
 	if !strings.HasPrefix(s, "http://") && !strings.HasPrefix(s, "https://") {
 		var ok bool
 		replica, rawURL, ok = strings.Cut(s, "=")
 		if !ok {
-			return EndpointSpec{}, fmt.Errorf("endpoint %q: want [replica=]https://host:port/metrics", s)
+			return EndpointSpec{}, fmt.Errorf("endpoint %q: want [replica=]https://host:port/metrics", redact.URL(s))
 		}
 		if err := checkReplicaName(replica); err != nil {
-			return EndpointSpec{}, fmt.Errorf("endpoint %q: %w", s, err)
+			return EndpointSpec{}, fmt.Errorf("endpoint %q: %w", redact.URL(s), err)
 		}
 	}
 	u, err := parseEndpointURL(rawURL)
 	if err != nil {
-		return EndpointSpec{}, fmt.Errorf("endpoint %q: %w", s, err)
+		return EndpointSpec{}, fmt.Errorf("endpoint %q: %w", redact.URL(s), err)
 	}
 	if replica == "" {
 		replica = u.Host
@@ -164,7 +167,7 @@ func (c *Config) Validate() error {
 			bad("Endpoints[%d].Replica: %w", i, err)
 		}
 		if _, err := parseEndpointURL(e.URL); err != nil {
-			bad("Endpoints[%d].URL %q: %w", i, e.URL, err)
+			bad("Endpoints[%d].URL %q: %w", i, redact.URL(e.URL), err)
 		}
 		if seen[e.Replica] {
 			bad("Endpoints[%d].Replica %q: given to two endpoints", i, e.Replica)
@@ -234,8 +237,13 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// parseEndpointURL parses an endpoint's URL. Its errors do not quote the
+// URL, which may hold a password: callers name it, masked.
 func parseEndpointURL(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
+	if uerr := (*url.Error)(nil); errors.As(err, &uerr) {
+		return nil, uerr.Err
+	}
 	if err != nil {
 		return nil, err
 	}
