@@ -1,9 +1,7 @@
 package apimemory
 
 import (
-	"bytes"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,26 +10,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/cascade-sre/cascade/internal/logtest"
 )
-
-// logBuffer collects what a slog text handler writes, safely across the
-// exporter's goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestEndpointPasswordNeverLogged starts the exporter on an endpoint whose
 // URL holds a password, makes its probe fail and succeed again, and reads
@@ -60,8 +41,8 @@ func TestEndpointPasswordNeverLogged(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Endpoints = []EndpointSpec{spec}
 	cfg.PollInterval, cfg.Timeout = 50*time.Millisecond, 50*time.Millisecond
-	var logs logBuffer
-	e, err := New(cfg, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	logger, logs := logtest.New()
+	e, err := New(cfg, nil, logger)
 	require.NoError(t, err)
 	runExporter(t, e)
 
