@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,11 +37,19 @@ type Exporter struct {
 }
 
 // New validates cfg and returns an exporter; no file is read until Run.
-// With cfg.Loki.URL set it starts the Loki client, which does not contact
-// the store before the first batch is due.
+// A log that exists must be a regular file: a FIFO, a directory or a device
+// is refused here, at start. With cfg.Loki.URL set it starts the Loki
+// client, which does not contact the store before the first batch is due.
 func New(cfg Config, logger *slog.Logger) (*Exporter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	for _, l := range cfg.Logs {
+		if fi, err := os.Stat(l.Path); err == nil {
+			if err := checkRegular(l.Path, fi); err != nil {
+				return nil, fmt.Errorf("gateway: log %w", err)
+			}
+		}
 	}
 	cfg.Logs = append([]LogSpec(nil), cfg.Logs...)
 	e := &Exporter{
