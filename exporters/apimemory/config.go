@@ -26,6 +26,7 @@ const (
 	DefaultPodNamespace  = "kube-system"
 	DefaultPodSelector   = "component=kube-apiserver"
 	DefaultPodContainer  = "kube-apiserver"
+	DefaultForgetAfter   = 5 * time.Minute
 	defaultMetricsPath   = "/metrics"
 	pidSpecPrefix        = "pid:"
 	maxReplicaNameLength = 253 // a pod name's limit; longer is a mistake
@@ -60,6 +61,12 @@ type Config struct {
 	PollInterval time.Duration
 	// Timeout bounds one probe of one endpoint.
 	Timeout time.Duration
+	// ForgetAfter is how long a replica that is gone (its pod deleted) is
+	// remembered: re-created within it, as a static pod's mirror is, it
+	// continues its counts; after it, it is forgotten, so that rollouts of
+	// pods with new names do not add state and series for good. Replicas of
+	// endpoints and cgroups are never gone.
+	ForgetAfter time.Duration
 }
 
 // EndpointSpec is one API server /metrics endpoint and the replica it feeds.
@@ -97,6 +104,7 @@ func DefaultConfig() Config {
 		},
 		PollInterval: DefaultPollInterval,
 		Timeout:      DefaultTimeout,
+		ForgetAfter:  DefaultForgetAfter,
 	}
 }
 
@@ -233,6 +241,9 @@ func (c *Config) Validate() error {
 		bad("Timeout %s: must be positive", c.Timeout)
 	} else if c.PollInterval > 0 && c.Timeout > c.PollInterval {
 		bad("Timeout %s: longer than PollInterval %s, probes would pile up", c.Timeout, c.PollInterval)
+	}
+	if c.ForgetAfter < 0 {
+		bad("ForgetAfter %s: must not be negative", c.ForgetAfter)
 	}
 	return errors.Join(errs...)
 }
