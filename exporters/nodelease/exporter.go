@@ -86,6 +86,7 @@ type Exporter struct {
 	nodeWatch    watchHealth
 	probeOK      atomic.Bool
 	probeErrs    atomic.Uint64
+	probeOutage  outage
 }
 
 // New returns an exporter; nothing is watched until Run.
@@ -108,6 +109,9 @@ func New(cfg Config, client kubernetes.Interface, logger *slog.Logger) (*Exporte
 	}
 	// Until the first probe answers, trust the watch alone.
 	e.probeOK.Store(cfg.ProbeInterval == 0)
+	e.probeOutage = outage{logger: logger, what: "API server probe"}
+	e.leaseWatch.outage = outage{logger: logger, what: "lease watch"}
+	e.nodeWatch.outage = outage{logger: logger, what: "node watch"}
 	if err := e.buildInformers(); err != nil {
 		return nil, err
 	}
@@ -220,7 +224,7 @@ func (e *Exporter) newInformer(h *watchHealth, resource string, example runtime.
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			obj, err := listInPages(ctx, o, e.listPageSize, list, slim)
-			h.record(err, e.now())
+			h.record(ctx, err, e.now())
 			if err != nil {
 				return nil, err
 			}
@@ -228,8 +232,11 @@ func (e *Exporter) newInformer(h *watchHealth, resource string, example runtime.
 			return obj, nil
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			// In client-go's watch-list mode a failed call is retried inside
+			// the reflector, never reaching the watch error handler: this is
+			// where a dead API server shows.
 			w, err := watchFn(ctx, o)
-			h.record(err, e.now())
+			h.record(ctx, err, e.now())
 			if err != nil {
 				return nil, err
 			}
@@ -254,8 +261,7 @@ func (e *Exporter) newInformer(h *watchHealth, resource string, example runtime.
 		if errors.Is(err, io.EOF) || apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
 			return
 		}
-		h.record(err, e.now())
-		e.logger.Warn("watch failed", "resource", resource, "err", err)
+		h.record(ctx, err, e.now())
 	})
 	return inf
 }
@@ -372,11 +378,11 @@ func (e *Exporter) probeLoop(ctx context.Context) {
 			return
 		}
 		ok := err == nil || apierrors.IsNotFound(err)
-		if !ok {
+		if ok {
+			e.probeOutage.ended(e.now())
+		} else {
 			e.probeErrs.Add(1)
-			if e.probeOK.Load() {
-				e.logger.Warn("API server probe failed", "err", err)
-			}
+			e.probeOutage.failed(err, e.now())
 		}
 		e.probeOK.Store(ok)
 		select {
@@ -395,15 +401,57 @@ type watchHealth struct {
 	lastFailure atomic.Int64
 	lastEvent   atomic.Int64
 	errors      atomic.Uint64
+	outage      outage
 }
 
-func (h *watchHealth) record(err error, now time.Time) {
+// record notes how a list or watch call of ctx ended. A call cut short by
+// the exporter's own shutdown is no failure of the API.
+func (h *watchHealth) record(ctx context.Context, err error, now time.Time) {
+	if ctx.Err() != nil {
+		return
+	}
 	if err != nil {
 		h.errors.Add(1)
 		h.lastFailure.Store(now.UnixNano())
+		h.outage.failed(err, now)
 		return
 	}
 	h.lastSuccess.Store(now.UnixNano())
+	h.outage.ended(now)
+}
+
+// outage logs a call that fails once when it starts failing and once when it
+// works again, never at every retry: a dead API server is retried as long
+// as it is dead, each retry counted in cascade_node_lease_watch_errors_total.
+type outage struct {
+	logger *slog.Logger
+	what   string
+
+	mu       sync.Mutex
+	failing  bool
+	since    time.Time
+	failures int
+}
+
+func (o *outage) failed(err error, now time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.failures++
+	if o.failing {
+		return
+	}
+	o.failing, o.since = true, now
+	o.logger.Warn(o.what+" failing; retrying, logged again when it recovers", "err", err)
+}
+
+func (o *outage) ended(now time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.failing {
+		return
+	}
+	o.logger.Info(o.what+" recovered", "failing_for", now.Sub(o.since).Round(time.Millisecond), "failed_calls", o.failures)
+	o.failing, o.failures = false, 0
 }
 
 func (h *watchHealth) up() bool {
