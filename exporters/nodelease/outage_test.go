@@ -3,7 +3,6 @@ package nodelease
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,17 +12,8 @@ import (
 
 	"github.com/cascade-sre/cascade/internal/kube"
 	"github.com/cascade-sre/cascade/internal/logtest"
+	"github.com/cascade-sre/cascade/internal/testenv"
 )
-
-// deadAddress returns a loopback address nothing listens on.
-func deadAddress(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	return addr
-}
 
 // TestDeadServerIsLoggedOnce points the exporter at a kubeconfig whose
 // server is dead. Before, nothing was logged at info level for some 40 s
@@ -32,12 +22,14 @@ func deadAddress(t *testing.T) string {
 // silent. Now each of the probe, the lease watch and the node watch says it
 // is failing once, at once, and not again at every retry.
 func TestDeadServerIsLoggedOnce(t *testing.T) {
+	port, err := testenv.FreePort() // nothing listens there
+	require.NoError(t, err)
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	require.NoError(t, os.WriteFile(kubeconfig, fmt.Appendf(nil, `apiVersion: v1
 kind: Config
 clusters:
 - name: dead
-  cluster: {server: "https://%s", insecure-skip-tls-verify: true}
+  cluster: {server: "https://127.0.0.1:%d", insecure-skip-tls-verify: true}
 users:
 - name: exporter
   user: {token: not-a-real-token}
@@ -45,7 +37,7 @@ contexts:
 - name: dead
   context: {cluster: dead, user: exporter}
 current-context: dead
-`, deadAddress(t)), 0o600))
+`, port), 0o600))
 	client, _, err := kube.NewClient(kube.Config{Kubeconfig: kubeconfig}, "cascade-test")
 	require.NoError(t, err)
 
