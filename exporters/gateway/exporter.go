@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cascade-sre/cascade/internal/loki"
+	"github.com/cascade-sre/cascade/internal/redact"
 )
 
 // lokiCloseTimeout bounds how long shutdown waits for the last lines to
@@ -109,7 +110,11 @@ func (e *Exporter) Run(ctx context.Context) error {
 		entries := saved[spec.Path]
 		wg.Go(func() { f.run(ctx, entries) })
 	}
-	e.logger.Info("following gateway access logs", "logs", len(e.cfg.Logs), "positions_file", e.cfg.PositionsFile)
+	attrs := []any{"logs", len(e.cfg.Logs), "positions_file", e.cfg.PositionsFile}
+	if e.loki != nil {
+		attrs = append(attrs, "loki", redact.URL(e.cfg.Loki.URL))
+	}
+	e.logger.Info("following gateway access logs", attrs...)
 
 	ticker := time.NewTicker(e.cfg.PositionsInterval)
 	defer ticker.Stop()
