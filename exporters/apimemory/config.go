@@ -113,20 +113,29 @@ func DefaultConfig() Config {
 // /metrics. A password in the URL is used for basic auth and masked in
 // errors and logs.
 func ParseEndpointSpec(s string) (EndpointSpec, error) {
+	spec, err := parseEndpointSpec(s)
+	if err != nil {
+		// Whatever part of s it quotes, masked.
+		return EndpointSpec{}, errors.New(redact.URL(err.Error()))
+	}
+	return spec, nil
+}
+
+func parseEndpointSpec(s string) (EndpointSpec, error) {
 	replica, rawURL := "", s
 	if !strings.HasPrefix(s, "http://") && !strings.HasPrefix(s, "https://") {
 		var ok bool
 		replica, rawURL, ok = strings.Cut(s, "=")
 		if !ok {
-			return EndpointSpec{}, fmt.Errorf("endpoint %q: want [replica=]https://host:port/metrics", redact.URL(s))
+			return EndpointSpec{}, fmt.Errorf("endpoint %q: want [replica=]https://host:port/metrics", s)
 		}
 		if err := checkReplicaName(replica); err != nil {
-			return EndpointSpec{}, fmt.Errorf("endpoint %q: %w", redact.URL(s), err)
+			return EndpointSpec{}, fmt.Errorf("endpoint %q: %w", s, err)
 		}
 	}
 	u, err := parseEndpointURL(rawURL)
 	if err != nil {
-		return EndpointSpec{}, fmt.Errorf("endpoint %q: %w", redact.URL(s), err)
+		return EndpointSpec{}, fmt.Errorf("endpoint %q: %w", s, err)
 	}
 	if replica == "" {
 		replica = u.Host

@@ -14,10 +14,13 @@ const Mask = "xxxxx"
 // "http://user:secret@host/metrics" becomes "http://user:xxxxx@host/metrics".
 // A user name alone is kept, as url.URL.Redacted keeps it.
 //
-// A URL runs to the next blank, and its user information to the last "@"
-// before its query or fragment, so a password holding an unescaped "/" or
-// "@" is masked whole too. It errs on the side of masking: in a text with
-// no blank after a URL, an "@" further on masks more than the password.
+// The URLs that matter most are the ones that do not parse, quoted in
+// errors, and a password typed into a flag may hold a "/", "#", "@" or
+// blank that should have been escaped. So the password is taken to run from
+// the first ":" after "://" to the last "@" before the next "://" or the end
+// of s. This errs on the side of masking: in a text with an "@" after a URL
+// (an address in its query, a message quoting one), more than the password
+// is masked.
 func URL(s string) string {
 	if !strings.Contains(s, "://") {
 		return s
@@ -30,26 +33,22 @@ func URL(s string) string {
 			break
 		}
 		start := i + len("://")
-		end := strings.IndexAny(rest[start:], " \t\r\n")
+		end := strings.Index(rest[start:], "://")
 		if end < 0 {
 			end = len(rest) - start
 		}
-		token := rest[start : start+end]
-		head := token
-		if q := strings.IndexAny(head, "?#"); q >= 0 {
-			head = head[:q]
-		}
-		at := strings.LastIndexByte(head, '@')
+		region := rest[start : start+end]
+		at := strings.LastIndexByte(region, '@')
 		colon := -1
 		if at >= 0 {
-			colon = strings.IndexByte(head[:at], ':')
+			colon = strings.IndexByte(region[:at], ':')
 		}
 		if colon < 0 {
 			b.WriteString(rest[:start+end])
 		} else {
 			b.WriteString(rest[:start+colon+1])
 			b.WriteString(Mask)
-			b.WriteString(token[at:])
+			b.WriteString(region[at:])
 		}
 		rest = rest[start+end:]
 	}

@@ -21,12 +21,16 @@ func TestURL(t *testing.T) {
 		{`endpoint "r=http://a:PASS@h/m": GET http://b:PASS@h/m: 401`, `endpoint "r=http://a:xxxxx@h/m": GET http://b:xxxxx@h/m: 401`},
 		{"http://user:PA/SS@host:bad/metrics", "http://user:xxxxx@host:bad/metrics"},
 		{"http://user:P@SS@host/", "http://user:xxxxx@host/"},
-		{"http://user:PASS@host/?next=a@b#c", "http://user:xxxxx@host/?next=a@b#c"},
+		{"http://user:PASS@host/?next=a@b#c", "http://user:xxxxx@b#c"}, // masks more, never less
+		{"http://user:PA#SS@host/", "http://user:xxxxx@host/"},
 		{"http://host/?email=a@b", "http://host/?email=a@b"},
 		{"http://user:%50ASS@host/", "http://user:xxxxx@host/"},
 		{"://", "://"},
 		{"x://@", "x://@"},
 		{"x://:@", "x://:xxxxx@"},
+		{"http://user:PA SS@host/", "http://user:xxxxx@host/"},
+		{`endpoint "00:// :PASS@0": want [replica=]https://host:port/metrics`, `endpoint "00:// :xxxxx@0": want [replica=]https://host:port/metrics`},
+		{`Get "http://host:6443/metrics": dial tcp 10.0.0.1:6443: connect: connection refused`, `Get "http://host:6443/metrics": dial tcp 10.0.0.1:6443: connect: connection refused`},
 	} {
 		require.Equal(t, c.want, URL(c.in), "URL(%q)", c.in)
 	}
