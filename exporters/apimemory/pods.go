@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/cascade-sre/cascade/internal/kube"
 )
 
 const oomKilledReason = "OOMKilled"
@@ -53,7 +55,7 @@ type podState struct {
 	recentTerminations [2]string
 }
 
-func newPodSource(cfg PodsConfig, forgetAfter time.Duration, kube kubernetes.Interface, errorCount prometheus.Counter, logger *slog.Logger) (*podSource, error) {
+func newPodSource(cfg PodsConfig, forgetAfter time.Duration, client kubernetes.Interface, errorCount prometheus.Counter, logger *slog.Logger) (*podSource, error) {
 	s := &podSource{
 		container:   cfg.Container,
 		forgetAfter: forgetAfter,
@@ -62,7 +64,7 @@ func newPodSource(cfg PodsConfig, forgetAfter time.Duration, kube kubernetes.Int
 		logger:      logger.With("source", kindPods, "namespace", cfg.Namespace, "selector", cfg.LabelSelector),
 		pods:        map[string]*podState{},
 	}
-	pods := kube.CoreV1().Pods(cfg.Namespace)
+	pods := client.CoreV1().Pods(cfg.Namespace)
 	// Wrapping list and watch is how the source learns whether the API
 	// answers: the informer itself keeps serving its cache when it does not.
 	lw := &cache.ListWatch{
@@ -79,8 +81,7 @@ func newPodSource(cfg PodsConfig, forgetAfter time.Duration, kube kubernetes.Int
 			return w, err
 		},
 	}
-	s.informer = cache.NewSharedIndexInformerWithOptions(
-		cache.ToListWatcherWithWatchListSemantics(lw, kube), &corev1.Pod{}, cache.SharedIndexInformerOptions{})
+	s.informer = cache.NewSharedIndexInformerWithOptions(kube.ListThenWatch(lw), &corev1.Pod{}, cache.SharedIndexInformerOptions{})
 	if err := s.informer.SetTransform(stripManagedFields); err != nil {
 		return nil, err
 	}

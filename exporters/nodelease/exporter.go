@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/cascade-sre/cascade/exporters"
+	"github.com/cascade-sre/cascade/internal/kube"
 )
 
 // The per-node families are written by AppendText, not through descriptors.
@@ -253,7 +254,7 @@ func (e *Exporter) newInformer(h *watchHealth, resource string, example runtime.
 			}), nil
 		},
 	}
-	inf := cache.NewSharedIndexInformer(lw, example, 0, cache.Indexers{})
+	inf := cache.NewSharedIndexInformer(kube.ListThenWatch(lw), example, 0, cache.Indexers{})
 	_ = inf.SetTransform(slim)
 	_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
 		// A watch that ends normally or whose resource version expired is
@@ -469,9 +470,8 @@ const defaultListPageSize = 100
 // listInPages lists in pages of pageSize objects, slimming each page before
 // asking for the next, and returns one list of slim objects.
 //
-// The reflector's first list asks for resourceVersion "0" (and it falls back
-// to that list when the API server refuses a streaming watch-list, as it does
-// on etcd without progress notifications). The API server answers it from its
+// The reflector's first list (it lists, never streams a watch-list: see
+// kube.ListThenWatch) asks for resourceVersion "0". The API server answers it from its
 // watch cache in one response whatever the limit: at 5,000 nodes some 50 MB
 // of protobuf, read whole, copied and decoded at once, which made a 300 MB
 // start-up peak. Pages need resourceVersion "": the newest state, at least as

@@ -3,25 +3,23 @@ package nodelease
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/cascade-sre/cascade/internal/kube"
 	"github.com/cascade-sre/cascade/internal/logtest"
 	"github.com/cascade-sre/cascade/internal/testenv"
 )
 
-// TestDeadServerIsLoggedOnce points the exporter at a kubeconfig whose
-// server is dead. Before, nothing was logged at info level for some 40 s
-// (only cascade_node_lease_watch_up 0 said it): the probe logged only a
-// failure after a success, and the watch's retries inside client-go were
-// silent. Now each of the probe, the lease watch and the node watch says it
-// is failing once, at once, and not again at every retry.
-func TestDeadServerIsLoggedOnce(t *testing.T) {
+// deadKubeClient is a client of a kubeconfig whose server is dead.
+func deadKubeClient(t *testing.T) kubernetes.Interface {
+	t.Helper()
 	port, err := testenv.FreePort() // nothing listens there
 	require.NoError(t, err)
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
@@ -40,7 +38,41 @@ current-context: dead
 `, port), 0o600))
 	client, _, err := kube.NewClient(kube.Config{Kubeconfig: kubeconfig}, "cascade-test")
 	require.NoError(t, err)
+	return client
+}
 
+// TestShutdownWithDeadServer: with client-go's watch-list, a failed watch
+// call is retried after a backoff sleep that does not end with the context
+// (up to 30 s and more), so SIGTERM waited for it. The exporter's watches
+// use list and watch, whose retries end with the context.
+func TestShutdownWithDeadServer(t *testing.T) {
+	exp, err := New(DefaultConfig(), deadKubeClient(t), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- exp.Run(ctx) }()
+	// Four failed calls in, the next retry is seconds away: stop just after
+	// a failure, at the start of the longest wait.
+	for exp.leaseWatch.errors.Load() < 4 {
+		time.Sleep(time.Millisecond)
+	}
+	stop()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(2 * time.Second):
+		t.Fatal("Run did not return within 2s of the end of its context")
+	}
+}
+
+// TestDeadServerIsLoggedOnce points the exporter at a kubeconfig whose
+// server is dead. Before, nothing was logged at info level for some 40 s
+// (only cascade_node_lease_watch_up 0 said it): the probe logged only a
+// failure after a success, and the watch's retries inside client-go were
+// silent. Now each of the probe, the lease watch and the node watch says it
+// is failing once, at once, and not again at every retry.
+func TestDeadServerIsLoggedOnce(t *testing.T) {
+	client := deadKubeClient(t)
 	cfg := DefaultConfig()
 	cfg.ProbeInterval, cfg.ProbeTimeout = 100*time.Millisecond, 100*time.Millisecond
 	logger, logs := logtest.New()
