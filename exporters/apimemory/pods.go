@@ -85,6 +85,11 @@ func newPodSource(cfg PodsConfig, forgetAfter time.Duration, client kubernetes.I
 	if err := s.informer.SetTransform(stripManagedFields); err != nil {
 		return nil, err
 	}
+	// Failed calls are counted and logged once per outage by callDone;
+	// client-go's default handler would log every retry.
+	if err := s.informer.SetWatchErrorHandlerWithContext(func(context.Context, *cache.Reflector, error) {}); err != nil {
+		return nil, err
+	}
 	_, err := s.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.update(obj) },
 		UpdateFunc: func(_, obj any) { s.update(obj) },
