@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"runtime/debug"
 	"sync"
@@ -256,14 +255,11 @@ func (e *Exporter) newInformer(h *watchHealth, resource string, example runtime.
 	}
 	inf := cache.NewSharedIndexInformer(kube.ListThenWatch(lw), example, 0, cache.Indexers{})
 	_ = inf.SetTransform(slim)
-	_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
-		// A watch that ends normally or whose resource version expired is
-		// restarted at once; only other errors mean the API is unwell.
-		if errors.Is(err, io.EOF) || apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-			return
-		}
-		h.record(ctx, err, e.now())
-	})
+	// Every list and watch call is recorded above, once, and a failing one
+	// logged once by h's outage; client-go's default handler would log
+	// each retry. What else ends a watch (a stream closed early, an event
+	// that does not decode) is followed by a new call, recorded in turn.
+	_ = inf.SetWatchErrorHandlerWithContext(func(context.Context, *cache.Reflector, error) {})
 	return inf
 }
 

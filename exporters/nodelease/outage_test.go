@@ -4,13 +4,18 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/cascade-sre/cascade/internal/kube"
 	"github.com/cascade-sre/cascade/internal/logtest"
@@ -108,4 +113,44 @@ func TestDeadServerIsLoggedOnce(t *testing.T) {
 	}
 	require.Equal(t, 3, logs.Count("level=WARN"), "nothing else is a warning, shutdown included:\n%s", out)
 	require.Contains(t, out, "connection refused", "the cause is in the log")
+}
+
+// TestErrorsCountedOncePerCall: a failed list was counted twice, by the
+// list call and again by the watch error handler it is passed to.
+func TestErrorsCountedOncePerCall(t *testing.T) {
+	var mu sync.Mutex
+	calls := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resource := "probe"
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/leases"):
+			resource = "leases"
+		case strings.HasSuffix(r.URL.Path, "/nodes"):
+			resource = "nodes"
+		}
+		mu.Lock()
+		calls[resource]++
+		mu.Unlock()
+		http.Error(w, "overloaded", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	client, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
+	require.NoError(t, err)
+	exp, err := New(DefaultConfig(), client, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- exp.Run(ctx) }()
+	for exp.leaseWatch.errors.Load() < 3 || exp.nodeWatch.errors.Load() < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	stop()
+	require.NoError(t, <-done)
+	srv.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	for resource, h := range map[string]*watchHealth{"leases": &exp.leaseWatch, "nodes": &exp.nodeWatch} {
+		// A call cut short by the shutdown is not counted.
+		require.InDelta(t, calls[resource], h.errors.Load(), 1, "%s: %d calls", resource, calls[resource])
+	}
 }
