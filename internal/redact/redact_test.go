@@ -51,8 +51,10 @@ func FuzzURL(f *testing.F) {
 		if err != nil || u.Scheme == "" || u.User == nil || strings.ContainsAny(s, " \t\r\n") {
 			return
 		}
-		if pw, ok := u.User.Password(); ok && len(pw) >= 4 && !strings.Contains(u.Redacted(), pw) {
-			require.NotContains(t, out, pw, "URL(%q) = %q", s, out)
+		// The password masked (as written, when it is written unescaped);
+		// the same text may stand elsewhere in s.
+		if pw, ok := u.User.Password(); ok && len(pw) >= 4 && strings.Contains(s, pw) && !strings.Contains(u.Redacted(), pw) {
+			require.Less(t, strings.Count(out, pw), strings.Count(s, pw), "URL(%q) = %q", s, out)
 		}
 	})
 }
