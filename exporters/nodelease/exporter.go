@@ -159,7 +159,7 @@ func (e *Exporter) Update(ch chan<- prometheus.Metric) error {
 // buildInformers sets up the lease and node informers; Run starts them.
 func (e *Exporter) buildInformers() error {
 	leaseAPI := e.client.CoordinationV1().Leases(e.cfg.Namespace)
-	leaseInformer := e.newInformer(&e.leaseWatch, "leases", &coordinationv1.Lease{},
+	leaseInformer := e.newInformer(&e.leaseWatch, &coordinationv1.Lease{},
 		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return leaseAPI.List(ctx, o) },
 		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			return leaseAPI.Watch(ctx, o)
@@ -176,7 +176,7 @@ func (e *Exporter) buildInformers() error {
 	nodeAPI := e.client.CoreV1().Nodes()
 	// The reflector checks every object against the example's type; list
 	// pages and watch events are slimmed before it sees them.
-	nodeInformer := e.newInformer(&e.nodeWatch, "nodes", &readyNode{},
+	nodeInformer := e.newInformer(&e.nodeWatch, &readyNode{},
 		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return nodeAPI.List(ctx, o) },
 		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return nodeAPI.Watch(ctx, o) },
 		slimNode)
@@ -217,7 +217,7 @@ type listFunc = func(context.Context, metav1.ListOptions) (runtime.Object, error
 type watchFunc = func(context.Context, metav1.ListOptions) (watch.Interface, error)
 
 // newInformer builds an informer whose list and watch calls report to h.
-func (e *Exporter) newInformer(h *watchHealth, resource string, example runtime.Object, list listFunc, watchFn watchFunc, slim cache.TransformFunc) cache.SharedIndexInformer {
+func (e *Exporter) newInformer(h *watchHealth, example runtime.Object, list listFunc, watchFn watchFunc, slim cache.TransformFunc) cache.SharedIndexInformer {
 	// Objects are slimmed as they arrive, page by page and event by event,
 	// not only in the informer's cache: at 5,000 nodes a list of whole Node
 	// objects alone holds over 100 MB at once.
@@ -232,9 +232,6 @@ func (e *Exporter) newInformer(h *watchHealth, resource string, example runtime.
 			return obj, nil
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			// In client-go's watch-list mode a failed call is retried inside
-			// the reflector, never reaching the watch error handler: this is
-			// where a dead API server shows.
 			w, err := watchFn(ctx, o)
 			h.record(ctx, err, e.now())
 			if err != nil {
@@ -467,12 +464,12 @@ const defaultListPageSize = 100
 // asking for the next, and returns one list of slim objects.
 //
 // The reflector's first list (it lists, never streams a watch-list: see
-// kube.ListThenWatch) asks for resourceVersion "0". The API server answers it from its
-// watch cache in one response whatever the limit: at 5,000 nodes some 50 MB
-// of protobuf, read whole, copied and decoded at once, which made a 300 MB
-// start-up peak. Pages need resourceVersion "": the newest state, at least as
-// fresh as any version the reflector asks for, read page by page from a
-// consistent snapshot (the continue token pins it).
+// kube.ListThenWatch) asks for resourceVersion "0". The API server answers
+// it from its watch cache in one response whatever the limit: at 5,000
+// nodes some 50 MB of protobuf, read whole, copied and decoded at once,
+// which made a 300 MB start-up peak. Pages need resourceVersion "": the
+// newest state, at least as fresh as any version the reflector asks for,
+// read page by page from a consistent snapshot (the continue token pins it).
 func listInPages(ctx context.Context, o metav1.ListOptions, pageSize int64, list listFunc, slim cache.TransformFunc) (runtime.Object, error) {
 	opts := metav1.ListOptions{
 		LabelSelector:  o.LabelSelector,

@@ -2,6 +2,9 @@ package loki
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,4 +67,27 @@ func TestCollectIsCheap(t *testing.T) {
 		}
 	})
 	require.Less(t, allocs, 100.0, "allocations of one Collect")
+}
+
+// TestRefusedAndRetriedPushes: what the store refuses (4xx) is given up at
+// once; what it asks to retry (429, 5xx) is retried. A stand-in store, for
+// answers a real one gives only when misused or overloaded.
+func TestRefusedAndRetriedPushes(t *testing.T) {
+	var calls atomic.Int32
+	answers := []int{http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusNoContent, http.StatusBadRequest}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := int(calls.Add(1)) - 1
+		require.Equal(t, "application/x-protobuf", r.Header.Get("Content-Type"))
+		w.WriteHeader(answers[min(n, len(answers)-1)])
+	}))
+	defer srv.Close()
+	c, err := New(testConfig(srv.URL+"/loki/api/v1/push"), logger())
+	require.NoError(t, err)
+	require.True(t, c.Send(model.LabelSet{"source": "test"}, time.Now(), "first"))
+	require.Eventually(t, func() bool { return c.Stats().Sent == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.Equal(t, int32(3), calls.Load(), "429 and 503 retried")
+	require.True(t, c.Send(model.LabelSet{"source": "test"}, time.Now(), "second"))
+	require.NoError(t, c.Close(t.Context()))
+	require.Equal(t, int32(4), calls.Load(), "400 not retried")
+	require.Equal(t, Stats{Enqueued: 2, Handed: 2, Sent: 1, SendFailed: 1}, c.Stats())
 }

@@ -111,7 +111,7 @@ func (p *pusher) push(ctx context.Context, b *batch) bool {
 		}
 		p.attemptFailed(err)
 		if !retry || attempt >= p.cfg.MaxRetries {
-			p.giveUp(b, err)
+			p.giveUp(b, attempt, err)
 			return true
 		}
 		// A delay drawn from [delay, 2·delay), capped, as Promtail does.
@@ -166,15 +166,18 @@ func (p *pusher) attemptFailed(err error) {
 	p.logger.Warn("cannot push to Loki; retrying, and giving batches up after their retries (counted as send_failed)", "err", err)
 }
 
-func (p *pusher) giveUp(b *batch, err error) {
+// giveUp counts a batch that will not be pushed, and logs the first of an
+// outage.
+func (p *pusher) giveUp(b *batch, attempts int, err error) {
 	p.failed.Add(uint64(b.entries))
 	if p.gaveUp == 0 {
-		p.logger.Error("gave up a batch for Loki after its retries; more are counted, not logged, until a push succeeds",
-			"entries", b.entries, "attempts", p.cfg.MaxRetries, "err", err)
+		p.logger.Error("gave up a batch for Loki; more are counted, not logged, until a push succeeds",
+			"entries", b.entries, "attempts", attempts, "err", err)
 	}
 	p.gaveUp += uint64(b.entries)
 }
 
+// recovered logs the end of an outage.
 func (p *pusher) recovered() {
 	if !p.failing {
 		return
