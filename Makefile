@@ -1,5 +1,6 @@
 # Every go command here carries -tags slicelabels: github.com/grafana/loki-client-go
-# needs Prometheus's slice-backed labels (see ../shared/DESIGN.md, dependency facts).
+# needed Prometheus's slice-backed labels (see ../shared/DESIGN.md, dependency facts);
+# Cascade no longer links it, and the tag stays until the whole tree is tested without it.
 GO        ?= go
 GOTAGS    := slicelabels
 GOFLAGS_T := -tags $(GOTAGS)

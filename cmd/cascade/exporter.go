@@ -96,6 +96,7 @@ func addExporterFlags(cmd *kingpin.CmdClause) *exporterCommand {
 	cmd.Flag("apimemory.pods.container", "Name of the API server container in those pods.").Default(c.apimemory.Pods.Container).StringVar(&c.apimemory.Pods.Container)
 	cmd.Flag("apimemory.poll-interval", "How often endpoints and cgroups are read.").Default(c.apimemory.PollInterval.String()).DurationVar(&c.apimemory.PollInterval)
 	cmd.Flag("apimemory.timeout", "Timeout of one endpoint probe.").Default(c.apimemory.Timeout.String()).DurationVar(&c.apimemory.Timeout)
+	cmd.Flag("apimemory.forget-after", "How long a replica whose pod was deleted is remembered: re-created within it, its counters continue; after it, they start again. Endpoint and cgroup replicas are never forgotten.").Default(c.apimemory.ForgetAfter.String()).DurationVar(&c.apimemory.ForgetAfter)
 
 	g := &c.gateway
 	cmd.Flag("exporter.gateway", "Enable the gateway access log exporter (cascade_gateway_*); needs at least one --gateway.log.").BoolVar(&c.gatewayOn)

@@ -93,15 +93,20 @@ type Exporter struct {
 	pods      *podSource // nil when the pod source is off
 
 	sourceErrors *prometheus.CounterVec
+	now          func() time.Time
 
 	mu sync.Mutex
 	// exported holds each replica's counters as last served. A source can
 	// leave a replica (its pod deleted) while others stay, and the maximum
-	// over those left may be lower: the counters never go below these.
+	// over those left may be lower: the counters never go below these. A
+	// replica no source has served for cfg.ForgetAfter is forgotten.
 	exported map[string]replicaCounters
 }
 
-type replicaCounters struct{ oomKills, restarts float64 }
+type replicaCounters struct {
+	oomKills, restarts float64
+	lastServed         time.Time
+}
 
 // New validates cfg and builds the exporter. kube is the client of the
 // cluster for the pod source; it may be nil when that source is off.
@@ -114,6 +119,7 @@ func New(cfg Config, kube kubernetes.Interface, logger *slog.Logger) (*Exporter,
 	}
 	e := &Exporter{
 		cfg:      cfg,
+		now:      time.Now,
 		exported: map[string]replicaCounters{},
 		sourceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cascade_apiserver_source_errors_total",
@@ -137,7 +143,7 @@ func New(cfg Config, kube kubernetes.Interface, logger *slog.Logger) (*Exporter,
 			return nil, errors.New("pod source enabled but no Kubernetes client given")
 		}
 		var err error
-		e.pods, err = newPodSource(cfg.Pods, kube, e.sourceErrors.WithLabelValues(kindPods), logger)
+		e.pods, err = newPodSource(cfg.Pods, cfg.ForgetAfter, kube, e.sourceErrors.WithLabelValues(kindPods), logger)
 		if err != nil {
 			return nil, err
 		}
@@ -182,12 +188,18 @@ func (e *Exporter) Update(ch chan<- prometheus.Metric) error {
 		ch <- prometheus.MustNewConstMetric(podWatchUpDesc, prometheus.GaugeValue, boolValue(watchUp))
 	}
 
+	now := e.now()
 	e.mu.Lock()
 	for replica, m := range replicas {
 		before := e.exported[replica]
 		m.oomKills = m.oomKills.atLeast(before.oomKills)
 		m.restarts = m.restarts.atLeast(before.restarts)
-		e.exported[replica] = replicaCounters{oomKills: m.oomKills.value, restarts: m.restarts.value}
+		e.exported[replica] = replicaCounters{oomKills: m.oomKills.value, restarts: m.restarts.value, lastServed: now}
+	}
+	for replica, c := range e.exported {
+		if _, served := replicas[replica]; !served && now.Sub(c.lastServed) >= e.cfg.ForgetAfter {
+			delete(e.exported, replica)
+		}
 	}
 	e.mu.Unlock()
 

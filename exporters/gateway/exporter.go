@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cascade-sre/cascade/internal/loki"
+	"github.com/cascade-sre/cascade/internal/redact"
 )
 
 // lokiCloseTimeout bounds how long shutdown waits for the last lines to
@@ -36,11 +38,19 @@ type Exporter struct {
 }
 
 // New validates cfg and returns an exporter; no file is read until Run.
-// With cfg.Loki.URL set it starts the Loki client, which does not contact
-// the store before the first batch is due.
+// A log that exists must be a regular file: a FIFO, a directory or a device
+// is refused here, at start. With cfg.Loki.URL set it starts the Loki
+// client, which does not contact the store before the first batch is due.
 func New(cfg Config, logger *slog.Logger) (*Exporter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	for _, l := range cfg.Logs {
+		if fi, err := os.Stat(l.Path); err == nil {
+			if err := checkRegular(l.Path, fi); err != nil {
+				return nil, fmt.Errorf("gateway: log %w", err)
+			}
+		}
 	}
 	cfg.Logs = append([]LogSpec(nil), cfg.Logs...)
 	e := &Exporter{
@@ -100,7 +110,11 @@ func (e *Exporter) Run(ctx context.Context) error {
 		entries := saved[spec.Path]
 		wg.Go(func() { f.run(ctx, entries) })
 	}
-	e.logger.Info("following gateway access logs", "logs", len(e.cfg.Logs), "positions_file", e.cfg.PositionsFile)
+	attrs := []any{"logs", len(e.cfg.Logs), "positions_file", e.cfg.PositionsFile}
+	if e.loki != nil {
+		attrs = append(attrs, "loki", redact.URL(e.cfg.Loki.URL))
+	}
+	e.logger.Info("following gateway access logs", attrs...)
 
 	ticker := time.NewTicker(e.cfg.PositionsInterval)
 	defer ticker.Stop()

@@ -33,6 +33,7 @@ type metrics struct {
 	lines          *prometheus.CounterVec
 	readErrors     *prometheus.CounterVec
 	rotations      *prometheus.CounterVec
+	abandoned      *prometheus.CounterVec
 	positionErrors prometheus.Counter
 	routesOver     prometheus.Counter
 	collectors     []prometheus.Collector
@@ -65,6 +66,10 @@ func newMetrics() *metrics {
 			Name: "cascade_gateway_log_rotations_total",
 			Help: "Rotations of an access log seen, by configured path and kind: rename (a new file at the path) or truncate (copytruncate).",
 		}, []string{"path", "kind"}),
+		abandoned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cascade_gateway_log_files_abandoned_total",
+			Help: "Rotated-away access log files closed because they kept failing to read, by configured path; lines they held after the last one read are lost.",
+		}, []string{"path"}),
 		positionErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cascade_gateway_positions_write_errors_total",
 			Help: "Failed writes of the positions file.",
@@ -79,7 +84,7 @@ func newMetrics() *metrics {
 	m.lines.WithLabelValues(ResultParsed)
 	m.lines.WithLabelValues(ResultMalformed)
 	m.collectors = []prometheus.Collector{
-		m.requests, m.duration, m.timeouts, m.lines, m.readErrors, m.rotations, m.positionErrors, m.routesOver,
+		m.requests, m.duration, m.timeouts, m.lines, m.readErrors, m.rotations, m.abandoned, m.positionErrors, m.routesOver,
 	}
 	return m
 }

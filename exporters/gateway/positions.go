@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
+
+	"github.com/cascade-sre/cascade/internal/atomicfile"
 )
 
 // positionsVersion is written into the file; a file of another version is
@@ -50,10 +52,15 @@ func loadPositions(path string) (map[string][]positionEntry, error) {
 	if path == "" {
 		return out, nil
 	}
-	b, err := os.ReadFile(path)
+	f, _, err := openRegular(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return out, nil
 	}
+	if err != nil {
+		return nil, fmt.Errorf("gateway: positions file: %w", err)
+	}
+	b, err := io.ReadAll(f)
+	f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("gateway: positions file: %w", err)
 	}
@@ -105,8 +112,7 @@ func (s *positionStore) set(path string, es []positionEntry) {
 	s.dirty = true
 }
 
-// write saves the positions if they changed, atomically: a temporary file
-// in the same directory, synced, then renamed over the old one.
+// write saves the positions if they changed, whole or not at all.
 func (s *positionStore) write() error {
 	if s.path == "" {
 		return nil
@@ -138,40 +144,11 @@ func (s *positionStore) write() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(s.path, append(b, '\n')); err != nil {
+	if err := atomicfile.WriteFile(s.path, append(b, '\n'), 0o600); err != nil {
 		s.mu.Lock()
 		s.dirty = true
 		s.mu.Unlock()
 		return fmt.Errorf("gateway: write positions: %w", err)
-	}
-	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// Make the rename itself durable.
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }

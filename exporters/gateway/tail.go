@@ -32,6 +32,9 @@ const (
 	headSize = 256
 	// readChunk is the size of one read.
 	readChunk = 256 << 10
+	// maxRotatedFailures is how many reads in a row of a rotated-away file
+	// may fail before it is closed, even within the rotation grace.
+	maxRotatedFailures = 10
 )
 
 // fileID names a file independently of its path.
@@ -64,23 +67,61 @@ type tailFile struct {
 	lastSize  int64  // file size at the last truncation check
 	lastData  time.Time
 	rotatedAt time.Time
+	failures  int // reads that failed in a row
 }
 
 func openTail(path string, maxLine int) (*tailFile, error) {
-	f, err := os.Open(path)
+	f, fi, err := openRegular(path)
 	if err != nil {
 		return nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
 	return &tailFile{f: f, id: idOf(fi), buf: make([]byte, maxLine+1+readChunk)}, nil
+}
+
+// errNotRegular is the error for a log (or positions file) that is a FIFO,
+// a directory or a device: reading one could wait forever for a writer or
+// read something that is not a log.
+var errNotRegular = errors.New("not a regular file")
+
+// openRegular opens path for reading if it is a regular file. Opening never
+// waits: O_NONBLOCK makes the open of a FIFO return at once instead of
+// waiting for a writer (for a regular file it changes nothing), and the type
+// is checked on the open file, so a FIFO put at the path after some earlier
+// check is refused all the same.
+func openRegular(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		err = checkRegular(path, fi)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
+}
+
+// checkRegular returns errNotRegular, saying what path is, unless fi is a
+// regular file.
+func checkRegular(path string, fi os.FileInfo) error {
+	if fi.Mode().IsRegular() {
+		return nil
+	}
+	kind := "a special file"
+	switch m := fi.Mode(); {
+	case m.IsDir():
+		kind = "a directory"
+	case m&os.ModeNamedPipe != 0:
+		kind = "a FIFO"
+	case m&os.ModeSocket != 0:
+		kind = "a socket"
+	case m&os.ModeDevice != 0:
+		kind = "a device"
+	}
+	return fmt.Errorf("%s is %s: %w", path, kind, errNotRegular)
 }
 
 func (t *tailFile) close() { t.f.Close() }
@@ -329,12 +370,26 @@ type follower struct {
 	readErrors prometheus.Counter
 	renames    prometheus.Counter
 	truncates  prometheus.Counter
+	abandoned  prometheus.Counter
 
 	cur       *tailFile
 	rotated   []*tailFile
 	published []positionEntry
 	lastErr   string
-	waiting   bool // the path did not exist at the last poll
+	waiting   bool        // the path did not exist at the last poll
+	refused   refusedFile // the last file at the path that is not a regular file
+}
+
+// refusedFile tells a refused file from the next one at the path, which may
+// get the same inode number once the first is gone.
+type refusedFile struct {
+	id    fileID
+	mode  fs.FileMode
+	mtime time.Time
+}
+
+func refusedOf(fi os.FileInfo) refusedFile {
+	return refusedFile{id: idOf(fi), mode: fi.Mode(), mtime: fi.ModTime()}
 }
 
 func newFollower(spec LogSpec, e *Exporter, store *positionStore) *follower {
@@ -348,6 +403,7 @@ func newFollower(spec LogSpec, e *Exporter, store *positionStore) *follower {
 		readErrors: e.m.readErrors.WithLabelValues(spec.Path),
 		renames:    e.m.rotations.WithLabelValues(spec.Path, "rename"),
 		truncates:  e.m.rotations.WithLabelValues(spec.Path, "truncate"),
+		abandoned:  e.m.abandoned.WithLabelValues(spec.Path),
 	}
 }
 
@@ -418,6 +474,9 @@ func (f *follower) restore(saved []positionEntry) {
 	}
 	t, err := openTail(f.spec.Path, f.cfg.MaxLineBytes)
 	if err != nil {
+		if fi, serr := os.Stat(f.spec.Path); errors.Is(err, errNotRegular) && serr == nil {
+			f.refused = refusedOf(fi) // counted once, here
+		}
 		if !errors.Is(err, fs.ErrNotExist) {
 			f.readError(err)
 		}
@@ -529,20 +588,39 @@ func (f *follower) poll(ctx context.Context) bool {
 		p, err := t.read(ctx, f.pipe, f.cfg.MaxLineBytes)
 		if err != nil {
 			f.readError(err)
+			t.failures++
+		} else {
+			t.failures = 0
 		}
 		if p {
 			t.lastData = now
 			progress = true
+		}
+		if ctx.Err() != nil {
 			return false
 		}
-		if ctx.Err() != nil || now.Sub(t.lastData) < f.cfg.RotationGrace || err != nil {
+		// A file that keeps failing is let go like one that stopped
+		// growing: kept, it would hold its descriptor for good.
+		if t.failures > 0 && (t.failures >= maxRotatedFailures || now.Sub(t.lastData) >= f.cfg.RotationGrace) {
+			f.abandon(t, err)
+			return true
+		}
+		if p || now.Sub(t.lastData) < f.cfg.RotationGrace {
 			return false
 		}
 		t.finish(f.pipe)
 		t.close()
 		return true
 	})
-	if f.cur == nil && statErr == nil {
+	if f.cur == nil && statErr == nil && !fi.Mode().IsRegular() {
+		// Rotation put a FIFO or a directory at the path: refused, counted
+		// and logged once per file, never opened (a FIFO's open would wait
+		// for a writer).
+		if r := refusedOf(fi); r != f.refused {
+			f.refused = r
+			f.readError(checkRegular(f.spec.Path, fi))
+		}
+	} else if f.cur == nil && statErr == nil {
 		t, err := openTail(f.spec.Path, f.cfg.MaxLineBytes)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -565,6 +643,15 @@ func (f *follower) poll(ctx context.Context) bool {
 	}
 	f.waiting = f.cur == nil
 	return progress
+}
+
+// abandon closes a rotated file that keeps failing to read, and counts it:
+// what it holds after the last line read is lost.
+func (f *follower) abandon(t *tailFile, err error) {
+	f.abandoned.Inc()
+	f.logger.Warn("closing a rotated log that cannot be read; lines it has after the offset are lost",
+		"file", t.f.Name(), "offset", t.committed, "failed_reads", t.failures, "err", err)
+	t.close()
 }
 
 // readError counts an error and logs it when it differs from the last one,

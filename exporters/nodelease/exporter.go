@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"runtime/debug"
 	"sync"
@@ -28,6 +27,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/cascade-sre/cascade/exporters"
+	"github.com/cascade-sre/cascade/internal/kube"
 )
 
 // The per-node families are written by AppendText, not through descriptors.
@@ -86,6 +86,7 @@ type Exporter struct {
 	nodeWatch    watchHealth
 	probeOK      atomic.Bool
 	probeErrs    atomic.Uint64
+	probeOutage  outage
 }
 
 // New returns an exporter; nothing is watched until Run.
@@ -108,6 +109,9 @@ func New(cfg Config, client kubernetes.Interface, logger *slog.Logger) (*Exporte
 	}
 	// Until the first probe answers, trust the watch alone.
 	e.probeOK.Store(cfg.ProbeInterval == 0)
+	e.probeOutage = outage{logger: logger, what: "API server probe"}
+	e.leaseWatch.outage = outage{logger: logger, what: "lease watch"}
+	e.nodeWatch.outage = outage{logger: logger, what: "node watch"}
 	if err := e.buildInformers(); err != nil {
 		return nil, err
 	}
@@ -155,7 +159,7 @@ func (e *Exporter) Update(ch chan<- prometheus.Metric) error {
 // buildInformers sets up the lease and node informers; Run starts them.
 func (e *Exporter) buildInformers() error {
 	leaseAPI := e.client.CoordinationV1().Leases(e.cfg.Namespace)
-	leaseInformer := e.newInformer(&e.leaseWatch, "leases", &coordinationv1.Lease{},
+	leaseInformer := e.newInformer(&e.leaseWatch, &coordinationv1.Lease{},
 		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return leaseAPI.List(ctx, o) },
 		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			return leaseAPI.Watch(ctx, o)
@@ -172,7 +176,7 @@ func (e *Exporter) buildInformers() error {
 	nodeAPI := e.client.CoreV1().Nodes()
 	// The reflector checks every object against the example's type; list
 	// pages and watch events are slimmed before it sees them.
-	nodeInformer := e.newInformer(&e.nodeWatch, "nodes", &readyNode{},
+	nodeInformer := e.newInformer(&e.nodeWatch, &readyNode{},
 		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return nodeAPI.List(ctx, o) },
 		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return nodeAPI.Watch(ctx, o) },
 		slimNode)
@@ -213,14 +217,14 @@ type listFunc = func(context.Context, metav1.ListOptions) (runtime.Object, error
 type watchFunc = func(context.Context, metav1.ListOptions) (watch.Interface, error)
 
 // newInformer builds an informer whose list and watch calls report to h.
-func (e *Exporter) newInformer(h *watchHealth, resource string, example runtime.Object, list listFunc, watchFn watchFunc, slim cache.TransformFunc) cache.SharedIndexInformer {
+func (e *Exporter) newInformer(h *watchHealth, example runtime.Object, list listFunc, watchFn watchFunc, slim cache.TransformFunc) cache.SharedIndexInformer {
 	// Objects are slimmed as they arrive, page by page and event by event,
 	// not only in the informer's cache: at 5,000 nodes a list of whole Node
 	// objects alone holds over 100 MB at once.
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			obj, err := listInPages(ctx, o, e.listPageSize, list, slim)
-			h.record(err, e.now())
+			h.record(ctx, err, e.now())
 			if err != nil {
 				return nil, err
 			}
@@ -229,7 +233,7 @@ func (e *Exporter) newInformer(h *watchHealth, resource string, example runtime.
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			w, err := watchFn(ctx, o)
-			h.record(err, e.now())
+			h.record(ctx, err, e.now())
 			if err != nil {
 				return nil, err
 			}
@@ -246,17 +250,13 @@ func (e *Exporter) newInformer(h *watchHealth, resource string, example runtime.
 			}), nil
 		},
 	}
-	inf := cache.NewSharedIndexInformer(lw, example, 0, cache.Indexers{})
+	inf := cache.NewSharedIndexInformer(kube.ListThenWatch(lw), example, 0, cache.Indexers{})
 	_ = inf.SetTransform(slim)
-	_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
-		// A watch that ends normally or whose resource version expired is
-		// restarted at once; only other errors mean the API is unwell.
-		if errors.Is(err, io.EOF) || apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-			return
-		}
-		h.record(err, e.now())
-		e.logger.Warn("watch failed", "resource", resource, "err", err)
-	})
+	// Every list and watch call is recorded above, once, and a failing one
+	// logged once by h's outage; client-go's default handler would log
+	// each retry. What else ends a watch (a stream closed early, an event
+	// that does not decode) is followed by a new call, recorded in turn.
+	_ = inf.SetWatchErrorHandlerWithContext(func(context.Context, *cache.Reflector, error) {})
 	return inf
 }
 
@@ -372,11 +372,11 @@ func (e *Exporter) probeLoop(ctx context.Context) {
 			return
 		}
 		ok := err == nil || apierrors.IsNotFound(err)
-		if !ok {
+		if ok {
+			e.probeOutage.ended(e.now())
+		} else {
 			e.probeErrs.Add(1)
-			if e.probeOK.Load() {
-				e.logger.Warn("API server probe failed", "err", err)
-			}
+			e.probeOutage.failed(err, e.now())
 		}
 		e.probeOK.Store(ok)
 		select {
@@ -395,15 +395,57 @@ type watchHealth struct {
 	lastFailure atomic.Int64
 	lastEvent   atomic.Int64
 	errors      atomic.Uint64
+	outage      outage
 }
 
-func (h *watchHealth) record(err error, now time.Time) {
+// record notes how a list or watch call of ctx ended. A call cut short by
+// the exporter's own shutdown is no failure of the API.
+func (h *watchHealth) record(ctx context.Context, err error, now time.Time) {
+	if ctx.Err() != nil {
+		return
+	}
 	if err != nil {
 		h.errors.Add(1)
 		h.lastFailure.Store(now.UnixNano())
+		h.outage.failed(err, now)
 		return
 	}
 	h.lastSuccess.Store(now.UnixNano())
+	h.outage.ended(now)
+}
+
+// outage logs a call that fails once when it starts failing and once when it
+// works again, never at every retry: a dead API server is retried as long
+// as it is dead, each retry counted in cascade_node_lease_watch_errors_total.
+type outage struct {
+	logger *slog.Logger
+	what   string
+
+	mu       sync.Mutex
+	failing  bool
+	since    time.Time
+	failures int
+}
+
+func (o *outage) failed(err error, now time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.failures++
+	if o.failing {
+		return
+	}
+	o.failing, o.since = true, now
+	o.logger.Warn(o.what+" failing; retrying, logged again when it recovers", "err", err)
+}
+
+func (o *outage) ended(now time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.failing {
+		return
+	}
+	o.logger.Info(o.what+" recovered", "failing_for", now.Sub(o.since).Round(time.Millisecond), "failed_calls", o.failures)
+	o.failing, o.failures = false, 0
 }
 
 func (h *watchHealth) up() bool {
@@ -421,14 +463,13 @@ const defaultListPageSize = 100
 // listInPages lists in pages of pageSize objects, slimming each page before
 // asking for the next, and returns one list of slim objects.
 //
-// The reflector's first list asks for resourceVersion "0" (and it falls back
-// to that list when the API server refuses a streaming watch-list, as it does
-// on etcd without progress notifications). The API server answers it from its
-// watch cache in one response whatever the limit: at 5,000 nodes some 50 MB
-// of protobuf, read whole, copied and decoded at once, which made a 300 MB
-// start-up peak. Pages need resourceVersion "": the newest state, at least as
-// fresh as any version the reflector asks for, read page by page from a
-// consistent snapshot (the continue token pins it).
+// The reflector's first list (it lists, never streams a watch-list: see
+// kube.ListThenWatch) asks for resourceVersion "0". The API server answers
+// it from its watch cache in one response whatever the limit: at 5,000
+// nodes some 50 MB of protobuf, read whole, copied and decoded at once,
+// which made a 300 MB start-up peak. Pages need resourceVersion "": the
+// newest state, at least as fresh as any version the reflector asks for,
+// read page by page from a consistent snapshot (the continue token pins it).
 func listInPages(ctx context.Context, o metav1.ListOptions, pageSize int64, list listFunc, slim cache.TransformFunc) (runtime.Object, error) {
 	opts := metav1.ListOptions{
 		LabelSelector:  o.LabelSelector,
