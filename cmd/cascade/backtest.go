@@ -33,6 +33,9 @@ type replayCommands struct {
 	scenarioOut  string
 	truthOut     string
 	scenarioFrom string
+	// which scenario flags were given, to refuse 0 and "" instead of
+	// taking them for the defaults
+	nodesSet, clustersSet, clusterSet, regionSet bool
 
 	backtest *kingpin.CmdClause
 	data     string
@@ -52,8 +55,14 @@ func addReplayCommands(app *kingpin.Application) *replayCommands {
 	c.scenario = app.Command("scenario", "Write a scenario's series (OpenMetrics text with timestamps, the input of cascade backtest and of promtool tsdb create-blocks-from openmetrics) and its ground truth.")
 	c.scenario.Arg("name", "Scenario name (see --list).").StringVar(&c.scenarioName)
 	c.scenario.Flag("list", "List the scenarios and exit.").BoolVar(&c.scenarioList)
-	c.scenario.Flag("nodes", fmt.Sprintf("Fleet size, 1 to %d.", scenario.MaxNodes)).Default("500").IntVar(&c.scenarioOpts.Nodes)
-	c.scenario.Flag("cluster", "Value of the cluster label.").Default("demo").StringVar(&c.scenarioOpts.Cluster)
+	c.scenario.Flag("nodes", fmt.Sprintf("Fleet size, 1 to %d (default 500); in a regional scenario, the nodes of each cluster (default %d; %d in all at most).", scenario.MaxNodes, scenario.DefaultClusterNodes, scenario.MaxRegionNodes)).
+		IsSetByUser(&c.nodesSet).IntVar(&c.scenarioOpts.Nodes)
+	c.scenario.Flag("cluster", "Value of the cluster label of a single-cluster scenario (default demo); regional scenarios name their clusters cluster-000, cluster-001...").
+		IsSetByUser(&c.clusterSet).StringVar(&c.scenarioOpts.Cluster)
+	c.scenario.Flag("clusters", fmt.Sprintf("Clusters of a regional scenario, 1 to %d (default %d).", scenario.MaxClusters, scenario.DefaultClusters)).
+		IsSetByUser(&c.clustersSet).IntVar(&c.scenarioOpts.Clusters)
+	c.scenario.Flag("region", fmt.Sprintf("Value of the region label (default: none; %s for regional scenarios).", scenario.DefaultRegion)).
+		IsSetByUser(&c.regionSet).StringVar(&c.scenarioOpts.Region)
 	c.scenario.Flag("start", "Start time (RFC 3339); empty: the scenario's own (the incident starts at 23:18 CET).").StringVar(&c.scenarioFrom)
 	c.scenario.Flag("scrape-interval", "Scrape interval of the generated series.").Default("15s").DurationVar(&c.scenarioOpts.Interval)
 	c.scenario.Flag("seed", "Seed of the noise; the same seed gives the same data.").Default("1").Uint64Var(&c.scenarioOpts.Seed)
@@ -103,16 +112,20 @@ func (c *replayCommands) runScenario(stdout io.Writer) error {
 		for _, s := range scenario.List() {
 			kind := "lookalike"
 			if s.Incident {
-				kind = "incident"
+				kind = s.Scope + " incident"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, kind, s.Summary)
+			shape := "one cluster"
+			if s.Regional {
+				shape = "region"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, shape, kind, s.Summary)
 		}
 		return tw.Flush()
 	}
 	if c.scenarioName == "" {
 		return errors.New("name a scenario (cascade scenario --list names them)")
 	}
-	if err := checkScenarioFlags(c.scenarioOpts); err != nil {
+	if err := c.checkScenarioFlags(); err != nil {
 		return err
 	}
 	if c.scenarioFrom != "" {
@@ -144,26 +157,39 @@ func (c *replayCommands) runScenario(stdout io.Writer) error {
 }
 
 // checkScenarioFlags refuses values of the scenario flags that the
-// scenario package would take for "the default": given on the command
-// line, 0 nodes or an empty cluster is a mistake, not a wish for 500 nodes
-// or cluster "demo".
-func checkScenarioFlags(o scenario.Options) error {
-	if err := checkNodesFlag(o.Nodes); err != nil {
-		return err
-	}
-	if o.Cluster == "" {
-		return errors.New("--cluster must not be empty")
-	}
-	if o.Interval < scenario.MinInterval || o.Interval > scenario.MaxInterval {
-		return fmt.Errorf("--scrape-interval must be between %s and %s, not %s", scenario.MinInterval, scenario.MaxInterval, o.Interval)
-	}
-	return nil
+// scenario package would take for "the default", and flags that do not
+// apply to the scenario: given on the command line, 0 nodes or an empty
+// cluster is a mistake, not a wish for the default, and --cluster of a
+// regional scenario would be ignored.
+func (c *replayCommands) checkScenarioFlags() error {
+	return checkScenarioOptions(c.scenarioName, c.scenarioOpts, c.nodesSet, c.clustersSet, c.clusterSet, c.regionSet)
 }
 
-// checkNodesFlag checks --nodes of scenario and demo.
-func checkNodesFlag(n int) error {
-	if n < 1 || n > scenario.MaxNodes {
-		return fmt.Errorf("--nodes must be between 1 and %d, not %d", scenario.MaxNodes, n)
+// checkScenarioOptions checks the flags of scenario and demo that were set.
+func checkScenarioOptions(name string, o scenario.Options, nodesSet, clustersSet, clusterSet, regionSet bool) error {
+	regional := false
+	for _, info := range scenario.List() {
+		if info.Name == name {
+			regional = info.Regional
+		}
+	}
+	switch {
+	case nodesSet && regional && (o.Nodes < 1 || o.Nodes > scenario.MaxRegionNodes):
+		return fmt.Errorf("--nodes must be between 1 and %d, not %d", scenario.MaxRegionNodes, o.Nodes)
+	case nodesSet && !regional && (o.Nodes < 1 || o.Nodes > scenario.MaxNodes):
+		return fmt.Errorf("--nodes must be between 1 and %d, not %d", scenario.MaxNodes, o.Nodes)
+	case clusterSet && regional:
+		return fmt.Errorf("--cluster names the cluster of a single-cluster scenario; %s names its clusters cluster-000, cluster-001...", name)
+	case clusterSet && o.Cluster == "":
+		return errors.New("--cluster must not be empty")
+	case clustersSet && !regional:
+		return fmt.Errorf("--clusters is for the regional scenarios; %s is a single cluster", name)
+	case clustersSet && (o.Clusters < 1 || o.Clusters > scenario.MaxClusters):
+		return fmt.Errorf("--clusters must be between 1 and %d, not %d", scenario.MaxClusters, o.Clusters)
+	case regionSet && o.Region == "":
+		return errors.New("--region must not be empty (leave it out for no region label)")
+	case o.Interval < scenario.MinInterval || o.Interval > scenario.MaxInterval:
+		return fmt.Errorf("--scrape-interval must be between %s and %s, not %s", scenario.MinInterval, scenario.MaxInterval, o.Interval)
 	}
 	return nil
 }
