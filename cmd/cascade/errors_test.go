@@ -95,11 +95,11 @@ func TestMistakesAreRefusedByName(t *testing.T) {
 		args []string
 		want string
 	}{
-		"no nodes":               {[]string{"scenario", "incident", "--nodes", "0", "-o", out}, "--nodes must be between 1 and 5000, not 0"},
+		"no nodes":               {[]string{"scenario", "incident", "--nodes", "0", "-o", out}, "--nodes must be between 1 and 50000, not 0"},
 		"too many nodes":         {[]string{"scenario", "incident", "--nodes=5001", "-o", out}, "--nodes must be between 1 and 5000, not 5001"},
 		"no cluster":             {[]string{"scenario", "incident", "--cluster", "", "-o", out}, "--cluster must not be empty"},
 		"no scrape interval":     {[]string{"scenario", "incident", "--scrape-interval", "0s", "-o", out}, "--scrape-interval must be between 1s and 5m0s, not 0s"},
-		"demo without nodes":     {[]string{"demo", "--nodes", "0", "--output.dir", filepath.Join(dir, "demo")}, "--nodes must be between 1 and 5000, not 0"},
+		"demo without nodes":     {[]string{"demo", "--nodes", "0", "--output.dir", filepath.Join(dir, "demo")}, "--nodes must be between 1 and 50000, not 0"},
 		"storage is a file":      {[]string{"run", "--config.check", "--config.file", configWithStorage(aFile)}, "cascade.storage.path " + aFile + " is not a directory"},
 		"storage under a file":   {[]string{"run", "--config.check", "--config.file", configWithStorage(aFile + "/data")}, "cascade.storage.path: stat " + aFile + "/data: not a directory"},
 		"run on storage a file":  {[]string{"run", "--no-exporter.nodelease", "--no-exporter.apimemory", "--web.listen-address", freeAddr(t), "--config.file", configWithStorage(aFile)}, "is not a directory"},

@@ -126,7 +126,8 @@ func TestScenarioList(t *testing.T) {
 }
 
 // make demo, the README's first command, as a newcomer runs it (at full
-// speed here): the incident unfolds, one page naming the OOM, the report.
+// speed here): the seed's regional outage unfolds, one page naming the
+// shared API's OOM and the clusters hit, the report.
 func TestMakeDemo(t *testing.T) {
 	root, err := testenv.RepoRoot()
 	require.NoError(t, err)
@@ -136,7 +137,9 @@ func TestMakeDemo(t *testing.T) {
 	b, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", b)
 	s := string(b)
-	require.Contains(t, s, "INCIDENT  ESCALATION ControlPlaneCascadeIncident, root cause apiserver_oom  → PAGE")
+	require.Regexp(t, `INCIDENT  ESCALATION regional ControlPlaneCascadeIncident in fr-par, root cause apiserver_oom of shared regional-api, \d+ of 20 clusters hit  → PAGE`, s)
+	require.Contains(t, s, "# Regional incident region:fr-par@")
+	require.Contains(t, s, "## Clusters hit")
 	require.Contains(t, s, "Pages sent: 1.")
 	require.Contains(t, s, "- Time to detect: ")
 	for _, f := range []string{"transitions.jsonl", "loki-events.jsonl", "truth.json", "report.md"} {
@@ -146,7 +149,10 @@ func TestMakeDemo(t *testing.T) {
 	}
 	loki, err := os.ReadFile(filepath.Join(out, "loki-events.jsonl"))
 	require.NoError(t, err)
-	require.Equal(t, 5, strings.Count(string(loki), `"kind":"incident"`), "one Loki push per phase")
+	for _, phase := range []string{"onset", "escalation", "mitigation", "recovery", "resolved"} {
+		require.Equal(t, 1, strings.Count(string(loki), `"phase":"`+phase+`"},"values"`), "one Loki push of the %s", phase)
+	}
+	require.Greater(t, strings.Count(string(loki), `"phase":"cluster_hit"},"values"`), 2, "a Loki push per cluster hit")
 }
 
 // The demo's alerts through a real Alertmanager running the generated

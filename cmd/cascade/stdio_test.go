@@ -105,7 +105,7 @@ func TestDashReadsAndWritesStandardStreams(t *testing.T) {
 	} {
 		code, md, stderr := runCascade(t, dir, events.Bytes(), args...)
 		require.Equal(t, 0, code, stderr)
-		require.Contains(t, md, "# Incident demo/", "%q", args)
+		require.Contains(t, md, "# Incident cluster:demo@", "%q", args)
 		require.Contains(t, md, "injected: first_oom")
 	}
 	eventsFile := filepath.Join(dir, "events.jsonl")

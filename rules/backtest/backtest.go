@@ -242,10 +242,13 @@ func openTSDB(dir string, logger *slog.Logger) (*tsdb.DB, error) {
 	return db, nil
 }
 
-// alertState is an alert's last state, by its labels.
+// alertState is an alert's last state, by its labels. Its rule is the
+// rule itself: two rules may share a name (the incident per cluster and per
+// region).
 type alertState struct {
-	rule, state string
-	labels      map[string]string
+	rule   *promrules.AlertingRule
+	state  string
+	labels map[string]string
 }
 
 // alertTransitions compares the group's alerts with their last states. An
@@ -261,7 +264,7 @@ func alertTransitions(g *promrules.Group, ts time.Time, states map[string]*alert
 			state := a.State.String()
 			last, ok := states[id]
 			if !ok {
-				last = &alertState{rule: r.Name(), state: "inactive", labels: a.Labels.Map()}
+				last = &alertState{rule: r, state: "inactive", labels: a.Labels.Map()}
 				states[id] = last
 			}
 			if last.state != state {
@@ -270,7 +273,7 @@ func alertTransitions(g *promrules.Group, ts time.Time, states map[string]*alert
 			}
 		}
 		for id, last := range states {
-			if last.rule == r.Name() && !present[id] && last.state != "inactive" {
+			if last.rule == r && !present[id] && last.state != "inactive" {
 				last.state = "inactive"
 				out = append(out, Transition{Time: ts, Kind: KindAlert, Name: r.Name(), State: "inactive", Labels: last.labels})
 			}

@@ -317,3 +317,20 @@ func TestRegionalScenarios(t *testing.T) {
 		})
 	}
 }
+
+// Two rules of one name (the guard per cluster and per region) each keep
+// their alerts: no alert of one is taken for resolved because the other
+// does not have it.
+func TestRulesSharingANameKeepTheirAlerts(t *testing.T) {
+	r := backtestScenario(t, "regional-outage", scenario.Options{Clusters: 6, Nodes: 10, NoPerNodeSeries: true})
+	episodes := map[string]int{}
+	for _, tr := range r.transitions {
+		if tr.Kind == KindAlert && tr.Name == "ControlPlaneAutoHealGuard" && tr.State == "firing" {
+			episodes[fmt.Sprint(tr.Labels)]++
+		}
+	}
+	require.NotEmpty(t, episodes)
+	for lbls, n := range episodes {
+		require.Equal(t, 1, n, "guard %s fired %d times", lbls, n)
+	}
+}
