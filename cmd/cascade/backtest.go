@@ -370,4 +370,3 @@ func (c *replayCommands) runReport(stdout io.Writer) error {
 	}
 	return writeOutput(c.reportOutput, stdout, false, func(w io.Writer) error { return report.Write(w, events, opts) })
 }
-
