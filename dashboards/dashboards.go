@@ -35,6 +35,9 @@ const (
 	LeasesUID    = "cascade-node-leases"
 	GatewayUID   = "cascade-gateway"
 	SelfUID      = "cascade-self"
+	// RegionUID is the regional overview; the regional alerts link to it
+	// (/d/cascade-region/cascade-region?var-region=REGION).
+	RegionUID = "cascade-region"
 )
 
 // Definition is one dashboard: its file name and how to build it.
@@ -48,6 +51,7 @@ type Definition struct {
 func All() []Definition {
 	return []Definition{
 		{OverviewUID, "cascade-overview.json", overview},
+		{RegionUID, "cascade-region.json", regional},
 		{APIServerUID, "cascade-apiserver.json", apiserver},
 		{LeasesUID, "cascade-node-leases.json", leases},
 		{GatewayUID, "cascade-gateway.json", gateway},
