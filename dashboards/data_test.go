@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"gonum.org/v1/plot/vg"
 
 	"github.com/cascade-sre/cascade/dashboards/picture"
 	"github.com/cascade-sre/cascade/internal/testenv"
@@ -76,24 +77,7 @@ func TestDashboardsShowIncident(t *testing.T) {
 	}
 
 	// The picture, from the same results.
-	pic := overviewPicture(results, truth, run.start, run.end)
-	for _, p := range pic.Panels {
-		points := 0
-		for _, s := range p.Series {
-			points += len(s.Points)
-		}
-		require.NotZero(t, points, "the picture's panel %q would be empty", p.Title)
-	}
-	out := filepath.Join(t.TempDir(), "overview.png")
-	if *picturePath != "" {
-		out = *picturePath
-		require.NoError(t, os.MkdirAll(filepath.Dir(out), 0o755))
-	}
-	f, err := os.Create(out)
-	require.NoError(t, err)
-	require.NoError(t, picture.WritePNG(f, pic, 1000, 1100))
-	require.NoError(t, f.Close())
-	t.Logf("overview picture: %s", out)
+	writePicture(t, overviewPicture(results, truth, run.start, run.end), *picturePath, 1000, 1100)
 }
 
 // incidentRun is the incident scenario backtested and queried.
@@ -220,6 +204,71 @@ func queryDashboards(ctx context.Context, t *testing.T, bt backtested, dashboard
 	return results
 }
 
+// pictureSeries turns the series query qi of a panel got into series of
+// the picture, named by the query's legend and styled by style.
+func pictureSeries(r *panelResult, qi int, style func(name string) picture.Series) []picture.Series {
+	var out []picture.Series
+	for _, rs := range r.series[qi] {
+		s := style(legend(r.queries[qi].Legend, rs.Metric))
+		for _, v := range rs.Values {
+			s.Points = append(s.Points, picture.Point{T: sampleTime(v), V: sampleValue(v)})
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func plainSeries(name string) picture.Series { return picture.Series{Name: name} }
+
+// statesPanel draws a state timeline panel: one row per series.
+func statesPanel(title string, r *panelResult) picture.Panel {
+	p := picture.Panel{Title: title, Kind: picture.States}
+	for qi := range r.queries {
+		got := pictureSeries(r, qi, plainSeries)
+		// A row that never held is drawn empty, if it has a fixed name.
+		if len(got) == 0 && !legendRE.MatchString(r.queries[qi].Legend) {
+			got = []picture.Series{{Name: r.queries[qi].Legend}}
+		}
+		p.Series = append(p.Series, got...)
+	}
+	return p
+}
+
+// oneLegend styles repeats of a series (one per replica or client) with one
+// legend entry, name.
+func oneLegend(name string, style picture.Series) func(string) picture.Series {
+	seen := false
+	return func(string) picture.Series {
+		s := style
+		s.Name, s.NoLegend = name, seen
+		seen = true
+		return s
+	}
+}
+
+// writePicture draws pic into path, or a temporary file when path is
+// empty; no panel of it may be empty.
+func writePicture(t *testing.T, pic picture.Picture, path string, width, height vg.Length) {
+	t.Helper()
+	for _, p := range pic.Panels {
+		points := 0
+		for _, s := range p.Series {
+			points += len(s.Points)
+		}
+		require.NotZero(t, points, "the picture's panel %q would be empty", p.Title)
+	}
+	out := filepath.Join(t.TempDir(), "picture.png")
+	if path != "" {
+		out = path
+		require.NoError(t, os.MkdirAll(filepath.Dir(out), 0o755))
+	}
+	f, err := os.Create(out)
+	require.NoError(t, err)
+	require.NoError(t, picture.WritePNG(f, pic, width, height))
+	require.NoError(t, f.Close())
+	t.Logf("picture: %s", out)
+}
+
 func allZero(s picture.Series) bool {
 	for _, p := range s.Points {
 		if p.V != 0 {
@@ -272,42 +321,9 @@ func legend(format string, metric map[string]string) string {
 // panels of the picture, as the dashboard draws them.
 func overviewPicture(results map[string]*panelResult, truth scenario.Truth, start, end time.Time) picture.Picture {
 	get := func(title string) *panelResult { return results[OverviewUID+"/"+title] }
-	toSeries := func(r *panelResult, qi int, style func(name string) picture.Series) []picture.Series {
-		var out []picture.Series
-		for _, rs := range r.series[qi] {
-			s := style(legend(r.queries[qi].Legend, rs.Metric))
-			for _, v := range rs.Values {
-				s.Points = append(s.Points, picture.Point{T: sampleTime(v), V: sampleValue(v)})
-			}
-			out = append(out, s)
-		}
-		return out
-	}
-	plain := func(name string) picture.Series { return picture.Series{Name: name} }
-	states := func(title string) picture.Panel {
-		r := get(title)
-		p := picture.Panel{Title: title, Kind: picture.States}
-		for qi := range r.queries {
-			got := toSeries(r, qi, plain)
-			// A row that never held is drawn empty, if it has a fixed name.
-			if len(got) == 0 && !legendRE.MatchString(r.queries[qi].Legend) {
-				got = []picture.Series{{Name: r.queries[qi].Legend}}
-			}
-			p.Series = append(p.Series, got...)
-		}
-		return p
-	}
+	toSeries, plain, once := pictureSeries, plainSeries, oneLegend
+	states := func(title string) picture.Panel { return statesPanel(title, get(title)) }
 
-	// Repeats of a series (one per replica or client) get one legend entry.
-	once := func(name string, style picture.Series) func(string) picture.Series {
-		seen := false
-		return func(string) picture.Series {
-			s := style
-			s.Name, s.NoLegend = name, seen
-			seen = true
-			return s
-		}
-	}
 	mem := get(MemoryPanel)
 	memory := picture.Panel{Title: MemoryPanel, YLabel: "GiB", Scale: 1 << 30, Height: 1.3}
 	memory.Series = append(memory.Series, toSeries(mem, 0, plain)...)

@@ -3,6 +3,9 @@ package dashboards
 import (
 	"context"
 	"encoding/json"
+	"flag"
+	"fmt"
+	imagecolor "image/color"
 	"io"
 	"log/slog"
 	"slices"
@@ -11,11 +14,14 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cascade-sre/cascade/dashboards/picture"
 	"github.com/cascade-sre/cascade/internal/loki"
 	"github.com/cascade-sre/cascade/internal/testenv"
 	"github.com/cascade-sre/cascade/rules/incident"
 	"github.com/cascade-sre/cascade/scenario"
 )
+
+var regionPicturePath = flag.String("region-picture", "", "also write the regional overview over the regional outage to this PNG (make dashboards-picture)")
 
 // TestRegionalDashboardShowsRegionalIncident backtests the seed's regional
 // outage (20 clusters, the shared regional API OOM-killed, three quarters
@@ -26,7 +32,8 @@ import (
 // their states are the scenario's; the incident events panel's selector
 // finds the backtest's events in a Loki-protocol store. The cluster
 // overview of a hit cluster shows the regional incident and the guard, and
-// never the shared API's memory.
+// never the shared API's memory. With -region-picture it draws the
+// regional overview from those results.
 func TestRegionalDashboardShowsRegionalIncident(t *testing.T) {
 	testenv.RequireLong(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -93,6 +100,9 @@ func TestRegionalDashboardShowsRegionalIncident(t *testing.T) {
 		require.Equal(t, truth.Shared, s.Metric["shared"])
 	}
 	require.NotEmpty(t, mem.series[1], "no OOM kill shown")
+
+	// The picture, from the same results.
+	writePicture(t, regionPicture(results, truth), *regionPicturePath, 1000, 1200)
 
 	// The events panel: its selector finds, in a Loki-protocol store, every
 	// event of the regional incident the backtest shipped (what `cascade
@@ -183,4 +193,60 @@ func maxValue(ss []testenv.RangeSeries) float64 {
 		}
 	}
 	return m
+}
+
+// regionPicture turns the regional overview's query results into the
+// stacked panels of the picture, as the dashboard draws them.
+func regionPicture(results map[string]*panelResult, truth scenario.Truth) picture.Picture {
+	get := func(title string) *panelResult { return results[RegionUID+"/"+title] }
+	incident := statesPanel(RegionIncidentPanel, get(RegionIncidentPanel))
+	incident.Height = 0.35
+
+	hitPanel := get(RegionClustersHitPanel)
+	hit := picture.Panel{Title: RegionClustersHitPanel, YLabel: "clusters", Height: 0.8}
+	hit.Series = append(pictureSeries(hitPanel, 0, func(n string) picture.Series { return picture.Series{Name: n, Color: picture.Red} }),
+		pictureSeries(hitPanel, 1, func(n string) picture.Series { return picture.Series{Name: n, Color: picture.Grey, Dashed: true} })...)
+
+	// Clusters by state, stacked as the dashboard's overrides name and
+	// colour them: hit ones at the bottom.
+	byState := map[string]picture.Series{}
+	for _, s := range pictureSeries(get(RegionClusterStatesPanel), 0, plainSeries) {
+		byState[s.Name] = s
+	}
+	states := picture.Panel{Title: RegionClusterStatesPanel, YLabel: "clusters", Kind: picture.Stacked}
+	for _, st := range []struct {
+		value, name string
+		color       imagecolor.Color
+	}{{"3", "hit, guard on", picture.Red}, {"1", "hit, guard OFF", picture.Orange}, {"2", "guard on", picture.Purple}, {"0", "not hit", picture.Green}} {
+		if s, ok := byState[st.value]; ok {
+			s.Name, s.Color = st.name, st.color
+			states.Series = append(states.Series, s)
+		}
+	}
+
+	// The shared API's replicas as a share of their limit, OOM kills as
+	// points on the limit.
+	memPanel := get(RegionSharedMemoryPanel)
+	memory := picture.Panel{Title: RegionSharedMemoryPanel, YLabel: "share of the limit", Height: 1.2}
+	memory.Series = pictureSeries(memPanel, 0, plainSeries)
+	for _, s := range pictureSeries(memPanel, 1, oneLegend("OOM kill", picture.Series{Dots: true, Color: picture.Red})) {
+		for i := range s.Points {
+			s.Points[i].V = 1
+		}
+		memory.Series = append(memory.Series, s)
+	}
+
+	gwPanel := get("Kubelet requests failing at the shared gateway")
+	gateway := picture.Panel{Title: "Kubelet requests failing at the shared gateway, by code", YLabel: "requests/s", Height: 1.2}
+	gateway.Series = append(pictureSeries(gwPanel, 0, plainSeries),
+		pictureSeries(gwPanel, 3, func(n string) picture.Series { return picture.Series{Name: n, Color: picture.Grey, Dashed: true} })...)
+
+	return picture.Picture{
+		Title: fmt.Sprintf("Cascade region, regional-outage scenario (region %s, %d clusters of %d nodes): the shared API OOM-killed, %d clusters' kubelets refused",
+			truth.Region, truth.Clusters, truth.Nodes, len(truth.ClustersHit)),
+		Start:    truth.Start,
+		End:      truth.End,
+		Location: time.FixedZone("CET", 3600),
+		Panels:   []picture.Panel{incident, hit, states, memory, gateway},
+	}
 }
