@@ -35,6 +35,11 @@ const (
 // Queries of the regional overview.
 const (
 	regionIncident = `max by (scope, shared, root_cause) (label_replace(ALERTS{alertname="ControlPlaneCascadeIncident", alertstate="firing", scope="region", ` + regionSel + `}, "shared", "no shared component", "shared", ""))`
+	// clustersHit and shareHit are 0, not absent, while no cluster is hit
+	// (the recording rules count only the clusters hit); one series
+	// throughout, not one per side of the or.
+	clustersHit = `max by (region) (cascade:region_clusters_hit:count{` + regionSel + `} or on (region) 0 * cascade:region_clusters:count{` + regionSel + `})`
+	shareHit    = `max by (region) (cascade:region_clusters_hit:ratio{` + regionSel + `} or on (region) 0 * cascade:region_clusters:count{` + regionSel + `})`
 	// clusterState is one number per cluster: 0 not hit, 1 hit with the
 	// auto-heal guard off, 2 guard on without being hit (its own incident),
 	// 3 hit with the guard on.
@@ -65,20 +70,18 @@ func regional() (dashboard.Dashboard, error) {
 		Title("Clusters hit now").
 		Description("cascade:region_clusters_hit:count of cascade:region_clusters:count: clusters whose leases or nodes fail (half or more, 2 or more) or whose kubelets fail at their own gateway.").
 		Datasource(promDS()).
-		WithTarget(promInstant(`cascade:region_clusters_hit:count{`+regionSel+`}`, "hit")).
+		WithTarget(promInstant(clustersHit, "hit")).
 		WithTarget(promInstant(`cascade:region_clusters:count{`+regionSel+`}`, "clusters")).
 		TextMode(common.BigValueTextModeValueAndName).
 		GraphMode(common.BigValueGraphModeNone).
-		NoValue("0").
 		Decimals(0).
 		Span(4).Height(4))
 	b.WithPanel(stat.NewPanelBuilder().
 		Title("Share of clusters hit").
 		Description("cascade:region_clusters_hit:ratio. The regional incident needs 3 clusters and 5 % of them after a shared component's failure, or 3 and 20 % falling within 5 minutes with no shared signal.").
 		Datasource(promDS()).
-		WithTarget(promInstant(`cascade:region_clusters_hit:ratio{`+regionSel+`}`, "")).
+		WithTarget(promInstant(shareHit, "")).
 		Unit("percentunit").
-		NoValue("0").
 		Thresholds(thresholds("green", 0.05, "orange", 0.2, "red")).
 		Span(4).Height(4))
 	b.WithPanel(guardStat("Regional auto-heal guard",
@@ -107,9 +110,9 @@ func regional() (dashboard.Dashboard, error) {
 	// The clusters.
 	b.WithPanel(series(RegionClustersHitPanel, "short", 12, 8).
 		Description("Clusters hit (cascade:region_clusters_hit:count) against the clusters of the region (dashed), and their share on the right axis.").
-		WithTarget(prom(`cascade:region_clusters_hit:count{`+regionSel+`}`, "clusters hit")).
+		WithTarget(prom(clustersHit, "clusters hit")).
 		WithTarget(prom(`cascade:region_clusters:count{`+regionSel+`}`, "clusters")).
-		WithTarget(prom(`cascade:region_clusters_hit:ratio{`+regionSel+`}`, "share hit")).
+		WithTarget(prom(shareHit, "share hit")).
 		OverrideByName("clusters hit", []dashboard.DynamicConfigValue{color("red")}).
 		OverrideByName("clusters", append(dashed(), color("text"))).
 		OverrideByName("share hit", append(overrideProps(

@@ -78,6 +78,8 @@ func TestRegionalDashboardShowsRegionalIncident(t *testing.T) {
 
 	// Clusters hit against clusters of the region.
 	hit := panel(RegionClustersHitPanel)
+	require.Len(t, hit.series[0], 1, "clusters hit is one series, 0 while none is hit")
+	require.Equal(t, "0", hit.series[0][0].Values[0][1], "no cluster hit at the start")
 	require.Equal(t, float64(len(truth.ClustersHit)), maxValue(hit.series[0]), "most clusters hit at once")
 	require.Equal(t, float64(truth.Clusters), maxValue(hit.series[1]), "clusters of the region")
 
