@@ -5,9 +5,12 @@
 //
 // Every dashboard is in Grafana's classic dashboard model with two import
 // inputs (DS_PROMETHEUS, DS_LOKI) that become the defaults of the data
-// source variables, the cluster and region variables, a stable UID, the
-// shared annotations (Cascade's alerts, OOM kills, incident phase events
-// from Loki) and links to the other Cascade dashboards. Queries use only the
+// source variables, the region variable (and the cluster variable on the
+// dashboards of a cluster; the regional overview shows one region), a
+// stable UID, the shared annotations (Cascade's alerts, OOM kills, incident
+// phase events from Loki) and links to the other Cascade dashboards. A
+// cluster's queries never read a shared regional component's series, nor
+// another region's. Queries use only the
 // metric contract, the recording rules of rules/*.yml and Cascade's own
 // instrumentation; the tests check that.
 package dashboards
