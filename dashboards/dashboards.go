@@ -24,6 +24,8 @@ import (
 	"sort"
 
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+
+	"github.com/cascade-sre/cascade/internal/atomicfile"
 )
 
 // Tag is carried by every Cascade dashboard; the dashboard links list the
@@ -97,7 +99,9 @@ func Write(dir string) ([]string, error) {
 	var paths []string
 	for _, name := range names {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, files[name], 0o644); err != nil {
+		// Atomic: Grafana's file provisioning, reading the folder, never
+		// sees a half-written dashboard.
+		if err := atomicfile.WriteFile(p, files[name], 0o644); err != nil {
 			return paths, err
 		}
 		paths = append(paths, p)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/cascade-sre/cascade/dashboards/picture"
+	"github.com/cascade-sre/cascade/internal/atomicfile"
 	"github.com/cascade-sre/cascade/internal/testenv"
 	"github.com/cascade-sre/cascade/rules/backtest"
 	"github.com/cascade-sre/cascade/rules/incident"
@@ -262,10 +264,7 @@ func writePicture(t *testing.T, pic picture.Picture, path string, width, height 
 		out = path
 		require.NoError(t, os.MkdirAll(filepath.Dir(out), 0o755))
 	}
-	f, err := os.Create(out)
-	require.NoError(t, err)
-	require.NoError(t, picture.WritePNG(f, pic, width, height))
-	require.NoError(t, f.Close())
+	require.NoError(t, atomicfile.Write(out, 0o644, func(w io.Writer) error { return picture.WritePNG(w, pic, width, height) }))
 	t.Logf("picture: %s", out)
 }
 
