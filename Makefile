@@ -96,10 +96,12 @@ bench-engine: deps build
 bench-detection:
 	$(GO) run $(GOFLAGS_T) ./hack/bench/detection -write BENCHMARKS.md
 
-# dashboards-picture redraws docs/dashboards/overview.png: the overview
-# dashboard's queries over the backtested incident scenario, in Prometheus.
+# dashboards-picture redraws docs/dashboards/overview.png and region.png: the
+# overview's queries over the backtested incident scenario, the regional
+# overview's over the regional outage, in Prometheus.
 dashboards-picture: deps
-	$(GO) test $(GOFLAGS_T) -count=1 -run 'TestDashboardsShowIncident$$' ./dashboards -args -picture $(CURDIR)/docs/dashboards/overview.png
+	$(GO) test $(GOFLAGS_T) -count=1 -run 'TestDashboardsShowIncident$$|TestRegionalDashboardShowsRegionalIncident$$' ./dashboards \
+		-args -picture $(CURDIR)/docs/dashboards/overview.png -region-picture $(CURDIR)/docs/dashboards/region.png
 
 clean:
 	rm -rf bin
