@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/cascade-sre/cascade/exporters"
 	"github.com/cascade-sre/cascade/exporters/apimemory"
@@ -133,11 +132,11 @@ type part struct {
 // from other targets alone.
 func (c *exporterCommand) build(logger *slog.Logger, allowNone bool) ([]part, error) {
 	var parts []part
-	var client kubernetes.Interface
+	var client *kube.Client
 	needKube := c.nodeleaseOn || (c.apimemoryOn && c.apimemory.Pods.Enabled)
 	if needKube {
 		var err error
-		client, _, err = kube.NewClient(c.kube, "cascade-exporter/"+version.Version)
+		client, err = kube.NewClient(c.kube, "cascade-exporter/"+version.Version)
 		if err != nil {
 			return nil, err
 		}

@@ -23,7 +23,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/cascade-sre/cascade/exporters"
@@ -71,7 +70,7 @@ var conditionNames = [numConditions]string{"ready", "not_ready", "unknown"}
 // Exporter watches Leases and Nodes and serves their metrics.
 type Exporter struct {
 	cfg    Config
-	client kubernetes.Interface
+	client *kube.Client
 	logger *slog.Logger
 	now    func() time.Time
 
@@ -90,7 +89,7 @@ type Exporter struct {
 }
 
 // New returns an exporter; nothing is watched until Run.
-func New(cfg Config, client kubernetes.Interface, logger *slog.Logger) (*Exporter, error) {
+func New(cfg Config, client *kube.Client, logger *slog.Logger) (*Exporter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -158,7 +157,7 @@ func (e *Exporter) Update(ch chan<- prometheus.Metric) error {
 
 // buildInformers sets up the lease and node informers; Run starts them.
 func (e *Exporter) buildInformers() error {
-	leaseAPI := e.client.CoordinationV1().Leases(e.cfg.Namespace)
+	leaseAPI := e.client.Leases(e.cfg.Namespace)
 	leaseInformer := e.newInformer(&e.leaseWatch, &coordinationv1.Lease{},
 		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return leaseAPI.List(ctx, o) },
 		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
@@ -173,7 +172,7 @@ func (e *Exporter) buildInformers() error {
 		return fmt.Errorf("nodelease: lease handler: %w", err)
 	}
 
-	nodeAPI := e.client.CoreV1().Nodes()
+	nodeAPI := e.client.Nodes()
 	// The reflector checks every object against the example's type; list
 	// pages and watch events are slimmed before it sees them.
 	nodeInformer := e.newInformer(&e.nodeWatch, &readyNode{},
@@ -366,7 +365,7 @@ func (e *Exporter) probeLoop(ctx context.Context) {
 	defer ticker.Stop()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, e.cfg.ProbeTimeout)
-		_, err := e.client.CoordinationV1().Leases(e.cfg.Namespace).Get(pctx, "cascade-probe.invalid", metav1.GetOptions{})
+		_, err := e.client.Leases(e.cfg.Namespace).Get(pctx, "cascade-probe.invalid", metav1.GetOptions{})
 		cancel()
 		if ctx.Err() != nil {
 			return

@@ -25,8 +25,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/cascade-sre/cascade/exporters"
+	"github.com/cascade-sre/cascade/internal/kube"
 	"github.com/cascade-sre/cascade/internal/logtest"
 	"github.com/cascade-sre/cascade/internal/testenv"
 )
@@ -54,7 +56,7 @@ func TestExporterAgainstRealAPIServer(t *testing.T) {
 	cfg.ProbeInterval = 300 * time.Millisecond
 	cfg.ProbeTimeout = 250 * time.Millisecond
 	logger, logs := logtest.New()
-	exp, err := New(cfg, client, logger)
+	exp, err := New(cfg, exporterClient(t, cp.RESTConfig()), logger)
 	require.NoError(t, err)
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -167,7 +169,7 @@ func TestListsInPages(t *testing.T) {
 			return rt.RoundTrip(r)
 		})
 	}
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := kube.NewClientForConfig(cfg)
 	require.NoError(t, err)
 
 	exp, err := New(DefaultConfig(), client, slog.New(slog.DiscardHandler))
@@ -203,6 +205,14 @@ func TestListsInPages(t *testing.T) {
 	require.GreaterOrEqual(t, continued, 3, "the list went on page after page: %v", lists)
 }
 
+// exporterClient is the exporter's own client of the API server at cfg.
+func exporterClient(t *testing.T, cfg *rest.Config) *kube.Client {
+	t.Helper()
+	client, err := kube.NewClientForConfig(cfg)
+	require.NoError(t, err)
+	return client
+}
+
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
@@ -217,7 +227,7 @@ func TestPerNodeSeriesOff(t *testing.T) {
 
 	cfg := DefaultConfig()
 	cfg.PerNodeSeries = false
-	exp, err := New(cfg, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	exp, err := New(cfg, exporterClient(t, cp.RESTConfig()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
