@@ -1,9 +1,9 @@
-# Every go command here carries -tags slicelabels: github.com/grafana/loki-client-go
-# needed Prometheus's slice-backed labels (see ../shared/DESIGN.md, dependency facts);
-# Cascade no longer links it, and the tag stays until the whole tree is tested without it.
+# Builds use Prometheus's default labels (stringlabels, the most compact); the
+# slicelabels tag that github.com/grafana/loki-client-go needed is gone with it.
+# GOTAGS adds build tags to every go command here, for experiments.
 GO        ?= go
-GOTAGS    := slicelabels
-GOFLAGS_T := -tags $(GOTAGS)
+GOTAGS    ?=
+GOFLAGS_T := $(if $(GOTAGS),-tags $(GOTAGS))
 TOOLS     := $(CURDIR)/.tools
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
 REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)

@@ -4,7 +4,7 @@
 // its ground truth: time to detect from the first OOM kill, root cause,
 // pages, false incidents, the early warning's lead and the guard.
 //
-//	go run -tags slicelabels ./hack/bench/detection [-sizes 500,5000] [-write BENCHMARKS.md]
+//	go run ./hack/bench/detection [-sizes 500,5000] [-write BENCHMARKS.md]
 //
 // With -write, the table replaces the one between the detection markers of
 // that file, so `make bench-detection` regenerates BENCHMARKS.md's table.

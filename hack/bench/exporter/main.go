@@ -28,7 +28,7 @@
 //
 // Run it from the repository root after `make build`:
 //
-//	go run -tags slicelabels ./hack/bench/exporter [-sizes=1000,5000] [-duration=60s] [-pprof-dir=DIR]
+//	go run ./hack/bench/exporter [-sizes=1000,5000] [-duration=60s] [-pprof-dir=DIR]
 //
 // -pprof-dir saves cascade's heap and allocation profiles; -hold only builds
 // the fleet and keeps it alive, for running and profiling exporters by hand.
