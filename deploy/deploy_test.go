@@ -203,6 +203,8 @@ func containerArgs(t *testing.T, deployment *unstructured.Unstructured) []string
 	containers, _, err := unstructured.NestedSlice(deployment.Object, "spec", "template", "spec", "containers")
 	require.NoError(t, err)
 	require.Len(t, containers, 1)
+	require.Equal(t, []any{"/usr/bin/cascade-exporter"}, containers[0].(map[string]any)["command"],
+		"the exporter runs the image's slim binary")
 	var args []string
 	for _, a := range containers[0].(map[string]any)["args"].([]any) {
 		args = append(args, a.(string))

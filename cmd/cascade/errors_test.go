@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
+	if exporterBinDir != "" {
+		os.RemoveAll(exporterBinDir)
+	}
 	os.Exit(code)
 }
 
