@@ -7,10 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -199,3 +201,51 @@ type discardResponse struct{ header http.Header }
 func (d discardResponse) Header() http.Header         { return d.header }
 func (d discardResponse) Write(p []byte) (int, error) { return len(p), nil }
 func (d discardResponse) WriteHeader(int)             {}
+
+// TestAppendSeconds: the decimal is exactly ns/1e9, and a parser reads the
+// float64 nearest to it.
+func TestAppendSeconds(t *testing.T) {
+	for ns, want := range map[int64]string{
+		0:                     "0",
+		40e9:                  "40",
+		1764554526123456000:   "1764554526.123456",
+		1764554526000000001:   "1764554526.000000001",
+		-1:                    "-0.000000001",
+		-1500000000:           "-1.5",
+		math.MaxInt64:         "9223372036.854775807",
+		math.MinInt64:         "-9223372036.854775808",
+		1764554526100000000:   "1764554526.1",
+		1764554526999999999:   "1764554526.999999999",
+		-1764554526999999999:  "-1764554526.999999999",
+		999999999:             "0.999999999",
+		1e9:                   "1",
+		-1e9:                  "-1",
+		12345678900:           "12.3456789",
+		1764554526_500000000:  "1764554526.5",
+		-1764554526_500000000: "-1764554526.5",
+	} {
+		got := string(AppendSeconds(nil, ns))
+		require.Equal(t, want, got, ns)
+		exact, ok := new(big.Rat).SetString(got)
+		require.True(t, ok, got)
+		require.Zero(t, exact.Cmp(big.NewRat(ns, 1e9)), "%s is not %d ns", got, ns)
+		f, err := strconv.ParseFloat(got, 64)
+		require.NoError(t, err)
+		nearest, _ := big.NewRat(ns, 1e9).Float64()
+		require.Equal(t, nearest, f, got)
+	}
+}
+
+// FuzzAppendSeconds: for any ns, the text is a decimal equal to ns/1e9.
+func FuzzAppendSeconds(f *testing.F) {
+	for _, ns := range []int64{0, 1, -1, 40e9, 1764554526123456000, math.MinInt64, math.MaxInt64} {
+		f.Add(ns)
+	}
+	f.Fuzz(func(t *testing.T, ns int64) {
+		got := string(AppendSeconds(nil, ns))
+		exact, ok := new(big.Rat).SetString(got)
+		if !ok || exact.Cmp(big.NewRat(ns, 1e9)) != 0 || strings.HasSuffix(got, "0") && strings.Contains(got, ".") {
+			t.Fatalf("%d ns written as %q", ns, got)
+		}
+	})
+}

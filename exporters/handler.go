@@ -160,14 +160,49 @@ func AppendHelpType(b []byte, name, help, typ string) []byte {
 
 // AppendSample writes one sample with a single label.
 func AppendSample(b []byte, name, label, value string, v float64) []byte {
+	b = AppendSeries(b, name, label, value)
+	b = AppendFloat(b, v)
+	return append(b, '\n')
+}
+
+// AppendSeries writes a series with a single label up to its value,
+// `name{label="value"} `: the value and the newline are the caller's.
+func AppendSeries(b []byte, name, label, value string) []byte {
 	b = append(b, name...)
 	b = append(b, '{')
 	b = append(b, label...)
 	b = append(b, `="`...)
 	b = appendEscaped(b, value, true)
-	b = append(b, `"} `...)
-	b = AppendFloat(b, v)
-	return append(b, '\n')
+	return append(b, `"} `...)
+}
+
+// AppendSeconds writes ns nanoseconds as decimal seconds, exactly
+// ("1764554526.123456", "40"): integer formatting, several times cheaper
+// than a float's shortest form, for the thousands of timestamps and
+// durations of a scrape. A parser reads the nearest float64, as close as
+// float64(ns)/1e9 is.
+func AppendSeconds(b []byte, ns int64) []byte {
+	u := uint64(ns)
+	if ns < 0 {
+		b = append(b, '-')
+		u = -u // the magnitude, math.MinInt64 included
+	}
+	b = strconv.AppendUint(b, u/1e9, 10)
+	frac := u % 1e9
+	if frac == 0 {
+		return b
+	}
+	var digits [10]byte
+	digits[0] = '.'
+	for i := 9; i > 0; i-- {
+		digits[i] = byte('0' + frac%10)
+		frac /= 10
+	}
+	n := len(digits)
+	for digits[n-1] == '0' {
+		n--
+	}
+	return append(b, digits[:n]...)
 }
 
 // AppendFloat writes v as the text format does.

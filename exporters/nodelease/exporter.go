@@ -308,12 +308,16 @@ func (e *Exporter) AppendText(b []byte) []byte {
 	b = exporters.AppendHelpType(b, renewName, renewHelp, "gauge")
 	for _, l := range snap {
 		if l.renewNanos != 0 {
-			b = exporters.AppendSample(b, renewName, "node", l.name, float64(l.renewNanos)/1e9)
+			b = exporters.AppendSeries(b, renewName, "node", l.name)
+			b = exporters.AppendSeconds(b, l.renewNanos)
+			b = append(b, '\n')
 		}
 	}
 	b = exporters.AppendHelpType(b, durName, durHelp, "gauge")
 	for _, l := range snap {
-		b = exporters.AppendSample(b, durName, "node", l.name, float64(l.durationNs)/1e9)
+		b = exporters.AppendSeries(b, durName, "node", l.name)
+		b = exporters.AppendSeconds(b, l.durationNs)
+		b = append(b, '\n')
 	}
 	return b
 }
