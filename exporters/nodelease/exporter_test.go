@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"testing"
@@ -137,7 +138,8 @@ func TestExporterAgainstRealAPIServer(t *testing.T) {
 // TestListsInPages: the initial lists ask for small pages of the newest
 // state instead of resourceVersion 0, which the API server would answer
 // from its watch cache in one response (at 5,000 nodes a 300 MB start-up
-// peak), and every object of every page is counted.
+// peak), every object of every page is counted, and each page's garbage is
+// collected early.
 func TestListsInPages(t *testing.T) {
 	cp := testenv.ControlPlaneForTest(t)
 	admin, err := cp.Clientset()
@@ -156,6 +158,8 @@ func TestListsInPages(t *testing.T) {
 
 	var mu sync.Mutex
 	var lists []url.Values
+	var gcPercents []int64 // GOGC during each node list
+	steadyGC := gcPercent()
 	cfg := cp.RESTConfig()
 	cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
@@ -164,6 +168,7 @@ func TestListsInPages(t *testing.T) {
 			if r.Method == http.MethodGet && q.Get("watch") != "true" && strings.HasSuffix(r.URL.Path, "/nodes") {
 				mu.Lock()
 				lists = append(lists, q)
+				gcPercents = append(gcPercents, gcPercent())
 				mu.Unlock()
 			}
 			return rt.RoundTrip(r)
@@ -203,6 +208,21 @@ func TestListsInPages(t *testing.T) {
 		}
 	}
 	require.GreaterOrEqual(t, continued, 3, "the list went on page after page: %v", lists)
+
+	// The pages' garbage is collected as they come: a low GOGC until the
+	// lists are in, the process's own after.
+	for _, p := range gcPercents {
+		require.Equal(t, int64(startupGCPercent), p, "GOGC while listing")
+	}
+	require.Eventually(t, func() bool { return gcPercent() == steadyGC }, 10*time.Second, 10*time.Millisecond,
+		"GOGC back to %d after the lists", steadyGC)
+}
+
+// gcPercent reads GOGC without changing it.
+func gcPercent() int64 {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int64(s[0].Value.Uint64())
 }
 
 // exporterClient is the exporter's own client of the API server at cfg.
