@@ -243,7 +243,7 @@ func (c *exporterCommand) addToGroup(g *run.Group, ctx context.Context, cancel c
 		exporters.NewSet(logger, named...),
 		versioncollector.NewCollector("cascade_exporter"),
 		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		exporters.NewProcessCollector(),
 	)
 	mux := c.handler(reg, appenders, logger)
 	if routes != nil {
