@@ -21,7 +21,8 @@ all: build
 
 # build writes bin/cascade, every command, and bin/cascade-exporter, the same
 # `cascade exporter` alone (the build tag cascade_exporter): what runs beside
-# every cluster links neither the engine nor the tooling (README.md, Images).
+# every cluster links neither the engine nor the tooling (README.md, "Two
+# binaries in one image").
 build:
 	$(GO) build $(GOFLAGS_T) -ldflags "$(LDFLAGS)" -o bin/cascade ./cmd/cascade
 	$(GO) build -tags $(EXPORTER_TAGS) -ldflags "$(LDFLAGS)" -o bin/cascade-exporter ./cmd/cascade

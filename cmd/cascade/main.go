@@ -4,7 +4,8 @@
 // Built with the tag cascade_exporter, the same package is cascade-exporter:
 // `cascade exporter` alone (commands_exporter.go), linking the exporters and
 // nothing of the engine, the dashboards or the tooling, so that what runs
-// beside every cluster maps a third of the pages (see README.md, "Images").
+// beside every cluster maps less than half of the pages (README.md, "Two
+// binaries in one image").
 package main
 
 import (
