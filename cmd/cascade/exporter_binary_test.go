@@ -1,36 +1,12 @@
 package main
 
 import (
-	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/cascade-sre/cascade/internal/testenv"
 )
-
-var (
-	exporterBuild    sync.Once
-	exporterBinDir   string // removed by TestMain
-	exporterBinPath  string
-	exporterBuildErr error
-)
-
-// exporterBinary builds cascade-exporter once for all tests of this package.
-func exporterBinary(t *testing.T) string {
-	t.Helper()
-	exporterBuild.Do(func() {
-		exporterBinDir, exporterBuildErr = os.MkdirTemp("", "cascade-exporter-bin")
-		if exporterBuildErr == nil {
-			exporterBinPath, exporterBuildErr = testenv.BuildCascadeExporter(exporterBinDir)
-		}
-	})
-	require.NoError(t, exporterBuildErr)
-	return exporterBinPath
-}
 
 // TestExporterBinaryLinksOnlyTheExporters: what runs beside every cluster
 // links the exporters and what they need, not the engine (Prometheus's
