@@ -93,6 +93,7 @@ func TestIncidentScenariosAreDetected(t *testing.T) {
 			leases, ok := r.first(firing("NodeLeasesExpiringFleetWide"))
 			require.True(t, ok)
 			require.False(t, guard.Time.After(leases.Time), "the guard is on by the time leases expire fleet-wide")
+			requireSymptomsFireOnce(t, r)
 			t.Logf("%s: first OOM %s, early warning %s before, page %s after", name, oom.Time.Format(time.TimeOnly), oom.Time.Sub(warn.Time), delay)
 		})
 	}
@@ -292,6 +293,7 @@ func TestRegionalScenarios(t *testing.T) {
 				return
 			}
 			require.Len(t, escalations, 1, "one incident")
+			requireSymptomsFireOnce(t, r)
 			e := escalations[0]
 			require.Equal(t, incident.Scope(r.truth.Scope), e.Scope)
 			require.Equal(t, r.truth.RootCause, e.RootCause)
@@ -333,4 +335,40 @@ func TestRulesSharingANameKeepTheirAlerts(t *testing.T) {
 	for lbls, n := range episodes {
 		require.Equal(t, 1, n, "guard %s fired %d times", lbls, n)
 	}
+}
+
+// requireSymptomsFireOnce fails t when a symptom alert (the same labels)
+// fires more than once during one incident, from its onset to its end: a
+// symptom that holds through an incident (leases hidden while the API
+// server crash-loops between OOM kills) must not flap.
+func requireSymptomsFireOnce(t *testing.T, r result) {
+	t.Helper()
+	type window struct{ from, to time.Time }
+	var incidents []window
+	for _, tr := range r.transitions {
+		if tr.Kind != KindIncident {
+			continue
+		}
+		switch tr.Event.Phase {
+		case incident.Onset:
+			incidents = append(incidents, window{from: tr.Event.Time, to: r.summary.End})
+		case incident.Resolved:
+			incidents[len(incidents)-1].to = tr.Time
+		}
+	}
+	require.NotEmpty(t, incidents)
+	checked := 0
+	for _, w := range incidents {
+		episodes := map[string]int{}
+		for _, tr := range r.transitions {
+			if tr.Kind == KindAlert && tr.Labels["cascade_symptom"] == "true" && tr.State == "firing" && !tr.Time.Before(w.from) && !tr.Time.After(w.to) {
+				episodes[tr.Name+fmt.Sprint(tr.Labels)]++
+			}
+		}
+		for alert, n := range episodes {
+			require.Equal(t, 1, n, "%s fired %d times in one incident", alert, n)
+		}
+		checked += len(episodes)
+	}
+	require.Positive(t, checked, "symptom alerts fire during the incident")
 }
