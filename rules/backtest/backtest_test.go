@@ -372,3 +372,29 @@ func requireSymptomsFireOnce(t *testing.T, r result) {
 	}
 	require.Positive(t, checked, "symptom alerts fire during the incident")
 }
+
+// NaN in the data (an exporter's working set) is evidence like any value:
+// the incident is journaled with all its events, never lost to a JSON
+// encoder that refuses NaN.
+func TestNaNInTheDataKeepsTheIncident(t *testing.T) {
+	var data bytes.Buffer
+	truth, err := scenario.Generate(&data, "incident", scenario.Options{Nodes: 60, NoPerNodeSeries: true})
+	require.NoError(t, err)
+	var out bytes.Buffer
+	for _, line := range strings.SplitAfter(data.String(), "\n") {
+		if strings.HasPrefix(line, "cascade_apiserver_memory_working_set_bytes{") {
+			// value and timestamp: keep the timestamp, make the value NaN
+			fields := strings.Fields(line)
+			line = fields[0] + " NaN " + fields[2] + "\n"
+		}
+		out.WriteString(line)
+	}
+	var phases []string
+	_, err = Run(t.Context(), &out, Options{}, func(tr Transition) {
+		if tr.Kind == KindIncident {
+			phases = append(phases, string(tr.Event.Phase))
+		}
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{"onset", "escalation", "mitigation", "recovery", "resolved"}, phases, "truth: %s", truth.RootCause)
+}
