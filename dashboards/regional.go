@@ -43,7 +43,10 @@ const (
 	// clusterState is one number per cluster: 0 not hit, 1 hit with the
 	// auto-heal guard off, 2 guard on without being hit (its own incident),
 	// 3 hit with the guard on.
-	clusterState = `cascade:cluster_hit:bool{` + regionClusterSel + `} + on (region, cluster) 2 * cascade:autoheal_guard{` + regionClusterSel + `}`
+	clusterState = clusterHit + ` + on (region, cluster) 2 * cascade:autoheal_guard{` + regionClusterSel + `}`
+	// clusterHit is 1 for every cluster of the region hit now, 0 for the
+	// others.
+	clusterHit = `(cascade:cluster_hit:active{` + regionClusterSel + `} or on (region, cluster) 0 * cascade:cluster:present{` + regionClusterSel + `})`
 	// regionEventsSelector selects the regional incident's events in Loki:
 	// its phases and its clusters hit and recovered.
 	regionEventsSelector = `{source="cascade", kind="incident", scope="region", ` + regionSel + `}`
@@ -235,9 +238,9 @@ func clusterTable() *table.PanelBuilder {
 	}}
 	return table.NewPanelBuilder().
 		Title(RegionClusterTablePanel).
-		Description("Every cluster of the region at the end of the time range, hit ones first: hit (cascade:cluster_hit:bool), auto-heal guard (cascade:autoheal_guard), share of leases late or expired, share of nodes not Ready. A cluster's name opens its overview.").
+		Description("Every cluster of the region at the end of the time range, hit ones first: hit (cascade:cluster_hit:active), auto-heal guard (cascade:autoheal_guard), share of leases late or expired, share of nodes not Ready. A cluster's name opens its overview.").
 		Datasource(promDS()).
-		WithTarget(column(`cascade:cluster_hit:bool{`+regionClusterSel+`}`, "A")).
+		WithTarget(column(clusterHit, "A")).
 		WithTarget(column(`cascade:autoheal_guard{`+regionClusterSel+`}`, "B")).
 		WithTarget(column(`cascade:node_leases_not_fresh:ratio{`+regionClusterSel+`}`, "C")).
 		WithTarget(column(`cascade:nodes_not_ready:ratio{`+regionClusterSel+`}`, "D")).

@@ -76,21 +76,41 @@ func (p *printer) flush() {
 			}
 			rest = append(rest, l)
 		}
-		text := first.text
-		switch {
-		case len(about) == 1:
-			text += " (" + about[0] + ")"
-		case len(about) > 1:
-			slices.Sort(about)
-			named := strings.Join(about[:min(len(about), maxNamed)], ", ")
-			if len(about) > maxNamed {
-				named += fmt.Sprintf(" and %d more", len(about)-maxNamed)
+		slices.Sort(about)
+		// As many names as fit: a terminal's line must not wrap.
+		var text string
+		for k := min(len(about), maxNamed); k >= 0; k-- {
+			text = merged(first, about, k)
+			if p.width == 0 || prefixWidth+len([]rune(text)) < p.width {
+				break
 			}
-			text += fmt.Sprintf(" in %d: %s", len(about), named)
 		}
-		p.print(first.at, first.kind, text+first.suffix)
+		if r := []rune(text); p.width > 0 && prefixWidth+len(r) >= p.width {
+			text = string(r[:max(p.width-prefixWidth-2, 0)]) + "…"
+		}
+		p.print(first.at, first.kind, text)
 		p.pending = rest
 	}
+}
+
+// prefixWidth is the width of a printed line's time and kind.
+const prefixWidth = len("15:04:05  ") + 10
+
+// merged is l's text naming k of what it is about (all, when one).
+func merged(l line, about []string, k int) string {
+	text := l.text
+	switch {
+	case len(about) == 1:
+		text += " (" + about[0] + ")"
+	case len(about) > 1 && k == 0:
+		text += fmt.Sprintf(" in %d", len(about))
+	case len(about) > 1:
+		text += fmt.Sprintf(" in %d: %s", len(about), strings.Join(about[:k], ", "))
+		if len(about) > k {
+			text += fmt.Sprintf(" and %d more", len(about)-k)
+		}
+	}
+	return text + l.suffix
 }
 
 // faultsUntil prints the injected faults up to t, from the ground truth:
@@ -175,6 +195,10 @@ func about(l map[string]string) string {
 		if v := l[k]; v != "" {
 			parts = append(parts, v)
 		}
+	}
+	// A shared component's replica names it already: regional-api-0.
+	if s, r := l["shared"], l["replica"]; s != "" && strings.HasPrefix(r, s) {
+		parts = slices.DeleteFunc(parts, func(p string) bool { return p == s })
 	}
 	return strings.Join(parts, " ")
 }
