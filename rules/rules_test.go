@@ -17,32 +17,18 @@ import (
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 
+	"github.com/cascade-sre/cascade/internal/contract"
 	"github.com/cascade-sre/cascade/internal/testenv"
 )
 
-// contractMetrics are the metric names of the contract (DESIGN.md, README.md
-// "Metrics"): the only raw series a rule may read.
-var contractMetrics = []string{
-	"cascade_apiserver_memory_working_set_bytes",
-	"cascade_apiserver_memory_limit_bytes",
-	"cascade_apiserver_oom_kills_total",
-	"cascade_apiserver_restarts_total",
-	"cascade_apiserver_up",
-	"cascade_apiserver_pod_watch_up",
-	"cascade_apiserver_source_errors_total",
-	"cascade_gateway_requests_total",
-	"cascade_gateway_request_duration_seconds_bucket",
-	"cascade_gateway_request_duration_seconds_sum",
-	"cascade_gateway_request_duration_seconds_count",
-	"cascade_gateway_timeouts_total",
-	"cascade_gateway_log_lines_total",
-	"cascade_node_lease_renew_timestamp_seconds",
-	"cascade_node_lease_duration_seconds",
-	"cascade_node_leases",
-	"cascade_nodes",
-	"cascade_node_lease_watch_up",
-	"cascade_node_lease_watch_last_event_timestamp_seconds",
-	"cascade_node_lease_watch_errors_total",
+// contractSeries are the series of the metric contract: the only raw
+// series a rule may read.
+func contractSeries() []string {
+	var out []string
+	for _, m := range contract.All {
+		out = append(out, m.Series()...)
+	}
+	return out
 }
 
 const (
@@ -194,7 +180,7 @@ func checkExpr(t *testing.T, r rulefmt.Rule, recorded map[string]bool) {
 	t.Helper()
 	name := r.Record + r.Alert
 	known := func(metric string) bool {
-		return recorded[metric] || slices.Contains(contractMetrics, metric)
+		return recorded[metric] || slices.Contains(contractSeries(), metric)
 	}
 	// What names a cluster (or a shared component): its region and its
 	// cluster; regional rules keep the region.

@@ -8,21 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 
+	"github.com/cascade-sre/cascade/internal/contract"
 	"github.com/cascade-sre/cascade/internal/loki"
-)
-
-// DurationBuckets are the latency buckets of
-// cascade_gateway_request_duration_seconds: API calls from milliseconds to
-// the 60 s of a default upstream timeout, then long requests (watches, log
-// follows) up to an hour, so a timeout lands in its own bucket.
-var DurationBuckets = []float64{
-	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
-}
-
-// Line results, the values of cascade_gateway_log_lines_total{result}.
-const (
-	ResultParsed    = "parsed"
-	ResultMalformed = "malformed"
 )
 
 // metrics are the exporter's metric families, built once.
@@ -40,49 +27,25 @@ type metrics struct {
 }
 
 func newMetrics() *metrics {
+	vec := func(c contract.Metric) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(c.CounterOpts(), c.Labels)
+	}
+	d := contract.GatewayRequestDuration
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cascade_gateway_requests_total",
-			Help: "Requests seen in the gateway's access log, by route template, HTTP method, status code and client class.",
-		}, []string{"route", "method", "code", "client"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "cascade_gateway_request_duration_seconds",
-			Help:    "Latency of the requests seen in the gateway's access log, by route template and client class. Watches have their own routes (.../watch/...).",
-			Buckets: DurationBuckets,
-		}, []string{"route", "client"}),
-		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cascade_gateway_timeouts_total",
-			Help: "Requests that timed out upstream: status 504, nginx upstream status 504, Envoy response flag UT or UMSDR, or longer than the configured timeout threshold.",
-		}, []string{"route", "client"}),
-		lines: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cascade_gateway_log_lines_total",
-			Help: "Access log lines read, by result: parsed, or malformed (unreadable, too long, or not valid UTF-8) and skipped.",
-		}, []string{"result"}),
-		readErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cascade_gateway_log_read_errors_total",
-			Help: "Errors opening, checking or reading an access log, by configured path.",
-		}, []string{"path"}),
-		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cascade_gateway_log_rotations_total",
-			Help: "Rotations of an access log seen, by configured path and kind: rename (a new file at the path) or truncate (copytruncate).",
-		}, []string{"path", "kind"}),
-		abandoned: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cascade_gateway_log_files_abandoned_total",
-			Help: "Rotated-away access log files closed because they kept failing to read, by configured path; lines they held after the last one read are lost.",
-		}, []string{"path"}),
-		positionErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "cascade_gateway_positions_write_errors_total",
-			Help: "Failed writes of the positions file.",
-		}),
-		routesOver: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "cascade_gateway_routes_over_limit_total",
-			Help: "Requests counted with route \"other\" because the number of distinct routes reached its limit.",
-		}),
+		requests:       vec(contract.GatewayRequests),
+		duration:       prometheus.NewHistogramVec(d.HistogramOpts(contract.GatewayDurationBuckets), d.Labels),
+		timeouts:       vec(contract.GatewayTimeouts),
+		lines:          vec(contract.GatewayLogLines),
+		readErrors:     vec(contract.GatewayLogReadErrors),
+		rotations:      vec(contract.GatewayLogRotations),
+		abandoned:      vec(contract.GatewayLogFilesAbandoned),
+		positionErrors: prometheus.NewCounter(contract.GatewayPositionsWriteErrors.CounterOpts()),
+		routesOver:     prometheus.NewCounter(contract.GatewayRoutesOverLimit.CounterOpts()),
 	}
 	// Both results exist from the start, so a rate of malformed lines is
 	// defined before the first one.
-	m.lines.WithLabelValues(ResultParsed)
-	m.lines.WithLabelValues(ResultMalformed)
+	m.lines.WithLabelValues(contract.LinesParsed)
+	m.lines.WithLabelValues(contract.LinesMalformed)
 	m.collectors = []prometheus.Collector{
 		m.requests, m.duration, m.timeouts, m.lines, m.readErrors, m.rotations, m.abandoned, m.positionErrors, m.routesOver,
 	}
@@ -180,8 +143,8 @@ func newPipeline(format Format, m *metrics, routes *routeTable, cfg *Config, lc 
 		routes:    routes,
 		parser:    newParser(format),
 		timeout:   cfg.TimeoutThreshold.Seconds(),
-		parsed:    m.lines.WithLabelValues(ResultParsed),
-		malformed: m.lines.WithLabelValues(ResultMalformed),
+		parsed:    m.lines.WithLabelValues(contract.LinesParsed),
+		malformed: m.lines.WithLabelValues(contract.LinesMalformed),
 		routeIDs:  make(map[string]uint32),
 		over:      make(map[string]bool),
 		series:    make(map[seriesKey]*series),

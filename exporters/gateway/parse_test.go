@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cascade-sre/cascade/internal/contract"
 	"github.com/cascade-sre/cascade/internal/testenv"
 )
 
@@ -158,26 +159,26 @@ func TestParseSeconds(t *testing.T) {
 
 func TestClassifyAgent(t *testing.T) {
 	for ua, want := range map[string]string{
-		"kubelet/v1.37.2 (linux/amd64) kubernetes/abc123": ClientKubelet,
-		"kubelet": ClientKubelet,
-		"kubectl/v1.37.2 (darwin/arm64) kubernetes/abc123":                                ClientKubectl,
-		"kubectl.exe/v1.30.1 (windows/amd64) kubernetes/abc123":                           ClientKubectl,
-		"kube-controller-manager/v1.37.2 (linux/amd64) kubernetes/abc123/leader-election": ClientController,
-		"kube-scheduler/v1.37.2 (linux/amd64) kubernetes/abc123/scheduler":                ClientController,
-		"cloud-controller-manager/v1.30.0":                                                ClientController,
-		"argocd-application-controller/v2.14.0":                                           ClientController,
-		"PrometheusOperator/0.80.0":                                                       ClientController,
-		"cluster-autoscaler/v1.32.0":                                                      ClientController,
-		"my-reconciler/0.3.1 (linux/amd64) kubernetes/v0.37.2":                            ClientController,
-		"kube-proxy/v1.37.2 (linux/amd64) kubernetes/abc123":                              ClientController,
-		"curl/8.5.0": ClientOther,
-		"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0": ClientOther,
-		"OpenAPI-Generator/29.0.0/python": ClientOther,
-		"Helm/3.16.1":                     ClientOther,
-		"":                                ClientOther,
-		"-":                               ClientOther,
-		"kubeletfake/1.0":                 ClientOther,
-		"Go-http-client/1.1":              ClientOther,
+		"kubelet/v1.37.2 (linux/amd64) kubernetes/abc123": contract.ClientKubelet,
+		"kubelet": contract.ClientKubelet,
+		"kubectl/v1.37.2 (darwin/arm64) kubernetes/abc123":                                contract.ClientKubectl,
+		"kubectl.exe/v1.30.1 (windows/amd64) kubernetes/abc123":                           contract.ClientKubectl,
+		"kube-controller-manager/v1.37.2 (linux/amd64) kubernetes/abc123/leader-election": contract.ClientController,
+		"kube-scheduler/v1.37.2 (linux/amd64) kubernetes/abc123/scheduler":                contract.ClientController,
+		"cloud-controller-manager/v1.30.0":                                                contract.ClientController,
+		"argocd-application-controller/v2.14.0":                                           contract.ClientController,
+		"PrometheusOperator/0.80.0":                                                       contract.ClientController,
+		"cluster-autoscaler/v1.32.0":                                                      contract.ClientController,
+		"my-reconciler/0.3.1 (linux/amd64) kubernetes/v0.37.2":                            contract.ClientController,
+		"kube-proxy/v1.37.2 (linux/amd64) kubernetes/abc123":                              contract.ClientController,
+		"curl/8.5.0": contract.ClientOther,
+		"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0": contract.ClientOther,
+		"OpenAPI-Generator/29.0.0/python": contract.ClientOther,
+		"Helm/3.16.1":                     contract.ClientOther,
+		"":                                contract.ClientOther,
+		"-":                               contract.ClientOther,
+		"kubeletfake/1.0":                 contract.ClientOther,
+		"Go-http-client/1.1":              contract.ClientOther,
 	} {
 		require.Equal(t, want, classNames[classifyAgent([]byte(ua))], "%q", ua)
 	}

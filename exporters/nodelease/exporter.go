@@ -27,33 +27,19 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/cascade-sre/cascade/exporters"
+	"github.com/cascade-sre/cascade/internal/contract"
 	"github.com/cascade-sre/cascade/internal/kube"
 )
 
-// The per-node families are written by AppendText, not through descriptors.
-const (
-	renewName = "cascade_node_lease_renew_timestamp_seconds"
-	renewHelp = "When the node last renewed its lease (the lease's renewTime), as a Unix time."
-	durName   = "cascade_node_lease_duration_seconds"
-	durHelp   = "The lease's leaseDurationSeconds (40 s assumed when the lease has none)."
-)
-
+// The per-node families (contract.NodeLeaseRenewTimestamp and
+// contract.NodeLeaseDuration) are written by AppendText, not through
+// descriptors.
 var (
-	leasesDesc = prometheus.NewDesc("cascade_node_leases",
-		"Node leases by state: fresh (age below a quarter of the duration), late, expired (age at or above the duration). Absent while the watch is down.",
-		[]string{"state"}, nil)
-	nodesDesc = prometheus.NewDesc("cascade_nodes",
-		"Nodes by Ready condition. Absent while the node watch is down.",
-		[]string{"condition"}, nil)
-	watchUpDesc = prometheus.NewDesc("cascade_node_lease_watch_up",
-		"1 while the lease watch is healthy: synced, no error since its last success, and the API answers the exporter's probe.",
-		nil, nil)
-	lastEventDesc = prometheus.NewDesc("cascade_node_lease_watch_last_event_timestamp_seconds",
-		"When the lease watch last delivered an event or completed a list, as a Unix time.",
-		nil, nil)
-	watchErrorsDesc = prometheus.NewDesc("cascade_node_lease_watch_errors_total",
-		"Errors of the exporter's list, watch and probe calls to the API server, by resource.",
-		[]string{"resource"}, nil)
+	leasesDesc      = contract.NodeLeases.Desc()
+	nodesDesc       = contract.Nodes.Desc()
+	watchUpDesc     = contract.NodeLeaseWatchUp.Desc()
+	lastEventDesc   = contract.NodeLeaseWatchLastEvent.Desc()
+	watchErrorsDesc = contract.NodeLeaseWatchErrors.Desc()
 )
 
 // nodeCondition is a node's Ready condition.
@@ -66,7 +52,7 @@ const (
 	numConditions
 )
 
-var conditionNames = [numConditions]string{"ready", "not_ready", "unknown"}
+var conditionNames = contract.NodeConditions
 
 // Exporter watches Leases and Nodes and serves their metrics.
 type Exporter struct {
@@ -306,15 +292,16 @@ func (e *Exporter) AppendText(b []byte) []byte {
 		return b
 	}
 
-	b = exporters.AppendHelpType(b, renewName, renewHelp, "gauge")
+	renew, dur := contract.NodeLeaseRenewTimestamp, contract.NodeLeaseDuration
+	b = exporters.AppendHelpType(b, renew.Name, renew.Help, string(renew.Type))
 	for _, l := range snap {
 		if l.renewNanos != 0 {
-			b = exporters.AppendSample(b, renewName, "node", l.name, float64(l.renewNanos)/1e9)
+			b = exporters.AppendSample(b, renew.Name, "node", l.name, float64(l.renewNanos)/1e9)
 		}
 	}
-	b = exporters.AppendHelpType(b, durName, durHelp, "gauge")
+	b = exporters.AppendHelpType(b, dur.Name, dur.Help, string(dur.Type))
 	for _, l := range snap {
-		b = exporters.AppendSample(b, durName, "node", l.name, float64(l.durationNs)/1e9)
+		b = exporters.AppendSample(b, dur.Name, "node", l.name, float64(l.durationNs)/1e9)
 	}
 	return b
 }
