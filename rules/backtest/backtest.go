@@ -293,5 +293,5 @@ func FromIncidentEvent(e incident.Event) Transition {
 			lbls[k] = v
 		}
 	}
-	return Transition{Time: e.Time, Kind: KindIncident, Name: incident.AlertName, State: string(e.Phase), Labels: lbls, Event: &e}
+	return Transition{Time: e.Time, Kind: KindIncident, Name: rules.IncidentAlert, State: string(e.Phase), Labels: lbls, Event: &e}
 }

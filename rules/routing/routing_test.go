@@ -75,7 +75,7 @@ func TestOnePagePerIncident(t *testing.T) {
 	// batch as the incident can slip through (see the closing note).
 	incidentOnly := alerts[:2] // the incident and the guard: incident.yml comes first
 	sender.Send(incidentOnly...)
-	require.Eventually(t, func() bool { return amHolds(am.URL, IncidentAlert) }, 20*time.Second, 100*time.Millisecond)
+	require.Eventually(t, func() bool { return amHolds(am.URL, rules.IncidentAlert) }, 20*time.Second, 100*time.Millisecond)
 	for range 3 {
 		sender.Send(alerts...)
 		time.Sleep(time.Second)
@@ -87,7 +87,7 @@ func TestOnePagePerIncident(t *testing.T) {
 	am.Stop()
 	require.NoError(t, am.Start())
 	sender.Send(incidentOnly...)
-	require.Eventually(t, func() bool { return amHolds(am.URL, IncidentAlert) }, 20*time.Second, 100*time.Millisecond)
+	require.Eventually(t, func() bool { return amHolds(am.URL, rules.IncidentAlert) }, 20*time.Second, 100*time.Millisecond)
 	for range 3 {
 		sender.Send(alerts...)
 		time.Sleep(time.Second)
@@ -122,7 +122,7 @@ func incidentAlerts(t *testing.T, cluster string) []*notifier.Alert {
 	t.Helper()
 	out := ruleAlerts(t, func(r rulefmt.Rule) bool { return r.Labels["scope"] != "region" }, "cluster", cluster)
 	for _, a := range out {
-		if a.Labels.Get("alertname") == IncidentAlert {
+		if a.Labels.Get("alertname") == rules.IncidentAlert {
 			a.Labels = labels.NewBuilder(a.Labels).Set("root_cause", "apiserver_oom").Labels()
 		}
 	}
@@ -179,22 +179,22 @@ func TestRegionalIncidentPagesOnce(t *testing.T) {
 	sender := newSender(t, am.URL)
 
 	isRegional := func(r rulefmt.Rule) bool { return r.Labels["scope"] == "region" }
-	incidents := ruleAlerts(t, func(r rulefmt.Rule) bool { return isRegional(r) && r.Alert == IncidentAlert },
+	incidents := ruleAlerts(t, func(r rulefmt.Rule) bool { return isRegional(r) && r.Alert == rules.IncidentAlert },
 		"region", "fr-par", "shared", "regional-api", "root_cause", "apiserver_oom")
-	elsewhere := ruleAlerts(t, func(r rulefmt.Rule) bool { return !isRegional(r) && r.Alert == IncidentAlert },
+	elsewhere := ruleAlerts(t, func(r rulefmt.Rule) bool { return !isRegional(r) && r.Alert == rules.IncidentAlert },
 		"region", "nl-ams", "cluster", "ams-1", "root_cause", "apiserver_oom")
 	require.Len(t, incidents, 1)
 	require.Len(t, elsewhere, 1)
 	var rest []*notifier.Alert
-	rest = append(rest, ruleAlerts(t, func(r rulefmt.Rule) bool { return isRegional(r) && r.Alert == GuardAlert }, "region", "fr-par")...)
+	rest = append(rest, ruleAlerts(t, func(r rulefmt.Rule) bool { return isRegional(r) && r.Alert == rules.GuardAlert }, "region", "fr-par")...)
 	for i := range 50 {
 		cluster := fmt.Sprintf("c%02d", i)
-		rest = append(rest, ruleAlerts(t, func(r rulefmt.Rule) bool { return !isRegional(r) && r.Alert != IncidentAlert },
+		rest = append(rest, ruleAlerts(t, func(r rulefmt.Rule) bool { return !isRegional(r) && r.Alert != rules.IncidentAlert },
 			"region", "fr-par", "cluster", cluster, "replica", "kube-apiserver-0")...)
 	}
 	// One hit cluster's own API server failed too: its incident is part of
 	// the region's.
-	rest = append(rest, ruleAlerts(t, func(r rulefmt.Rule) bool { return !isRegional(r) && r.Alert == IncidentAlert },
+	rest = append(rest, ruleAlerts(t, func(r rulefmt.Rule) bool { return !isRegional(r) && r.Alert == rules.IncidentAlert },
 		"region", "fr-par", "cluster", "c07", "root_cause", "apiserver_unreachable")...)
 	// The shared API's own symptom alerts.
 	rest = append(rest, ruleAlerts(t, func(r rulefmt.Rule) bool { return r.Labels["cascade_component"] == "apiserver" },
@@ -202,7 +202,7 @@ func TestRegionalIncidentPagesOnce(t *testing.T) {
 
 	// The incidents first, then everything (see TestOnePagePerIncident).
 	sender.Send(append(incidents, elsewhere...)...)
-	require.Eventually(t, func() bool { return amCount(am.URL, IncidentAlert) == 2 }, 20*time.Second, 100*time.Millisecond)
+	require.Eventually(t, func() bool { return amCount(am.URL, rules.IncidentAlert) == 2 }, 20*time.Second, 100*time.Millisecond)
 	all := append(append(append([]*notifier.Alert{}, incidents...), elsewhere...), rest...)
 	for range 3 {
 		sender.Send(all...)
@@ -236,7 +236,7 @@ func TestGuardReachesAutomationAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	am := testenv.AlertmanagerForTest(t, string(cfg))
 	sender := newSender(t, am.URL)
-	guard := ruleAlerts(t, func(r rulefmt.Rule) bool { return r.Alert == GuardAlert && r.Labels["scope"] == "cluster" }, "cluster", "prod")
+	guard := ruleAlerts(t, func(r rulefmt.Rule) bool { return r.Alert == rules.GuardAlert && r.Labels["scope"] == "cluster" }, "cluster", "prod")
 	require.Len(t, guard, 1)
 
 	sender.Send(guard...)

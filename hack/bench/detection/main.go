@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/cascade-sre/cascade/hack/bench/procstat"
+	"github.com/cascade-sre/cascade/rules"
 	"github.com/cascade-sre/cascade/rules/backtest"
 	"github.com/cascade-sre/cascade/rules/incident"
 	"github.com/cascade-sre/cascade/scenario"
@@ -122,7 +123,7 @@ func measure(name string, nodes int) (score, error) {
 	}
 	sc.backtestDur = time.Since(began)
 	sc.samples = sum.Load.Samples
-	sc.pages = sum.Notifications[incident.AlertName]
+	sc.pages = sum.Notifications[rules.IncidentAlert]
 
 	oom, hasOOM := sc.truth.Event(scenario.FirstOOM)
 	var escalation, warning, guardOn *backtest.Transition
@@ -135,9 +136,9 @@ func measure(name string, nodes int) (score, error) {
 			if !sc.truth.ExpectIncident {
 				sc.falseInc++
 			}
-		case t.Kind == backtest.KindAlert && t.State == "firing" && t.Name == "APIServerMemoryExhaustionPredicted" && warning == nil:
+		case t.Kind == backtest.KindAlert && t.State == "firing" && t.Name == rules.MemoryExhaustionPredictedAlert && warning == nil:
 			warning = &transitions[i]
-		case t.Kind == backtest.KindAlert && t.State == "firing" && t.Name == "ControlPlaneAutoHealGuard" && guardOn == nil:
+		case t.Kind == backtest.KindAlert && t.State == "firing" && t.Name == rules.GuardAlert && guardOn == nil:
 			guardOn = &transitions[i]
 		}
 	}
