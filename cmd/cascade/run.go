@@ -271,18 +271,9 @@ func checkStoragePath(path string) error {
 // checkRules parses the rule files cfg names, or the embedded ones, without
 // loading them into anything.
 func checkRules(cfg *runconfig.Config) error {
-	var files []string
-	for _, pattern := range cfg.Prometheus.RuleFiles {
-		matches, err := filepath.Glob(pattern)
-		if err != nil || len(matches) == 0 {
-			return fmt.Errorf("rule_files %q matches no file", pattern)
-		}
-		files = append(files, matches...)
-	}
-	if len(files) == 0 {
-		for _, n := range rules.FileNames() {
-			files = append(files, engine.EmbeddedPrefix+n)
-		}
+	files, err := engine.RuleFiles(rules.Files(), cfg.Prometheus.RuleFiles...)
+	if err != nil {
+		return err
 	}
 	if err := engine.CheckRules(rules.Files(), files...); err != nil {
 		return fmt.Errorf("rule files: %w", err)
