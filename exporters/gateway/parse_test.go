@@ -219,9 +219,9 @@ func TestTimeoutThreshold(t *testing.T) {
 		require.NoError(t, err)
 		return b
 	}
-	p.line(line("/api/v1/pods", "10.000"))
-	p.line(line("/api/v1/pods", "9.999"))
-	p.line(line("/api/v1/pods?watch=true", "600.000"))
+	p.Line(line("/api/v1/pods", "10.000"))
+	p.Line(line("/api/v1/pods", "9.999"))
+	p.Line(line("/api/v1/pods?watch=true", "600.000"))
 	m := scrape(t, p.m.timeouts)
 	require.Equal(t, 1.0, m[timeouts("/api/v1/pods", "kubectl")])
 	require.Equal(t, 0.0, m[timeouts("/api/v1/watch/pods", "kubectl")])
@@ -233,7 +233,7 @@ func TestMaxRoutes(t *testing.T) {
 	m := newMetrics()
 	p := newPipeline(FormatCombined, m, newRouteTable(2), &cfg, nil)
 	for _, path := range []string{"/api/v1/pods", "/api/v1/nodes", "/api/v1/services", "/api/v1/services", "/api/v1/pods", "/nope"} {
-		p.line([]byte(`1.2.3.4 - - [14/Mar/2026:23:48:01 +0100] "GET ` + path + ` HTTP/1.1" 200 1 "-" "curl/8"`))
+		p.Line([]byte(`1.2.3.4 - - [14/Mar/2026:23:48:01 +0100] "GET ` + path + ` HTTP/1.1" 200 1 "-" "curl/8"`))
 	}
 	s := scrape(t, m.requests)
 	require.Equal(t, 2.0, s[req("/api/v1/pods", "GET", "200", "other")])
@@ -249,11 +249,11 @@ func TestPipelineAllocations(t *testing.T) {
 	p := newPipeline(FormatNginxJSON, newMetrics(), newRouteTable(100), &cfg, nil)
 	lines := testdataLines(t, "nginx-json.log")
 	for _, l := range lines {
-		p.line(l)
+		p.Line(l)
 	}
 	allocs := testing.AllocsPerRun(100, func() {
 		for _, l := range lines {
-			p.line(l)
+			p.Line(l)
 		}
 	})
 	require.Zero(t, allocs)
@@ -265,6 +265,6 @@ func BenchmarkPipelineNginxJSON(b *testing.B) {
 	lines := testdataLines(b, "nginx-json.log")[:10]
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		p.line(lines[i%len(lines)])
+		p.Line(lines[i%len(lines)])
 	}
 }

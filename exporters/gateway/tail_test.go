@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/cascade-sre/cascade/internal/tail"
 )
 
 // leaseLine is a node lease renewal as nginx logs it. Every line has the
@@ -64,14 +66,14 @@ func metric(t *testing.T, e *Exporter, key string) float64 {
 
 // savedPositions reads the positions file; a missing one is empty (the
 // exporter writes it at its first interval).
-func savedPositions(t *testing.T, path string) positionsFile {
+func savedPositions(t *testing.T, path string) tail.PositionsFile {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
-		return positionsFile{}
+		return tail.PositionsFile{}
 	}
 	require.NoError(t, err)
-	var pf positionsFile
+	var pf tail.PositionsFile
 	require.NoError(t, json.Unmarshal(b, &pf))
 	return pf
 }
