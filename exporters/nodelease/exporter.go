@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/pager"
 
 	"github.com/cascade-sre/cascade/exporters"
 	"github.com/cascade-sre/cascade/internal/contract"
@@ -447,8 +448,9 @@ func (h *watchHealth) up() bool {
 // decoded. 5,000 nodes and their leases are 100 requests, about 4 s.
 const defaultListPageSize = 100
 
-// listInPages lists in pages of pageSize objects, slimming each page before
-// asking for the next, and returns one list of slim objects.
+// listInPages lists in pages of pageSize objects with client-go's pager,
+// slimming each page before asking for the next, and returns one list of
+// slim objects.
 //
 // The reflector's first list (it lists, never streams a watch-list: see
 // kube.ListThenWatch) asks for resourceVersion "0". The API server answers
@@ -457,51 +459,53 @@ const defaultListPageSize = 100
 // which made a 300 MB start-up peak. Pages need resourceVersion "": the
 // newest state, at least as fresh as any version the reflector asks for,
 // read page by page from a consistent snapshot (the continue token pins it).
+// For the same reason an expired continue token fails the list (the
+// reflector lists again) instead of falling back to one whole list.
 func listInPages(ctx context.Context, o metav1.ListOptions, pageSize int64, list listFunc, slim cache.TransformFunc) (runtime.Object, error) {
-	opts := metav1.ListOptions{
-		LabelSelector:  o.LabelSelector,
-		FieldSelector:  o.FieldSelector,
-		TimeoutSeconds: o.TimeoutSeconds,
-		Limit:          pageSize,
-	}
-	slimList := &metav1.List{}
-	var items []runtime.Object
-	for {
-		page, err := list(ctx, opts)
-		if err != nil {
-			return nil, err
-		}
-		pageItems, err := meta.ExtractList(page)
-		if err != nil {
-			return nil, err
-		}
-		for _, item := range pageItems {
-			s, err := slim(item)
+	p := &pager.ListPager{
+		PageSize: pageSize,
+		PageFn: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			page, err := list(ctx, o)
 			if err != nil {
 				return nil, err
 			}
-			obj, ok := s.(runtime.Object)
-			if !ok {
-				return nil, fmt.Errorf("nodelease: slimmed list item is a %T, not an API object", s)
-			}
-			items = append(items, obj)
-		}
-		lm, err := meta.ListAccessor(page)
+			return slimPage(page, slim)
+		},
+	}
+	obj, _, err := p.List(ctx, metav1.ListOptions{
+		LabelSelector:  o.LabelSelector,
+		FieldSelector:  o.FieldSelector,
+		TimeoutSeconds: o.TimeoutSeconds,
+	})
+	return obj, err
+}
+
+// slimPage is page with its items slimmed: a generic list, since its items
+// (readyNode) do not fit a NodeList, with the page's resource version and
+// continue token.
+func slimPage(page runtime.Object, slim cache.TransformFunc) (runtime.Object, error) {
+	items, err := meta.ExtractList(page)
+	if err != nil {
+		return nil, err
+	}
+	lm, err := meta.ListAccessor(page)
+	if err != nil {
+		return nil, err
+	}
+	out := &metav1.List{ListMeta: metav1.ListMeta{ResourceVersion: lm.GetResourceVersion(), Continue: lm.GetContinue()}}
+	slimmed := make([]runtime.Object, 0, len(items))
+	for _, item := range items {
+		s, err := slim(item)
 		if err != nil {
 			return nil, err
 		}
-		if slimList.ResourceVersion == "" {
-			// Every page is of the first page's snapshot.
-			slimList.ResourceVersion = lm.GetResourceVersion()
+		obj, ok := s.(runtime.Object)
+		if !ok {
+			return nil, fmt.Errorf("nodelease: slimmed list item is a %T, not an API object", s)
 		}
-		if lm.GetContinue() == "" {
-			break
-		}
-		opts.Continue = lm.GetContinue()
+		slimmed = append(slimmed, obj)
 	}
-	// A generic list: its items are slim objects (readyNode), which a
-	// NodeList cannot hold.
-	return slimList, meta.SetList(slimList, items)
+	return out, meta.SetList(out, slimmed)
 }
 
 // slimLease keeps only what the exporter reads, so the informer's cache of
