@@ -8,9 +8,10 @@
 //
 // Files: this one (the exporter), config.go and factory.go (its
 // configuration and flags), pipeline.go (a line to metric updates, the hot
-// path), parse.go with nginx.go, envoy.go and combined.go (one per format)
-// and jsonscan.go, route.go with resources.go (route templates),
-// classify.go (client classes), metrics.go (the families).
+// path), parse.go with parse_nginx.go, parse_envoy.go and
+// parse_combined.go (one per format) and jsonscan.go, route.go with
+// resources.go (route templates), classify.go (client classes), metrics.go
+// (the families).
 package gateway
 
 import (
