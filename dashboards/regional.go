@@ -9,6 +9,8 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/stat"
 	"github.com/grafana/grafana-foundation-sdk/go/statetimeline"
 	"github.com/grafana/grafana-foundation-sdk/go/table"
+
+	"github.com/cascade-sre/cascade/rules"
 )
 
 // Titles of the regional overview's panels that the tests look up.
@@ -34,7 +36,7 @@ const (
 
 // Queries of the regional overview.
 const (
-	regionIncident = `max by (scope, shared, root_cause) (label_replace(ALERTS{alertname="ControlPlaneCascadeIncident", alertstate="firing", scope="region", ` + regionSel + `}, "shared", "no shared component", "shared", ""))`
+	regionIncident = `max by (scope, shared, root_cause) (label_replace(ALERTS{alertname="` + rules.IncidentAlert + `", alertstate="firing", scope="region", ` + regionSel + `}, "shared", "no shared component", "shared", ""))`
 	// clustersHit and shareHit are 0, not absent, while no cluster is hit
 	// (the recording rules count only the clusters hit); one series
 	// throughout, not one per side of the or.
@@ -66,7 +68,7 @@ func regional() (dashboard.Dashboard, error) {
 
 	// Now.
 	b.WithPanel(incidentStat("Regional incident now",
-		"ControlPlaneCascadeIncident with scope=\"region\": its root cause and the shared component that failed first (none when many clusters fell together with no shared signal: regional_common_cause).",
+		rules.IncidentAlert+" with scope=\"region\": its root cause and the shared component that failed first (none when many clusters fell together with no shared signal: regional_common_cause).",
 		"no regional incident", 8,
 		promInstant(regionIncident, "{{root_cause}} · {{shared}}")))
 	b.WithPanel(stat.NewPanelBuilder().

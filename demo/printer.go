@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cascade-sre/cascade/rules"
 	"github.com/cascade-sre/cascade/rules/backtest"
 	"github.com/cascade-sre/cascade/rules/incident"
 	"github.com/cascade-sre/cascade/scenario"
@@ -145,14 +146,14 @@ func (p *printer) transition(t backtest.Transition) {
 	default:
 		return
 	}
-	if t.Name == incident.AlertName {
+	if t.Name == rules.IncidentAlert {
 		return // told as the incident
 	}
 	l := line{at: t.Time, kind: "alert", text: t.Name + " " + t.State, about: about(t.Labels)}
 	switch {
-	case t.Labels["cascade_symptom"] == "true" && p.incident != "" && t.State == "firing":
+	case t.Labels[rules.SymptomLabel] == "true" && p.incident != "" && t.State == "firing":
 		l.suffix = "  (inhibited in Alertmanager: part of the incident)"
-	case t.Labels["cascade_guard"] == "true" && t.State == "firing":
+	case t.Labels[rules.GuardLabel] == "true" && t.State == "firing":
 		l.suffix = "  → automation: stop auto-healing nodes"
 	}
 	p.pending = append(p.pending, l)
@@ -171,9 +172,9 @@ func (p *printer) incidentEvent(e *incident.Event) {
 	default:
 		p.incident = string(e.Phase)
 	}
-	text := fmt.Sprintf("%s ControlPlaneCascadeIncident, root cause %s", strings.ToUpper(string(e.Phase)), e.RootCause)
+	text := fmt.Sprintf("%s %s, root cause %s", strings.ToUpper(string(e.Phase)), rules.IncidentAlert, e.RootCause)
 	if e.Scope == incident.ScopeRegion {
-		text = fmt.Sprintf("%s regional ControlPlaneCascadeIncident in %s, root cause %s", strings.ToUpper(string(e.Phase)), e.Region, e.RootCause)
+		text = fmt.Sprintf("%s regional %s in %s, root cause %s", strings.ToUpper(string(e.Phase)), rules.IncidentAlert, e.Region, e.RootCause)
 		if e.Shared != "" {
 			text += " of shared " + e.Shared
 		}

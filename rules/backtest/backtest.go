@@ -50,7 +50,8 @@ type Transition struct {
 
 // Options configure a backtest.
 type Options struct {
-	// RuleFiles are rule files on disk; empty means the embedded ones.
+	// RuleFiles are rule files or globs (see engine.RuleFiles); empty means
+	// the embedded ones.
 	RuleFiles []string
 	// Interval is the evaluation interval (default 15 s).
 	Interval time.Duration
@@ -293,5 +294,5 @@ func FromIncidentEvent(e incident.Event) Transition {
 			lbls[k] = v
 		}
 	}
-	return Transition{Time: e.Time, Kind: KindIncident, Name: incident.AlertName, State: string(e.Phase), Labels: lbls, Event: &e}
+	return Transition{Time: e.Time, Kind: KindIncident, Name: rules.IncidentAlert, State: string(e.Phase), Labels: lbls, Event: &e}
 }

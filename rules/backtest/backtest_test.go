@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cascade-sre/cascade/rules"
 	"github.com/cascade-sre/cascade/rules/incident"
 	"github.com/cascade-sre/cascade/scenario"
 )
@@ -76,19 +77,19 @@ func TestIncidentScenariosAreDetected(t *testing.T) {
 			oom, ok := r.truth.Event(scenario.FirstOOM)
 			require.True(t, ok)
 
-			page, ok := r.first(firing(incident.AlertName))
+			page, ok := r.first(firing(rules.IncidentAlert))
 			require.True(t, ok, "the incident fires")
 			require.Equal(t, "apiserver_oom", page.Labels["root_cause"])
 			delay := page.Time.Sub(oom.Time)
 			require.True(t, delay >= 0 && delay <= 60*time.Second, "paged %s after the first OOM kill", delay)
-			require.Equal(t, 1, r.summary.Notifications[incident.AlertName], "one page")
+			require.Equal(t, 1, r.summary.Notifications[rules.IncidentAlert], "one page")
 			require.Equal(t, []string{"onset", "escalation", "mitigation", "recovery", "resolved"}, r.phases())
 
-			warn, ok := r.first(firing("APIServerMemoryExhaustionPredicted"))
+			warn, ok := r.first(firing(rules.MemoryExhaustionPredictedAlert))
 			require.True(t, ok, "the early warning fires")
 			require.GreaterOrEqual(t, oom.Time.Sub(warn.Time), 5*time.Minute, "early warning at %s, OOM at %s", warn.Time, oom.Time)
 
-			guard, ok := r.first(firing("ControlPlaneAutoHealGuard"))
+			guard, ok := r.first(firing(rules.GuardAlert))
 			require.True(t, ok, "the auto-heal guard comes on")
 			leases, ok := r.first(firing("NodeLeasesExpiringFleetWide"))
 			require.True(t, ok)
@@ -112,12 +113,12 @@ func TestLookalikesOpenNoIncident(t *testing.T) {
 				// The rules read the aggregate lease series only; leaving
 				// the per-node ones out keeps the runs quick.
 				r := backtestScenario(t, info.Name, scenario.Options{Nodes: nodes, NoPerNodeSeries: true})
-				tr, fired := r.first(firing(incident.AlertName))
+				tr, fired := r.first(firing(rules.IncidentAlert))
 				require.False(t, fired, "false incident: %+v", tr)
 				require.Empty(t, r.phases())
-				tr, guarded := r.first(firing("ControlPlaneAutoHealGuard"))
+				tr, guarded := r.first(firing(rules.GuardAlert))
 				require.False(t, guarded, "the guard must stay off: %+v", tr)
-				require.Zero(t, r.summary.Notifications["ControlPlaneAutoHealGuard"])
+				require.Zero(t, r.summary.Notifications[rules.GuardAlert])
 			})
 		}
 	}
@@ -283,7 +284,7 @@ func TestRegionalScenarios(t *testing.T) {
 			}
 			guarded := map[string]bool{}
 			for _, tr := range r.transitions {
-				if tr.Kind == KindAlert && tr.Name == "ControlPlaneAutoHealGuard" && tr.State == "firing" && tr.Labels["scope"] == "cluster" {
+				if tr.Kind == KindAlert && tr.Name == rules.GuardAlert && tr.State == "firing" && tr.Labels["scope"] == "cluster" {
 					guarded[tr.Labels["cluster"]] = true
 				}
 			}
@@ -297,7 +298,7 @@ func TestRegionalScenarios(t *testing.T) {
 			e := escalations[0]
 			require.Equal(t, incident.Scope(r.truth.Scope), e.Scope)
 			require.Equal(t, r.truth.RootCause, e.RootCause)
-			require.Equal(t, 1, r.summary.Notifications[incident.AlertName], "one page")
+			require.Equal(t, 1, r.summary.Notifications[rules.IncidentAlert], "one page")
 			for _, c := range r.truth.ClustersHit {
 				require.True(t, guarded[c], "the guard comes on in hit cluster %s", c)
 			}
@@ -327,7 +328,7 @@ func TestRulesSharingANameKeepTheirAlerts(t *testing.T) {
 	r := backtestScenario(t, "regional-outage", scenario.Options{Clusters: 6, Nodes: 10, NoPerNodeSeries: true})
 	episodes := map[string]int{}
 	for _, tr := range r.transitions {
-		if tr.Kind == KindAlert && tr.Name == "ControlPlaneAutoHealGuard" && tr.State == "firing" {
+		if tr.Kind == KindAlert && tr.Name == rules.GuardAlert && tr.State == "firing" {
 			episodes[fmt.Sprint(tr.Labels)]++
 		}
 	}

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/cascade-sre/cascade/hack/bench/procstat"
+	"github.com/cascade-sre/cascade/rules"
 	"github.com/cascade-sre/cascade/rules/backtest"
 	"github.com/cascade-sre/cascade/rules/incident"
 	"github.com/cascade-sre/cascade/scenario"
@@ -161,7 +162,7 @@ func measure(info scenario.Info, o scenario.Options) (score, error) {
 	}
 	sc.backtestDur = time.Since(began)
 	sc.samples = sum.Load.Samples
-	sc.pages = sum.Notifications[incident.AlertName]
+	sc.pages = sum.Notifications[rules.IncidentAlert]
 	score1(&sc, transitions)
 	return sc, nil
 }
@@ -191,9 +192,9 @@ func score1(sc *score, transitions []backtest.Transition) {
 			}
 		case t.Kind == backtest.KindIncident && t.Event.Phase == incident.ClusterHit:
 			hit[t.Event.Cluster] = true
-		case t.Kind == backtest.KindAlert && t.State == "firing" && t.Name == "APIServerMemoryExhaustionPredicted" && warning == nil:
+		case t.Kind == backtest.KindAlert && t.State == "firing" && t.Name == rules.MemoryExhaustionPredictedAlert && warning == nil:
 			warning = &transitions[i]
-		case t.Kind == backtest.KindAlert && t.State == "firing" && t.Name == "ControlPlaneAutoHealGuard" && t.Labels["scope"] != "region":
+		case t.Kind == backtest.KindAlert && t.State == "firing" && t.Name == rules.GuardAlert && t.Labels["scope"] != "region":
 			guarded[t.Labels["cluster"]] = true
 		}
 	}
