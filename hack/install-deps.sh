@@ -139,9 +139,13 @@ build_deploy_tools() {
 # newer Go than this module's: it is built in a throwaway module holding
 # Thanos's own replace lines, with that Go release (the module proxy serves
 # it) for this build alone. About 4 minutes on 2 cores, once.
+#
+# The build tags are the ones Thanos's releases are built with (its
+# .promu.yml): without slicelabels its gRPC codec reads Prometheus's labels
+# as the wrong type, and Receive panics on the first Store API call.
 build_thanos() {
-  local version=v0.42.5 toolchain=go1.26.10 start tmp gomod
-  if [ -x "$tools/thanos" ] && [ "$(cat "$tools/thanos.version" 2>/dev/null)" = "$version $toolchain" ]; then
+  local version=v0.42.5 toolchain=go1.26.10 tags=netgo,slicelabels start tmp gomod
+  if [ -x "$tools/thanos" ] && [ "$(cat "$tools/thanos.version" 2>/dev/null)" = "$version $toolchain $tags" ]; then
     return
   fi
   log "building thanos $version with $toolchain into .tools/bin (about 4 minutes, once)"
@@ -159,13 +163,13 @@ build_thanos() {
   } > "$tmp/go.mod"
   # go get lists every module it adds: keep that for a failure.
   if ! (cd "$tmp" && { GOTOOLCHAIN=$toolchain go get "github.com/thanos-io/thanos/cmd/thanos@$version" 2>get.log || { cat get.log >&2; exit 1; }; } &&
-    CGO_ENABLED=0 GOTOOLCHAIN=$toolchain go build -ldflags "-X github.com/prometheus/common/version.Version=${version#v}" \
+    CGO_ENABLED=0 GOTOOLCHAIN=$toolchain go build -tags "$tags" -ldflags "-X github.com/prometheus/common/version.Version=${version#v}" \
       -o "$tools/thanos" github.com/thanos-io/thanos/cmd/thanos); then
     rm -rf "$tmp"
     die "building thanos $version failed"
   fi
   rm -rf "$tmp"
-  echo "$version $toolchain" > "$tools/thanos.version"
+  echo "$version $toolchain $tags" > "$tools/thanos.version"
   log "thanos built in $(( $(date +%s) - start ))s"
 }
 

@@ -337,7 +337,7 @@ func TestInstallDepsBuildsThanosInAThrowawayModule(t *testing.T) {
 	require.Equal(t, []string{
 		"go mod download -json github.com/thanos-io/thanos@v0.42.5 GOTOOLCHAIN=go1.26.10",
 		"go get github.com/thanos-io/thanos/cmd/thanos@v0.42.5 GOTOOLCHAIN=go1.26.10",
-		"go build -ldflags -X github.com/prometheus/common/version.Version=0.42.5 -o " + filepath.Join(tools, "thanos") + " github.com/thanos-io/thanos/cmd/thanos GOTOOLCHAIN=go1.26.10",
+		"go build -tags netgo,slicelabels -ldflags -X github.com/prometheus/common/version.Version=0.42.5 -o " + filepath.Join(tools, "thanos") + " github.com/thanos-io/thanos/cmd/thanos GOTOOLCHAIN=go1.26.10",
 	}, m.thanosCalls(), "only Thanos's build uses another Go")
 	for _, c := range m.calls() {
 		if strings.Contains(c, "kube-apiserver") || strings.HasPrefix(c, "go install ") {
@@ -355,7 +355,7 @@ func TestInstallDepsBuildsThanosInAThrowawayModule(t *testing.T) {
 	require.NoDirExists(t, strings.TrimSpace(string(builtIn)), "the throwaway module is removed")
 	b, err := os.ReadFile(filepath.Join(tools, "thanos.version"))
 	require.NoError(t, err)
-	require.Equal(t, "v0.42.5 go1.26.10\n", string(b))
+	require.Equal(t, "v0.42.5 go1.26.10 netgo,slicelabels\n", string(b), "the pin: version, Go and the build tags of Thanos's releases")
 	require.Contains(t, out, "thanos built in")
 
 	// Built once.
@@ -365,7 +365,7 @@ func TestInstallDepsBuildsThanosInAThrowawayModule(t *testing.T) {
 	require.Empty(t, m.thanosCalls())
 
 	// Rebuilt when the pin changes.
-	require.NoError(t, os.WriteFile(filepath.Join(tools, "thanos.version"), []byte("v0.42.4 go1.26.10\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(tools, "thanos.version"), []byte("v0.42.5 go1.26.10\n"), 0o644))
 	code, out = m.run("hack/install-deps.sh", env...)
 	require.Equal(t, 0, code, out)
 	require.Len(t, m.thanosCalls(), 3)
