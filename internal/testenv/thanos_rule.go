@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -66,7 +67,8 @@ func StartThanosRule(dir string, opts ThanosRuleOptions) (*ThanosRule, error) {
 		"--http-address=127.0.0.1:" + itoa(httpPort),
 		"--grpc-address=" + r.GRPCAddress,
 		"--data-dir=" + filepath.Join(dir, "data"),
-		"--query=" + opts.QueryURL,
+		// An address, not a URL: a scheme would be read as part of the host.
+		"--query=" + strings.TrimPrefix(opts.QueryURL, "http://"),
 		"--eval-interval=" + opts.EvalInterval.String(),
 		"--resend-delay=" + opts.ResendDelay.String(),
 		fmt.Sprintf("--label=%s=%q", ThanosRuleReplicaLabel, "ruler-0"),
