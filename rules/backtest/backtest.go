@@ -249,12 +249,16 @@ type alertState struct {
 }
 
 // alertTransitions compares the group's alerts with their last states. An
-// alert gone from its rule (a pending alert that stopped matching, or a
+// alert gone from its rules (a pending alert that stopped matching, or a
 // resolved one past retention) ends as inactive if it was not already.
+// Several rules may share an alert name (the incident per cluster and per
+// region): an alert is present when any rule of the group has it.
 func alertTransitions(g *promrules.Group, ts time.Time, states map[string]*alertState) []Transition {
 	var out []Transition
+	present := map[string]bool{}
+	names := map[string]bool{}
 	for _, r := range g.AlertingRules() {
-		present := map[string]bool{}
+		names[r.Name()] = true
 		for _, a := range r.ActiveAlerts() {
 			id := a.Labels.String()
 			present[id] = true
@@ -269,11 +273,11 @@ func alertTransitions(g *promrules.Group, ts time.Time, states map[string]*alert
 				out = append(out, Transition{Time: ts, Kind: KindAlert, Name: r.Name(), State: state, Labels: last.labels})
 			}
 		}
-		for id, last := range states {
-			if last.rule == r.Name() && !present[id] && last.state != "inactive" {
-				last.state = "inactive"
-				out = append(out, Transition{Time: ts, Kind: KindAlert, Name: r.Name(), State: "inactive", Labels: last.labels})
-			}
+	}
+	for id, last := range states {
+		if names[last.rule] && !present[id] && last.state != "inactive" {
+			last.state = "inactive"
+			out = append(out, Transition{Time: ts, Kind: KindAlert, Name: last.rule, State: "inactive", Labels: last.labels})
 		}
 	}
 	slices.SortStableFunc(out, func(a, b Transition) int {
