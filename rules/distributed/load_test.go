@@ -144,4 +144,3 @@ func TestRuleFilesLoadUnchanged(t *testing.T) {
 		awaitEvaluated(t, v.URL, want, func() string { return v.LogTail(3000) })
 	})
 }
-
