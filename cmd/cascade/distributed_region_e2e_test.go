@@ -25,7 +25,7 @@ func TestRegionOnThanosEndToEnd(t *testing.T) {
 	bin := cascadeBinary(t)
 	dir := t.TempDir()
 	ams, hooks := haAlertmanagers(t, time.Second)
-	thanos := startThanos(t, interval, ams.URLs())
+	thanos := startThanos(t, interval, 0, ams.URLs())
 	var clusters []*testenv.RegionCluster
 	var targets strings.Builder
 	for _, name := range []string{"eu1-a", "eu1-b", "eu1-c"} {
