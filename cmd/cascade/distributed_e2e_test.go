@@ -20,7 +20,6 @@ import (
 	"github.com/cascade-sre/cascade/rules"
 	"github.com/cascade-sre/cascade/rules/incident"
 	"github.com/cascade-sre/cascade/rules/remotequery"
-	"github.com/cascade-sre/cascade/rules/routing"
 )
 
 // startThanos starts Thanos as a provider runs it behind Cascade
@@ -87,13 +86,8 @@ func awaitRulerHealthy(t *testing.T, ruler *testenv.ThanosRule) {
 // routing; the recorder gets their page, ticket and automation deliveries.
 func haAlertmanagers(t *testing.T, groupWait time.Duration) (*testenv.AlertmanagerCluster, *testenv.Webhooks) {
 	t.Helper()
-	hooks := testenv.WebhooksForTest(t)
-	o := routing.DefaultOptions()
-	o.PageURL, o.TicketURL, o.AutomationURL = hooks.URL("page"), hooks.URL("ticket"), hooks.URL("guard")
-	o.GroupWait = groupWait
-	cfg, err := routing.AlertmanagerConfig(o)
-	require.NoError(t, err)
-	return testenv.AlertmanagerClusterForTest(t, string(cfg), 2), hooks
+	cfg, hooks := routedConfig(t, groupWait)
+	return testenv.AlertmanagerClusterForTest(t, cfg, 2), hooks
 }
 
 // metricSum sums the samples of a metric on a /metrics page whose labels

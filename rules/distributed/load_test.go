@@ -33,17 +33,24 @@ func ruleFiles(t *testing.T) []string {
 	return out
 }
 
-// ruleCounts counts the rules of each group in the files, as Prometheus
-// reads them.
-func ruleCounts(t *testing.T, files []string) map[string]int {
+// ruleGroups parses the rule files as Prometheus reads them.
+func ruleGroups(t *testing.T, files []string) []rulefmt.RuleGroup {
 	t.Helper()
-	counts := map[string]int{}
+	var out []rulefmt.RuleGroup
 	for _, f := range files {
 		groups, errs := rulefmt.ParseFile(f, false, model.UTF8Validation)
 		require.Empty(t, errs, f)
-		for _, g := range groups.Groups {
-			counts[g.Name] = len(g.Rules)
-		}
+		out = append(out, groups.Groups...)
+	}
+	return out
+}
+
+// ruleCounts counts the rules of each group in the files.
+func ruleCounts(t *testing.T, files []string) map[string]int {
+	t.Helper()
+	counts := map[string]int{}
+	for _, g := range ruleGroups(t, files) {
+		counts[g.Name] = len(g.Rules)
 	}
 	return counts
 }

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cascade-sre/cascade/internal/testenv"
@@ -118,20 +117,16 @@ func TestVMAlertReplayAgreesWithBacktest(t *testing.T) {
 func keepFiringFor(t *testing.T, files []string) map[string]time.Duration {
 	t.Helper()
 	out := map[string]time.Duration{}
-	for _, f := range files {
-		groups, errs := rulefmt.ParseFile(f, false, model.UTF8Validation)
-		require.Empty(t, errs)
-		for _, g := range groups.Groups {
-			for _, r := range g.Rules {
-				if r.Alert == "" {
-					continue
-				}
-				kff := time.Duration(r.KeepFiringFor)
-				if old, ok := out[r.Alert]; ok {
-					require.Equal(t, old, kff, "two rules of %s keep firing for different times", r.Alert)
-				}
-				out[r.Alert] = kff
+	for _, g := range ruleGroups(t, files) {
+		for _, r := range g.Rules {
+			if r.Alert == "" {
+				continue
 			}
+			kff := time.Duration(r.KeepFiringFor)
+			if old, ok := out[r.Alert]; ok {
+				require.Equal(t, old, kff, "two rules of %s keep firing for different times", r.Alert)
+			}
+			out[r.Alert] = kff
 		}
 	}
 	return out

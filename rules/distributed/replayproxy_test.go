@@ -17,9 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/util/compression"
@@ -89,20 +87,16 @@ func newReplayProxy(t *testing.T, vm *testenv.VictoriaMetrics, files []string) *
 		newest: map[string]time.Time{}, last: map[string]map[string]labels.Labels{}, lastAt: map[string]time.Time{},
 	}
 	p.written = sync.NewCond(&p.mu)
-	for _, f := range files {
-		groups, errs := rulefmt.ParseFile(f, false, model.UTF8Validation)
-		require.Empty(t, errs)
-		for _, g := range groups.Groups {
-			for _, r := range g.Rules {
-				if r.Record == "" {
-					continue
-				}
-				require.NotContains(t, p.record, r.Expr, "two recording rules of one expression")
-				require.Empty(t, r.Labels, "%s: a recording rule's own labels would be part of its series", r.Record)
-				p.record[r.Expr] = r.Record
-				if strings.Contains(r.Expr, r.Record) {
-					p.selfRead[r.Expr] = true
-				}
+	for _, g := range ruleGroups(t, files) {
+		for _, r := range g.Rules {
+			if r.Record == "" {
+				continue
+			}
+			require.NotContains(t, p.record, r.Expr, "two recording rules of one expression")
+			require.Empty(t, r.Labels, "%s: a recording rule's own labels would be part of its series", r.Record)
+			p.record[r.Expr] = r.Record
+			if strings.Contains(r.Expr, r.Record) {
+				p.selfRead[r.Expr] = true
 			}
 		}
 	}
