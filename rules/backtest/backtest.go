@@ -253,12 +253,16 @@ type alertState struct {
 }
 
 // alertTransitions compares the group's alerts with their last states. An
-// alert gone from its rule (a pending alert that stopped matching, or a
+// alert gone from its rules (a pending alert that stopped matching, or a
 // resolved one past retention) ends as inactive if it was not already.
+// Several rules may share an alert name (the incident per cluster and per
+// region): an alert is present when any rule of the group has it.
 func alertTransitions(g *promrules.Group, ts time.Time, states map[string]*alertState) []Transition {
 	var out []Transition
+	present := map[string]bool{}
+	names := map[string]bool{}
 	for _, r := range g.AlertingRules() {
-		present := map[string]bool{}
+		names[r.Name()] = true
 		for _, a := range r.ActiveAlerts() {
 			id := a.Labels.String()
 			present[id] = true

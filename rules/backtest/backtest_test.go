@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -398,4 +399,31 @@ func TestNaNInTheDataKeepsTheIncident(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.Equal(t, []string{"onset", "escalation", "mitigation", "recovery", "resolved"}, phases, "truth: %s", truth.RootCause)
+// Two alerting rules of one name (the incident per cluster and per region)
+// are one alert name, not one alert: the one that fires steadily fires
+// once, and is not marked inactive by its sibling that has nothing.
+func TestRulesSharingAnAlertName(t *testing.T) {
+	dir := t.TempDir()
+	ruleFile := filepath.Join(dir, "rules.yml")
+	require.NoError(t, os.WriteFile(ruleFile, []byte(`groups:
+  - name: g
+    rules:
+      - alert: Same
+        expr: x > 0
+        labels: {scope: cluster}
+      - alert: Same
+        expr: y > 0
+        labels: {scope: region}
+`), 0o644))
+	var data strings.Builder
+	for i := range 20 {
+		fmt.Fprintf(&data, "x 1 %d\n", 1_700_000_000+15*i)
+	}
+	data.WriteString("# EOF\n")
+	var got []string
+	_, err := Run(t.Context(), strings.NewReader(data.String()), Options{RuleFiles: []string{ruleFile}}, func(tr Transition) {
+		got = append(got, tr.State+" "+tr.Labels["scope"])
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{"firing cluster"}, got)
 }
