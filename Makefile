@@ -15,7 +15,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.Branch=main
 export PATH := $(TOOLS)/bin:$(PATH)
 
-.PHONY: all build image manifests demo vet test test-short deps fuzz bench-exporter bench-gateway bench-engine bench-detection dashboards-picture clean
+.PHONY: all build image manifests demo vet test test-short deps fuzz bench-exporter bench-gateway bench-engine bench-detection bench-distributed dashboards-picture clean
 
 all: build
 
@@ -104,6 +104,13 @@ bench-engine: deps build
 # rewrites the detection table of BENCHMARKS.md.
 bench-detection:
 	$(GO) run $(GOFLAGS_T) ./hack/bench/detection -write BENCHMARKS.md
+
+# bench-distributed measures the time to page through Thanos (Receive,
+# Query, Ruler) beside cascade run alone on the same API server OOM, and
+# the remote-write delivery delay (about 4 minutes a run).
+DISTRIBUTED_BENCH_FLAGS ?=
+bench-distributed: deps build
+	$(GO) run $(GOFLAGS_T) ./hack/bench/distributed $(DISTRIBUTED_BENCH_FLAGS)
 
 # dashboards-picture redraws docs/dashboards/overview.png and region.png: the
 # overview's queries over the backtested incident scenario, the regional

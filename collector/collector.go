@@ -121,6 +121,11 @@ func Open(opts Options) (*Collector, error) {
 		checkEach: cmp.Or(opts.StorageCheckInterval, DefaultStorageCheckInterval)}
 	scrapeGetter := &readyScrapeManager{}
 	c.remote = remote.NewStorage(logger.With("component", "remote"), reg, c.startTime, opts.DataDir, time.Minute, scrapeGetter, false)
+	// Remote write tails the WAL: told of every commit it sends at once;
+	// left alone it reads the WAL only every 15 s, and every sample would
+	// reach the store up to 15 s late (and the rules reading it there page
+	// that much later).
+	db.SetWriteNotified(c.remote)
 	c.storage = storage.NewFanout(logger, db, c.remote)
 
 	sdMetrics := opts.SDMetrics

@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -176,4 +180,63 @@ scrape_configs:
 	}, 30*time.Second, 100*time.Millisecond, "no scrape failure was logged to the file")
 	stop()
 	require.NoError(t, <-done)
+// TestRemoteWriteDeliversAtOnce: a scraped sample reaches the remote-write
+// receiver within the queue's batch deadline, not at the WAL watcher's
+// 15-second fallback read.
+func TestRemoteWriteDeliversAtOnce(t *testing.T) {
+	prom := testenv.PrometheusForTest(t, "global: {scrape_interval: 1m}\n")
+	var mu sync.Mutex
+	scrapedAt := map[int]time.Time{}
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		n := len(scrapedAt) + 1
+		scrapedAt[n] = time.Now()
+		mu.Unlock()
+		fmt.Fprintf(w, "cascade_test_scrapes %d\n", n)
+	}))
+	defer target.Close()
+	cfg, err := config.Load(fmt.Sprintf(`
+global: {scrape_interval: 1s}
+scrape_configs:
+  - job_name: exporter
+    static_configs: [{targets: [%q]}]
+remote_write:
+  - url: %s/api/v1/write
+    queue_config: {batch_send_deadline: 100ms}
+`, target.Listener.Addr().String(), prom.URL), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	c, err := Open(Options{DataDir: t.TempDir(), Retention: DefaultRetention})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.ApplyConfig(cfg))
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	defer func() { stop(); <-done }()
+
+	// Each time a newer scrape shows in the receiver: how long after it
+	// was taken.
+	var delays []time.Duration
+	last := 0
+	require.Eventually(t, func() bool {
+		got, err := prom.Query(t.Context(), `cascade_test_scrapes`)
+		if err != nil || len(got) != 1 {
+			return false
+		}
+		n, err := strconv.Atoi(fmt.Sprint(got[0].Value[1]))
+		require.NoError(t, err)
+		if n > last {
+			mu.Lock()
+			at := scrapedAt[n]
+			mu.Unlock()
+			if last > 0 {
+				delays = append(delays, time.Since(at))
+			}
+			last = n
+		}
+		return len(delays) >= 8
+	}, time.Minute, 50*time.Millisecond, "remote write delivered %d scrapes", len(delays))
+	slices.Sort(delays)
+	t.Logf("scrape to receiver: median %s, max %s", delays[len(delays)/2], delays[len(delays)-1])
+	require.Less(t, delays[len(delays)-1], 3*time.Second, "delays %v", delays)
 }

@@ -6,6 +6,8 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/heatmap"
 	"github.com/grafana/grafana-foundation-sdk/go/logs"
 	"github.com/grafana/grafana-foundation-sdk/go/stat"
+
+	"github.com/cascade-sre/cascade/rules"
 )
 
 // Titles of the overview panels that the tests and the picture look up.
@@ -20,10 +22,10 @@ const (
 
 // Queries shared by the overview and the detail dashboards.
 const (
-	incidentByRootCause = `max by (root_cause) (ALERTS{alertname="ControlPlaneCascadeIncident", alertstate="firing", scope!="region", ` + clusterSel + `})`
+	incidentByRootCause = `max by (root_cause) (ALERTS{alertname="` + rules.IncidentAlert + `", alertstate="firing", scope!="region", ` + clusterSel + `})`
 	// The regional incident of the cluster's region, if any: its own API
 	// server may be healthy while a shared component fails its nodes.
-	regionalIncidentOfCluster = `max by (region, shared, root_cause) (ALERTS{alertname="ControlPlaneCascadeIncident", alertstate="firing", scope="region", region=~"$region"} and on (region) cascade:cluster:present{` + clusterSel + `})`
+	regionalIncidentOfCluster = `max by (region, shared, root_cause) (ALERTS{alertname="` + rules.IncidentAlert + `", alertstate="firing", scope="region", region=~"$region"} and on (region) cascade:cluster:present{` + clusterSel + `})`
 	workingSetByReplica       = `max by (replica) (cascade_apiserver_memory_working_set_bytes{` + clusterSel + `})`
 	limitByReplica            = `max by (replica) (cascade_apiserver_memory_limit_bytes{` + clusterSel + `})`
 	oomKillsByReplica         = `max by (replica) (increase(cascade_apiserver_oom_kills_total{` + clusterSel + `}[$__rate_interval])) > 0`
@@ -43,7 +45,7 @@ func overview() (dashboard.Dashboard, error) {
 	// Now: the incident, its root cause, the guard, and the three signals in
 	// one number each.
 	b.WithPanel(incidentStat("Incident now",
-		"ControlPlaneCascadeIncident firing for this cluster, named by its root cause, and the regional incident of its region (a shared component failed, or many clusters fell together): see the regional overview.",
+		rules.IncidentAlert+" firing for this cluster, named by its root cause, and the regional incident of its region (a shared component failed, or many clusters fell together): see the regional overview.",
 		"no incident", 6,
 		promInstant(incidentByRootCause, "{{root_cause}}"),
 		promInstant(regionalIncidentOfCluster, "regional: {{root_cause}} {{shared}}")).

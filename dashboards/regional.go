@@ -9,6 +9,8 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/stat"
 	"github.com/grafana/grafana-foundation-sdk/go/statetimeline"
 	"github.com/grafana/grafana-foundation-sdk/go/table"
+
+	"github.com/cascade-sre/cascade/rules"
 )
 
 // Titles of the regional overview's panels that the tests look up.
@@ -34,7 +36,7 @@ const (
 
 // Queries of the regional overview.
 const (
-	regionIncident = `max by (scope, shared, root_cause) (label_replace(ALERTS{alertname="ControlPlaneCascadeIncident", alertstate="firing", scope="region", ` + regionSel + `}, "shared", "no shared component", "shared", ""))`
+	regionIncident = `max by (scope, shared, root_cause) (label_replace(ALERTS{alertname="` + rules.IncidentAlert + `", alertstate="firing", scope="region", ` + regionSel + `}, "shared", "no shared component", "shared", ""))`
 	// clustersHit and shareHit are 0, not absent, while no cluster is hit
 	// (the recording rules count only the clusters hit); one series
 	// throughout, not one per side of the or.
@@ -43,7 +45,10 @@ const (
 	// clusterState is one number per cluster: 0 not hit, 1 hit with the
 	// auto-heal guard off, 2 guard on without being hit (its own incident),
 	// 3 hit with the guard on.
-	clusterState = `cascade:cluster_hit:bool{` + regionClusterSel + `} + on (region, cluster) 2 * cascade:autoheal_guard{` + regionClusterSel + `}`
+	clusterState = clusterHit + ` + on (region, cluster) 2 * cascade:autoheal_guard{` + regionClusterSel + `}`
+	// clusterHit is 1 for every cluster of the region hit now, 0 for the
+	// others.
+	clusterHit = `(cascade:cluster_hit:active{` + regionClusterSel + `} or on (region, cluster) 0 * cascade:cluster:present{` + regionClusterSel + `})`
 	// regionEventsSelector selects the regional incident's events in Loki:
 	// its phases and its clusters hit and recovered.
 	regionEventsSelector = `{source="cascade", kind="incident", scope="region", ` + regionSel + `}`
@@ -63,7 +68,7 @@ func regional() (dashboard.Dashboard, error) {
 
 	// Now.
 	b.WithPanel(incidentStat("Regional incident now",
-		"ControlPlaneCascadeIncident with scope=\"region\": its root cause and the shared component that failed first (none when many clusters fell together with no shared signal: regional_common_cause).",
+		rules.IncidentAlert+" with scope=\"region\": its root cause and the shared component that failed first (none when many clusters fell together with no shared signal: regional_common_cause).",
 		"no regional incident", 8,
 		promInstant(regionIncident, "{{root_cause}} · {{shared}}")))
 	b.WithPanel(stat.NewPanelBuilder().
@@ -235,9 +240,9 @@ func clusterTable() *table.PanelBuilder {
 	}}
 	return table.NewPanelBuilder().
 		Title(RegionClusterTablePanel).
-		Description("Every cluster of the region at the end of the time range, hit ones first: hit (cascade:cluster_hit:bool), auto-heal guard (cascade:autoheal_guard), share of leases late or expired, share of nodes not Ready. A cluster's name opens its overview.").
+		Description("Every cluster of the region at the end of the time range, hit ones first: hit (cascade:cluster_hit:active), auto-heal guard (cascade:autoheal_guard), share of leases late or expired, share of nodes not Ready. A cluster's name opens its overview.").
 		Datasource(promDS()).
-		WithTarget(column(`cascade:cluster_hit:bool{`+regionClusterSel+`}`, "A")).
+		WithTarget(column(clusterHit, "A")).
 		WithTarget(column(`cascade:autoheal_guard{`+regionClusterSel+`}`, "B")).
 		WithTarget(column(`cascade:node_leases_not_fresh:ratio{`+regionClusterSel+`}`, "C")).
 		WithTarget(column(`cascade:nodes_not_ready:ratio{`+regionClusterSel+`}`, "D")).

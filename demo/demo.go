@@ -20,9 +20,9 @@ import (
 
 	promrules "github.com/prometheus/prometheus/rules"
 
+	"github.com/cascade-sre/cascade/rules"
 	"github.com/cascade-sre/cascade/rules/backtest"
 	"github.com/cascade-sre/cascade/rules/engine"
-	"github.com/cascade-sre/cascade/rules/incident"
 	"github.com/cascade-sre/cascade/rules/report"
 	"github.com/cascade-sre/cascade/scenario"
 )
@@ -152,7 +152,7 @@ func Play(ctx context.Context, o Options, out, status io.Writer, statusWidth int
 	if err := writeFiles(o.OutDir, transitions, truth, rep.Bytes()); err != nil {
 		return Result{Truth: truth}, err
 	}
-	res := Result{Truth: truth, Pages: sum.Notifications[incident.AlertName], Duration: time.Since(began)}
+	res := Result{Truth: truth, Pages: sum.Notifications[rules.IncidentAlert], Duration: time.Since(began)}
 	fmt.Fprintf(out, "\nPages sent: %d. Demo done in %s; its files are in %s/.\n", res.Pages, res.Duration.Round(100*time.Millisecond), o.OutDir)
 	return res, nil
 }

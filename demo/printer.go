@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cascade-sre/cascade/rules"
 	"github.com/cascade-sre/cascade/rules/backtest"
 	"github.com/cascade-sre/cascade/rules/incident"
 	"github.com/cascade-sre/cascade/scenario"
@@ -76,21 +77,41 @@ func (p *printer) flush() {
 			}
 			rest = append(rest, l)
 		}
-		text := first.text
-		switch {
-		case len(about) == 1:
-			text += " (" + about[0] + ")"
-		case len(about) > 1:
-			slices.Sort(about)
-			named := strings.Join(about[:min(len(about), maxNamed)], ", ")
-			if len(about) > maxNamed {
-				named += fmt.Sprintf(" and %d more", len(about)-maxNamed)
+		slices.Sort(about)
+		// As many names as fit: a terminal's line must not wrap.
+		var text string
+		for k := min(len(about), maxNamed); k >= 0; k-- {
+			text = merged(first, about, k)
+			if p.width == 0 || prefixWidth+len([]rune(text)) < p.width {
+				break
 			}
-			text += fmt.Sprintf(" in %d: %s", len(about), named)
 		}
-		p.print(first.at, first.kind, text+first.suffix)
+		if r := []rune(text); p.width > 0 && prefixWidth+len(r) >= p.width {
+			text = string(r[:max(p.width-prefixWidth-2, 0)]) + "…"
+		}
+		p.print(first.at, first.kind, text)
 		p.pending = rest
 	}
+}
+
+// prefixWidth is the width of a printed line's time and kind.
+const prefixWidth = len("15:04:05  ") + 10
+
+// merged is l's text naming k of what it is about (all, when one).
+func merged(l line, about []string, k int) string {
+	text := l.text
+	switch {
+	case len(about) == 1:
+		text += " (" + about[0] + ")"
+	case len(about) > 1 && k == 0:
+		text += fmt.Sprintf(" in %d", len(about))
+	case len(about) > 1:
+		text += fmt.Sprintf(" in %d: %s", len(about), strings.Join(about[:k], ", "))
+		if len(about) > k {
+			text += fmt.Sprintf(" and %d more", len(about)-k)
+		}
+	}
+	return text + l.suffix
 }
 
 // faultsUntil prints the injected faults up to t, from the ground truth:
@@ -125,14 +146,14 @@ func (p *printer) transition(t backtest.Transition) {
 	default:
 		return
 	}
-	if t.Name == incident.AlertName {
+	if t.Name == rules.IncidentAlert {
 		return // told as the incident
 	}
 	l := line{at: t.Time, kind: "alert", text: t.Name + " " + t.State, about: about(t.Labels)}
 	switch {
-	case t.Labels["cascade_symptom"] == "true" && p.incident != "" && t.State == "firing":
+	case t.Labels[rules.SymptomLabel] == "true" && p.incident != "" && t.State == "firing":
 		l.suffix = "  (inhibited in Alertmanager: part of the incident)"
-	case t.Labels["cascade_guard"] == "true" && t.State == "firing":
+	case t.Labels[rules.GuardLabel] == "true" && t.State == "firing":
 		l.suffix = "  → automation: stop auto-healing nodes"
 	}
 	p.pending = append(p.pending, l)
@@ -151,9 +172,9 @@ func (p *printer) incidentEvent(e *incident.Event) {
 	default:
 		p.incident = string(e.Phase)
 	}
-	text := fmt.Sprintf("%s ControlPlaneCascadeIncident, root cause %s", strings.ToUpper(string(e.Phase)), e.RootCause)
+	text := fmt.Sprintf("%s %s, root cause %s", strings.ToUpper(string(e.Phase)), rules.IncidentAlert, e.RootCause)
 	if e.Scope == incident.ScopeRegion {
-		text = fmt.Sprintf("%s regional ControlPlaneCascadeIncident in %s, root cause %s", strings.ToUpper(string(e.Phase)), e.Region, e.RootCause)
+		text = fmt.Sprintf("%s regional %s in %s, root cause %s", strings.ToUpper(string(e.Phase)), rules.IncidentAlert, e.Region, e.RootCause)
 		if e.Shared != "" {
 			text += " of shared " + e.Shared
 		}
@@ -175,6 +196,10 @@ func about(l map[string]string) string {
 		if v := l[k]; v != "" {
 			parts = append(parts, v)
 		}
+	}
+	// A shared component's replica names it already: regional-api-0.
+	if s, r := l["shared"], l["replica"]; s != "" && strings.HasPrefix(r, s) {
+		parts = slices.DeleteFunc(parts, func(p string) bool { return p == s })
 	}
 	return strings.Join(parts, " ")
 }

@@ -75,7 +75,7 @@ func addReplayCommands(app *kingpin.Application) *replayCommands {
 	c.backtest = app.Command("backtest", "Evaluate the rule files over recorded series with the engine of cascade run, and print every alert transition and incident event with its time.")
 	c.backtest.Flag("data", "OpenMetrics text with timestamps (or a gzip of it); - reads standard input.").Required().StringVar(&c.data)
 	c.backtest.Flag("format", "Output: text for people, json for one JSON object per line (time, kind, name, state, labels, and phase and root_cause for incidents).").Default("text").EnumVar(&c.format, "text", "json")
-	c.backtest.Flag("rule-file", "Rule file to evaluate instead of the embedded ones; repeatable.").StringsVar(&c.btOpts.RuleFiles)
+	c.backtest.Flag("rule-file", "Rule file (or glob) to evaluate instead of the embedded ones; repeatable.").StringsVar(&c.btOpts.RuleFiles)
 	c.backtest.Flag("eval-interval", "Rule evaluation interval.").Default("15s").DurationVar(&c.btOpts.Interval)
 	c.backtest.Flag("scrape-interval", "Interval the data was scraped at: a series silent for twice as long is marked stale, as Prometheus does.").Default("15s").DurationVar(&c.btOpts.ScrapeInterval)
 	c.backtest.Flag("tsdb.path", "Keep the TSDB (raw series, recording rules, ALERTS) in this empty or new directory, as blocks Prometheus can open; empty: a temporary one.").StringVar(&c.btOpts.TSDBPath)

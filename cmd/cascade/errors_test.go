@@ -110,7 +110,7 @@ func TestMistakesAreRefusedByName(t *testing.T) {
 		args []string
 		want string
 	}{
-		"no nodes":               {[]string{"scenario", "incident", "--nodes", "0", "-o", out}, "--nodes must be between 1 and 50000, not 0"},
+		"no nodes":               {[]string{"scenario", "incident", "--nodes", "0", "-o", out}, "--nodes must be between 1 and 5000, not 0"},
 		"too many nodes":         {[]string{"scenario", "incident", "--nodes=5001", "-o", out}, "--nodes must be between 1 and 5000, not 5001"},
 		"no cluster":             {[]string{"scenario", "incident", "--cluster", "", "-o", out}, "--cluster must not be empty"},
 		"no scrape interval":     {[]string{"scenario", "incident", "--scrape-interval", "0s", "-o", out}, "--scrape-interval must be between 1s and 5m0s, not 0s"},

@@ -21,13 +21,21 @@ import (
 // deliveries as "page", "ticket" and "guard".
 func routedAlertmanager(t *testing.T, groupWait time.Duration) (*testenv.Alertmanager, *testenv.Webhooks) {
 	t.Helper()
+	cfg, hooks := routedConfig(t, groupWait)
+	return testenv.AlertmanagerForTest(t, cfg), hooks
+}
+
+// routedConfig is the generated routing delivering to a new recorder as
+// "page", "ticket" and "guard".
+func routedConfig(t *testing.T, groupWait time.Duration) (string, *testenv.Webhooks) {
+	t.Helper()
 	hooks := testenv.WebhooksForTest(t)
 	o := routing.DefaultOptions()
 	o.PageURL, o.TicketURL, o.AutomationURL = hooks.URL("page"), hooks.URL("ticket"), hooks.URL("guard")
 	o.GroupWait = groupWait
 	cfg, err := routing.AlertmanagerConfig(o)
 	require.NoError(t, err)
-	return testenv.AlertmanagerForTest(t, string(cfg)), hooks
+	return string(cfg), hooks
 }
 
 // freeAddr is a free loopback address for `cascade run` to listen on.

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/cascade-sre/cascade/collector"
+	"github.com/cascade-sre/cascade/exporters/server"
 	"github.com/cascade-sre/cascade/internal/loki"
 	"github.com/cascade-sre/cascade/internal/runconfig"
 	"github.com/cascade-sre/cascade/internal/tracing"
@@ -39,7 +40,7 @@ import (
 // runCommand is `cascade run`: exporters, collector and engine in one process.
 type runCommand struct {
 	cmd        *kingpin.CmdClause
-	exp        *exporterCommand
+	exporters  *server.Server
 	configFile string
 	check      bool
 	lifecycle  bool
@@ -47,7 +48,7 @@ type runCommand struct {
 
 func addRunCommand(app *kingpin.Application) *runCommand {
 	cmd := app.Command("run", "Run everything: the exporters, the collector scraping them (and any other target) into the embedded TSDB, and the rule engine sending alerts to Alertmanager.")
-	r := &runCommand{cmd: cmd, exp: addExporterFlags(cmd)}
+	r := &runCommand{cmd: cmd, exporters: server.AddFlags(cmd)}
 	cmd.Flag("config.file", "Configuration file: a Prometheus configuration plus a cascade: section. Empty: the embedded default, which scrapes this process's own exporters at 127.0.0.1:9847.").StringVar(&r.configFile)
 	cmd.Flag("config.check", "Check the configuration and rule files, then exit: 0 if they load.").BoolVar(&r.check)
 	cmd.Flag("web.enable-lifecycle", "Serve POST /-/reload and /-/quit (behind the web config's TLS and basic auth). Off: they answer 403; SIGHUP reloads, SIGTERM stops.").BoolVar(&r.lifecycle)
@@ -84,13 +85,13 @@ func (r *runCommand) run(logger *slog.Logger) int {
 	// itself is refused). The Go default, 100, let the heap grow a third
 	// further between collections.
 	debug.SetGCPercent(cfg.Prometheus.Runtime.GoGC)
-	parts, err := r.exp.build(logger, true)
+	parts, err := r.exporters.Build(logger, true)
 	if err != nil {
 		logger.Error("cannot start the exporters", "err", err)
 		return 1
 	}
-	if err := r.exp.validateWeb(); err != nil {
-		logger.Error("invalid --web.config.file", "file", *r.exp.web.WebConfigFile, "err", err)
+	if err := r.exporters.ValidateWeb(); err != nil {
+		logger.Error("invalid --web.config.file", "file", r.exporters.WebConfigFile(), "err", err)
 		return 1
 	}
 
@@ -117,7 +118,7 @@ func (r *runCommand) run(logger *slog.Logger) int {
 			logger.Error("closing the TSDB", "err", err)
 		}
 	}()
-	externalURL, err := externalURL(cfg, *r.exp.web.WebListenAddresses)
+	externalURL, err := externalURL(cfg, r.exporters.ListenAddresses())
 	if err != nil {
 		logger.Error("invalid external URL", "err", err)
 		return 1
@@ -180,7 +181,7 @@ func (r *runCommand) run(logger *slog.Logger) int {
 	var g run.Group
 	quit := make(chan struct{})
 	var quitOnce sync.Once
-	r.exp.addToGroup(&g, ctx, cancel, parts, reg, logger, func(mux *http.ServeMux) {
+	r.exporters.AddToGroup(&g, ctx, cancel, parts, reg, logger, func(mux *http.ServeMux) {
 		r.lifecycleRoutes(mux, rl, func() { quitOnce.Do(func() { close(quit) }) })
 		mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Ready") })
 	})
@@ -280,18 +281,9 @@ func checkStoragePath(path string) error {
 // checkRules parses the rule files cfg names, or the embedded ones, without
 // loading them into anything.
 func checkRules(cfg *runconfig.Config) error {
-	var files []string
-	for _, pattern := range cfg.Prometheus.RuleFiles {
-		matches, err := filepath.Glob(pattern)
-		if err != nil || len(matches) == 0 {
-			return fmt.Errorf("rule_files %q matches no file", pattern)
-		}
-		files = append(files, matches...)
-	}
-	if len(files) == 0 {
-		for _, n := range rules.FileNames() {
-			files = append(files, engine.EmbeddedPrefix+n)
-		}
+	files, err := engine.RuleFiles(rules.Files(), cfg.Prometheus.RuleFiles...)
+	if err != nil {
+		return err
 	}
 	if err := engine.CheckRules(rules.Files(), files...); err != nil {
 		return fmt.Errorf("rule files: %w", err)

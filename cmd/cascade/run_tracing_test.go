@@ -97,7 +97,7 @@ cascade:
 			n = m
 			return quiet
 		}, 15*time.Second, 1500*time.Millisecond)
-		time.Sleep(2 * time.Second)
+		time.Sleep(2 * time.Second) // nothing more arrives: waiting is the test
 		require.Equal(t, n, len(r.Spans()), "spans still arrive at a receiver no longer configured")
 	}
 

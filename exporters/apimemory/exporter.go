@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cascade-sre/cascade/internal/contract"
 	"github.com/cascade-sre/cascade/internal/kube"
 )
 
@@ -20,24 +21,12 @@ const (
 )
 
 var (
-	workingSetDesc = prometheus.NewDesc("cascade_apiserver_memory_working_set_bytes",
-		"Working set of the API server replica: cgroup usage minus inactive file, or RSS when only that is known.",
-		[]string{"replica"}, nil)
-	limitDesc = prometheus.NewDesc("cascade_apiserver_memory_limit_bytes",
-		"Effective memory limit of the API server replica; absent when unknown or unlimited.",
-		[]string{"replica"}, nil)
-	oomKillsDesc = prometheus.NewDesc("cascade_apiserver_oom_kills_total",
-		"OOM kills of the API server replica observed by any source.",
-		[]string{"replica"}, nil)
-	restartsDesc = prometheus.NewDesc("cascade_apiserver_restarts_total",
-		"Process restarts of the API server replica observed by any source.",
-		[]string{"replica"}, nil)
-	upDesc = prometheus.NewDesc("cascade_apiserver_up",
-		"1 when the last probe of the API server replica succeeded.",
-		[]string{"replica"}, nil)
-	podWatchUpDesc = prometheus.NewDesc("cascade_apiserver_pod_watch_up",
-		"1 while the watch on API server pods is healthy: their status is current.",
-		nil, nil)
+	workingSetDesc = contract.APIServerWorkingSet.Desc()
+	limitDesc      = contract.APIServerLimit.Desc()
+	oomKillsDesc   = contract.APIServerOOMKills.Desc()
+	restartsDesc   = contract.APIServerRestarts.Desc()
+	upDesc         = contract.APIServerUp.Desc()
+	podWatchUpDesc = contract.APIServerPodWatchUp.Desc()
 )
 
 // observation is what one source currently knows about one replica.
@@ -119,13 +108,10 @@ func New(cfg Config, kubeClient *kube.Client, logger *slog.Logger) (*Exporter, e
 		logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Exporter{
-		cfg:      cfg,
-		now:      time.Now,
-		exported: map[string]replicaCounters{},
-		sourceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cascade_apiserver_source_errors_total",
-			Help: "Failed reads of a source of API server memory: probes, cgroup reads, pod list and watch calls.",
-		}, []string{"source"}),
+		cfg:          cfg,
+		now:          time.Now,
+		exported:     map[string]replicaCounters{},
+		sourceErrors: prometheus.NewCounterVec(contract.APIServerSourceErrors.CounterOpts(), contract.APIServerSourceErrors.Labels),
 	}
 	for _, spec := range cfg.Cgroups {
 		e.cgroups = append(e.cgroups, newCgroupSource(spec, cfg, e.sourceErrors.WithLabelValues(kindCgroup), logger))

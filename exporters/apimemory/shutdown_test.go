@@ -38,9 +38,8 @@ func TestShutdownWithDeadServer(t *testing.T) {
 	go func() { done <- e.Run(ctx) }()
 	// Four failed calls in, the next retry is seconds away: stop just after
 	// a failure, at the start of the longest wait.
-	for testutil.ToFloat64(e.sourceErrors.WithLabelValues(kindPods)) < 4 {
-		time.Sleep(time.Millisecond)
-	}
+	require.Eventually(t, func() bool { return testutil.ToFloat64(e.sourceErrors.WithLabelValues(kindPods)) >= 4 },
+		60*time.Second, time.Millisecond)
 	stop()
 	select {
 	case err := <-done:

@@ -1,10 +1,17 @@
 // Package gateway exports the request rate of the API gateway in front of
 // the Kubernetes control plane (cascade_gateway_*) from its access logs:
-// nginx JSON, Envoy JSON or combined log format, followed like tail -F
-// through rename and copytruncate rotation, with a positions file so a
-// restart neither loses nor counts twice. Raw paths become bounded route
-// templates of the Kubernetes API grammar and user agents bounded client
-// classes; parsed lines can be forwarded to Loki.
+// nginx JSON, Envoy JSON or combined log format, followed by internal/tail
+// (rename and copytruncate rotation, a positions file so a restart neither
+// loses nor counts twice). Raw paths become bounded route templates of the
+// Kubernetes API grammar and user agents bounded client classes; parsed
+// lines can be forwarded to Loki.
+//
+// Files: this one (the exporter), config.go and factory.go (its
+// configuration and flags), pipeline.go (a line to metric updates, the hot
+// path), parse.go with parse_nginx.go, parse_envoy.go and
+// parse_combined.go (one per format) and jsonscan.go, route.go with
+// resources.go (route templates), classify.go (client classes), metrics.go
+// (the families).
 package gateway
 
 import (
@@ -13,7 +20,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +27,7 @@ import (
 
 	"github.com/cascade-sre/cascade/internal/loki"
 	"github.com/cascade-sre/cascade/internal/redact"
+	"github.com/cascade-sre/cascade/internal/tail"
 )
 
 // lokiCloseTimeout bounds how long shutdown waits for the last lines to
@@ -47,7 +54,7 @@ func New(cfg Config, logger *slog.Logger) (*Exporter, error) {
 	}
 	for _, l := range cfg.Logs {
 		if fi, err := os.Stat(l.Path); err == nil {
-			if err := checkRegular(l.Path, fi); err != nil {
+			if err := tail.CheckRegular(l.Path, fi); err != nil {
 				return nil, fmt.Errorf("gateway: log %w", err)
 			}
 		}
@@ -99,35 +106,27 @@ func (e *Exporter) Run(ctx context.Context) error {
 	if !e.running.CompareAndSwap(false, true) {
 		return errors.New("gateway: Run called twice")
 	}
-	saved, err := loadPositions(e.cfg.PositionsFile)
-	if err != nil {
-		return err
-	}
-	store := newPositionStore(e.cfg.PositionsFile, saved)
-	var wg sync.WaitGroup
+	files := make([]tail.File, 0, len(e.cfg.Logs))
 	for _, spec := range e.cfg.Logs {
-		f := newFollower(spec, e, store)
-		entries := saved[spec.Path]
-		wg.Go(func() { f.run(ctx, entries) })
+		files = append(files, tail.File{
+			Path:       spec.Path,
+			Lines:      newPipeline(spec.Format, e.m, e.routes, &e.cfg, e.loki),
+			ReadErrors: e.m.readErrors.WithLabelValues(spec.Path),
+			Renames:    e.m.rotations.WithLabelValues(spec.Path, "rename"),
+			Truncates:  e.m.rotations.WithLabelValues(spec.Path, "truncate"),
+			Abandoned:  e.m.abandoned.WithLabelValues(spec.Path),
+		})
+	}
+	t, err := tail.New(tail.Options{Config: e.cfg.Config, PositionsWriteErrors: e.m.positionErrors, Logger: e.logger}, files...)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
 	}
 	attrs := []any{"logs", len(e.cfg.Logs), "positions_file", e.cfg.PositionsFile}
 	if e.loki != nil {
 		attrs = append(attrs, "loki", redact.URL(e.cfg.Loki.URL))
 	}
 	e.logger.Info("following gateway access logs", attrs...)
-
-	ticker := time.NewTicker(e.cfg.PositionsInterval)
-	defer ticker.Stop()
-	for done := false; !done; {
-		select {
-		case <-ctx.Done():
-			done = true
-		case <-ticker.C:
-			e.writePositions(store)
-		}
-	}
-	wg.Wait()
-	e.writePositions(store)
+	t.Run(ctx)
 	if e.loki != nil {
 		cctx, cancel := context.WithTimeout(context.Background(), lokiCloseTimeout)
 		defer cancel()
@@ -136,13 +135,6 @@ func (e *Exporter) Run(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func (e *Exporter) writePositions(s *positionStore) {
-	if err := s.write(); err != nil {
-		e.m.positionErrors.Inc()
-		e.logger.Error("cannot write positions", "file", e.cfg.PositionsFile, "err", err)
-	}
 }
 
 // ReadFile counts every line of one file from its start to its end, in the
@@ -154,14 +146,8 @@ func (e *Exporter) ReadFile(ctx context.Context, spec LogSpec) (uint64, error) {
 		return 0, fmt.Errorf("gateway: %w", err)
 	}
 	p := newPipeline(spec.Format, e.m, e.routes, &e.cfg, e.loki)
-	t, err := openTail(spec.Path, e.cfg.MaxLineBytes)
-	if err != nil {
-		return 0, fmt.Errorf("gateway: %w", err)
+	if err := tail.ReadFile(ctx, spec.Path, e.cfg.MaxLineBytes, p); err != nil {
+		return p.lines, fmt.Errorf("gateway: %w", err)
 	}
-	defer t.close()
-	if _, err := t.read(ctx, p, e.cfg.MaxLineBytes); err != nil {
-		return p.lines, fmt.Errorf("gateway: read %s: %w", spec.Path, err)
-	}
-	t.finish(p)
-	return p.lines, ctx.Err()
+	return p.lines, nil
 }

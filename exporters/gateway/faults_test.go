@@ -67,7 +67,7 @@ func TestFIFOReplacingLog(t *testing.T) {
 	require.NoError(t, os.Remove(env.log))
 	require.NoError(t, os.Mkdir(env.log, 0o700))
 	waitFor(t, 5*time.Second, "the directory to be counted", func() bool { return metric(t, e, readErrors) == 2 })
-	time.Sleep(10 * e.cfg.PollInterval)
+	time.Sleep(10 * e.cfg.PollInterval) // ten polls count nothing more: the test
 	require.Equal(t, 2.0, metric(t, e, readErrors), "each file is counted once, not at every poll")
 	require.NoError(t, os.Remove(env.log))
 	appendFile(t, env.log, leaseLines(10, 15))

@@ -24,35 +24,22 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/pager"
 
 	"github.com/cascade-sre/cascade/exporters"
+	"github.com/cascade-sre/cascade/internal/contract"
 	"github.com/cascade-sre/cascade/internal/kube"
 )
 
-// The per-node families are written by AppendText, not through descriptors.
-const (
-	renewName = "cascade_node_lease_renew_timestamp_seconds"
-	renewHelp = "When the node last renewed its lease (the lease's renewTime), as a Unix time."
-	durName   = "cascade_node_lease_duration_seconds"
-	durHelp   = "The lease's leaseDurationSeconds (40 s assumed when the lease has none)."
-)
-
+// The per-node families (contract.NodeLeaseRenewTimestamp and
+// contract.NodeLeaseDuration) are written by AppendText, not through
+// descriptors.
 var (
-	leasesDesc = prometheus.NewDesc("cascade_node_leases",
-		"Node leases by state: fresh (age below a quarter of the duration), late, expired (age at or above the duration). Absent while the watch is down.",
-		[]string{"state"}, nil)
-	nodesDesc = prometheus.NewDesc("cascade_nodes",
-		"Nodes by Ready condition. Absent while the node watch is down.",
-		[]string{"condition"}, nil)
-	watchUpDesc = prometheus.NewDesc("cascade_node_lease_watch_up",
-		"1 while the lease watch is healthy: synced, no error since its last success, and the API answers the exporter's probe.",
-		nil, nil)
-	lastEventDesc = prometheus.NewDesc("cascade_node_lease_watch_last_event_timestamp_seconds",
-		"When the lease watch last delivered an event or completed a list, as a Unix time.",
-		nil, nil)
-	watchErrorsDesc = prometheus.NewDesc("cascade_node_lease_watch_errors_total",
-		"Errors of the exporter's list, watch and probe calls to the API server, by resource.",
-		[]string{"resource"}, nil)
+	leasesDesc      = contract.NodeLeases.Desc()
+	nodesDesc       = contract.Nodes.Desc()
+	watchUpDesc     = contract.NodeLeaseWatchUp.Desc()
+	lastEventDesc   = contract.NodeLeaseWatchLastEvent.Desc()
+	watchErrorsDesc = contract.NodeLeaseWatchErrors.Desc()
 )
 
 // nodeCondition is a node's Ready condition.
@@ -65,7 +52,7 @@ const (
 	numConditions
 )
 
-var conditionNames = [numConditions]string{"ready", "not_ready", "unknown"}
+var conditionNames = contract.NodeConditions
 
 // Exporter watches Leases and Nodes and serves their metrics.
 type Exporter struct {
@@ -314,17 +301,18 @@ func (e *Exporter) AppendText(b []byte) []byte {
 		return b
 	}
 
-	b = exporters.AppendHelpType(b, renewName, renewHelp, "gauge")
+	renew, dur := contract.NodeLeaseRenewTimestamp, contract.NodeLeaseDuration
+	b = exporters.AppendHelpType(b, renew.Name, renew.Help, string(renew.Type))
 	for _, l := range snap {
 		if l.renewNanos != 0 {
-			b = exporters.AppendSeries(b, renewName, "node", l.name)
+			b = exporters.AppendSeries(b, renew.Name, "node", l.name)
 			b = exporters.AppendSeconds(b, l.renewNanos)
 			b = append(b, '\n')
 		}
 	}
-	b = exporters.AppendHelpType(b, durName, durHelp, "gauge")
+	b = exporters.AppendHelpType(b, dur.Name, dur.Help, string(dur.Type))
 	for _, l := range snap {
-		b = exporters.AppendSeries(b, durName, "node", l.name)
+		b = exporters.AppendSeries(b, dur.Name, "node", l.name)
 		b = exporters.AppendSeconds(b, l.durationNs)
 		b = append(b, '\n')
 	}
@@ -472,8 +460,9 @@ func (h *watchHealth) up() bool {
 // decoded. 5,000 nodes and their leases are 100 requests, about 4 s.
 const defaultListPageSize = 100
 
-// listInPages lists in pages of pageSize objects, slimming each page before
-// asking for the next, and returns one list of slim objects.
+// listInPages lists in pages of pageSize objects with client-go's pager,
+// slimming each page before asking for the next, and returns one list of
+// slim objects.
 //
 // The reflector's first list (it lists, never streams a watch-list: see
 // kube.ListThenWatch) asks for resourceVersion "0". The API server answers
@@ -482,51 +471,53 @@ const defaultListPageSize = 100
 // which made a 300 MB start-up peak. Pages need resourceVersion "": the
 // newest state, at least as fresh as any version the reflector asks for,
 // read page by page from a consistent snapshot (the continue token pins it).
+// For the same reason an expired continue token fails the list (the
+// reflector lists again) instead of falling back to one whole list.
 func listInPages(ctx context.Context, o metav1.ListOptions, pageSize int64, list listFunc, slim cache.TransformFunc) (runtime.Object, error) {
-	opts := metav1.ListOptions{
-		LabelSelector:  o.LabelSelector,
-		FieldSelector:  o.FieldSelector,
-		TimeoutSeconds: o.TimeoutSeconds,
-		Limit:          pageSize,
-	}
-	slimList := &metav1.List{}
-	var items []runtime.Object
-	for {
-		page, err := list(ctx, opts)
-		if err != nil {
-			return nil, err
-		}
-		pageItems, err := meta.ExtractList(page)
-		if err != nil {
-			return nil, err
-		}
-		for _, item := range pageItems {
-			s, err := slim(item)
+	p := &pager.ListPager{
+		PageSize: pageSize,
+		PageFn: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			page, err := list(ctx, o)
 			if err != nil {
 				return nil, err
 			}
-			obj, ok := s.(runtime.Object)
-			if !ok {
-				return nil, fmt.Errorf("nodelease: slimmed list item is a %T, not an API object", s)
-			}
-			items = append(items, obj)
-		}
-		lm, err := meta.ListAccessor(page)
+			return slimPage(page, slim)
+		},
+	}
+	obj, _, err := p.List(ctx, metav1.ListOptions{
+		LabelSelector:  o.LabelSelector,
+		FieldSelector:  o.FieldSelector,
+		TimeoutSeconds: o.TimeoutSeconds,
+	})
+	return obj, err
+}
+
+// slimPage is page with its items slimmed: a generic list, since its items
+// (readyNode) do not fit a NodeList, with the page's resource version and
+// continue token.
+func slimPage(page runtime.Object, slim cache.TransformFunc) (runtime.Object, error) {
+	items, err := meta.ExtractList(page)
+	if err != nil {
+		return nil, err
+	}
+	lm, err := meta.ListAccessor(page)
+	if err != nil {
+		return nil, err
+	}
+	out := &metav1.List{ListMeta: metav1.ListMeta{ResourceVersion: lm.GetResourceVersion(), Continue: lm.GetContinue()}}
+	slimmed := make([]runtime.Object, 0, len(items))
+	for _, item := range items {
+		s, err := slim(item)
 		if err != nil {
 			return nil, err
 		}
-		if slimList.ResourceVersion == "" {
-			// Every page is of the first page's snapshot.
-			slimList.ResourceVersion = lm.GetResourceVersion()
+		obj, ok := s.(runtime.Object)
+		if !ok {
+			return nil, fmt.Errorf("nodelease: slimmed list item is a %T, not an API object", s)
 		}
-		if lm.GetContinue() == "" {
-			break
-		}
-		opts.Continue = lm.GetContinue()
+		slimmed = append(slimmed, obj)
 	}
-	// A generic list: its items are slim objects (readyNode), which a
-	// NodeList cannot hold.
-	return slimList, meta.SetList(slimList, items)
+	return out, meta.SetList(out, slimmed)
 }
 
 // slimLease keeps only what the exporter reads, so the informer's cache of

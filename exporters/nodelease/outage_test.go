@@ -57,9 +57,7 @@ func TestShutdownWithDeadServer(t *testing.T) {
 	go func() { done <- exp.Run(ctx) }()
 	// Four failed calls in, the next retry is seconds away: stop just after
 	// a failure, at the start of the longest wait.
-	for exp.leaseWatch.errors.Load() < 4 {
-		time.Sleep(time.Millisecond)
-	}
+	require.Eventually(t, func() bool { return exp.leaseWatch.errors.Load() >= 4 }, 60*time.Second, time.Millisecond)
 	stop()
 	select {
 	case err := <-done:
@@ -140,9 +138,8 @@ func TestErrorsCountedOncePerCall(t *testing.T) {
 	ctx, stop := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- exp.Run(ctx) }()
-	for exp.leaseWatch.errors.Load() < 3 || exp.nodeWatch.errors.Load() < 3 {
-		time.Sleep(time.Millisecond)
-	}
+	require.Eventually(t, func() bool { return exp.leaseWatch.errors.Load() >= 3 && exp.nodeWatch.errors.Load() >= 3 },
+		60*time.Second, time.Millisecond)
 	stop()
 	require.NoError(t, <-done)
 	srv.Close()

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cascade-sre/cascade/internal/logtest"
 	"github.com/cascade-sre/cascade/internal/testenv"
 )
 
@@ -159,13 +160,15 @@ func TestCloseGivesUp(t *testing.T) {
 	// Small batches: the sender fills one, then retries it, and the rest
 	// waits in the queue.
 	cfg.BatchSize = 100
-	c, err := New(cfg, logger())
+	log, logs := logtest.New()
+	c, err := New(cfg, log)
 	require.NoError(t, err)
 	vl.Stop()
 	for i := range 500 {
 		c.Send(model.LabelSet{"cluster": "gone"}, time.Now(), fmt.Sprintf("entry-%03d", i))
 	}
-	time.Sleep(300 * time.Millisecond) // the sender is now retrying a batch
+	require.Eventually(t, func() bool { return logs.Count("cannot push to Loki; retrying") > 0 }, 30*time.Second, 10*time.Millisecond,
+		"the sender never retried a batch")
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
 	begin := time.Now()

@@ -50,7 +50,8 @@ type Transition struct {
 
 // Options configure a backtest.
 type Options struct {
-	// RuleFiles are rule files on disk; empty means the embedded ones.
+	// RuleFiles are rule files or globs (see engine.RuleFiles); empty means
+	// the embedded ones.
 	RuleFiles []string
 	// Interval is the evaluation interval (default 15 s).
 	Interval time.Duration
@@ -252,12 +253,16 @@ type alertState struct {
 }
 
 // alertTransitions compares the group's alerts with their last states. An
-// alert gone from its rule (a pending alert that stopped matching, or a
+// alert gone from its rules (a pending alert that stopped matching, or a
 // resolved one past retention) ends as inactive if it was not already.
+// Several rules may share an alert name (the incident per cluster and per
+// region): an alert is present when any rule of the group has it.
 func alertTransitions(g *promrules.Group, ts time.Time, states map[string]*alertState) []Transition {
 	var out []Transition
+	present := map[string]bool{}
+	names := map[string]bool{}
 	for _, r := range g.AlertingRules() {
-		present := map[string]bool{}
+		names[r.Name()] = true
 		for _, a := range r.ActiveAlerts() {
 			id := a.Labels.String()
 			present[id] = true
@@ -293,5 +298,5 @@ func FromIncidentEvent(e incident.Event) Transition {
 			lbls[k] = v
 		}
 	}
-	return Transition{Time: e.Time, Kind: KindIncident, Name: incident.AlertName, State: string(e.Phase), Labels: lbls, Event: &e}
+	return Transition{Time: e.Time, Kind: KindIncident, Name: rules.IncidentAlert, State: string(e.Phase), Labels: lbls, Event: &e}
 }

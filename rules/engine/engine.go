@@ -227,30 +227,51 @@ func (e *Engine) applyQueryLog(path string) error {
 
 // ruleFiles expands cfg.RuleFiles, or names the embedded files.
 func (e *Engine) ruleFiles(cfg *config.Config) ([]string, error) {
-	if len(cfg.RuleFiles) == 0 {
-		names, err := fs.Glob(e.opts.DefaultRules, "*.yml")
-		if err != nil {
-			return nil, err
-		}
-		files := make([]string, 0, len(names))
-		for _, n := range names {
-			files = append(files, EmbeddedPrefix+n)
-		}
-		return files, nil
-	}
-	var files []string
-	for _, pattern := range cfg.RuleFiles {
-		matches, err := filepath.Glob(pattern)
-		if err != nil {
-			return nil, fmt.Errorf("engine: rule_files %q: %w", pattern, err)
-		}
-		if len(matches) == 0 {
-			return nil, fmt.Errorf("engine: rule_files %q matches no file", pattern)
-		}
-		files = append(files, matches...)
+	files, err := RuleFiles(e.opts.DefaultRules, cfg.RuleFiles...)
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
 	}
 	slices.Sort(files)
 	return files, nil
+}
+
+// RuleFiles expands rule_files patterns as every part of Cascade reads
+// them: each a glob of files on disk, or after EmbeddedPrefix a glob of the
+// embedded ones, and each must match a file. No pattern at all names every
+// embedded file.
+func RuleFiles(defaults fs.FS, patterns ...string) ([]string, error) {
+	if len(patterns) == 0 {
+		patterns = []string{EmbeddedPrefix + "*.yml"}
+	}
+	var files []string
+	for _, pattern := range patterns {
+		matches, err := GlobRuleFiles(defaults, pattern)
+		if err != nil {
+			return nil, fmt.Errorf("rule_files %q: %w", pattern, err)
+		}
+		if len(matches) == 0 {
+			return nil, fmt.Errorf("rule_files %q matches no file", pattern)
+		}
+		files = append(files, matches...)
+	}
+	return files, nil
+}
+
+// GlobRuleFiles expands one pattern: a glob of files on disk, or after
+// EmbeddedPrefix a glob of defaults, whose matches keep the prefix.
+func GlobRuleFiles(defaults fs.FS, pattern string) ([]string, error) {
+	name, embedded := strings.CutPrefix(pattern, EmbeddedPrefix)
+	if !embedded {
+		return filepath.Glob(pattern)
+	}
+	if defaults == nil {
+		return nil, errors.New("no embedded rule files here")
+	}
+	matches, err := fs.Glob(defaults, name)
+	for i := range matches {
+		matches[i] = EmbeddedPrefix + matches[i]
+	}
+	return matches, err
 }
 
 // CheckRules parses rule files as ApplyConfig would, without loading them:
@@ -406,15 +427,24 @@ func tracedNotify(next rules.NotifyFunc) rules.NotifyFunc {
 type loader struct{ embedded fs.FS }
 
 func (l loader) Load(identifier string, ignoreUnknownFields bool, scheme model.ValidationScheme) (*rulefmt.RuleGroups, []error) {
-	name, ok := strings.CutPrefix(identifier, EmbeddedPrefix)
+	return ParseRuleFile(l.embedded, identifier, ignoreUnknownFields, scheme)
+}
+
+func (loader) Parse(query string) (parser.Expr, error) { return parser.ParseExpr(query) }
+
+// ParseRuleFile parses a rule file: after EmbeddedPrefix one of defaults,
+// else one on disk.
+func ParseRuleFile(defaults fs.FS, name string, ignoreUnknownFields bool, scheme model.ValidationScheme) (*rulefmt.RuleGroups, []error) {
+	embedded, ok := strings.CutPrefix(name, EmbeddedPrefix)
 	if !ok {
-		return rulefmt.ParseFile(identifier, ignoreUnknownFields, scheme)
+		return rulefmt.ParseFile(name, ignoreUnknownFields, scheme)
 	}
-	b, err := fs.ReadFile(l.embedded, name)
+	if defaults == nil {
+		return nil, []error{errors.New("no embedded rule files here")}
+	}
+	b, err := fs.ReadFile(defaults, embedded)
 	if err != nil {
 		return nil, []error{err}
 	}
 	return rulefmt.Parse(b, ignoreUnknownFields, scheme)
 }
-
-func (loader) Parse(query string) (parser.Expr, error) { return parser.ParseExpr(query) }

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/prometheus/prometheus/config"
@@ -73,4 +75,41 @@ func TestQueryLogFileIsWritten(t *testing.T) {
 	cfg, err := config.Load("global:\n  query_log_file: "+filepath.Join(path, "under-a-file")+"\n", slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	require.ErrorContains(t, e.ApplyConfig(cfg), "global.query_log_file")
+}
+
+// TestRuleFiles: patterns are globs on disk or, after the prefix, of the
+// embedded files; each must match; none names every embedded file.
+func TestRuleFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"a.yml", "b.yml", "c.txt"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, n), []byte("groups: []\n"), 0o644))
+	}
+	embedded := fstest.MapFS{"incident.yml": {}, "symptoms.yml": {}}
+	for _, c := range []struct {
+		name     string
+		defaults fs.FS
+		patterns []string
+		want     []string
+		err      string
+	}{
+		{name: "none: every embedded file", defaults: embedded, want: []string{"embedded:incident.yml", "embedded:symptoms.yml"}},
+		{name: "a glob on disk", defaults: embedded, patterns: []string{filepath.Join(dir, "*.yml")},
+			want: []string{filepath.Join(dir, "a.yml"), filepath.Join(dir, "b.yml")}},
+		{name: "embedded and disk, in order", defaults: embedded, patterns: []string{"embedded:s*.yml", filepath.Join(dir, "a.yml")},
+			want: []string{"embedded:symptoms.yml", filepath.Join(dir, "a.yml")}},
+		{name: "no match", defaults: embedded, patterns: []string{filepath.Join(dir, "*.yaml")}, err: "matches no file"},
+		{name: "no embedded match", defaults: embedded, patterns: []string{"embedded:x.yml"}, err: `"embedded:x.yml" matches no file`},
+		{name: "bad pattern", defaults: embedded, patterns: []string{"["}, err: `rule_files "[": syntax error in pattern`},
+		{name: "no embedded files", patterns: []string{"embedded:incident.yml"}, err: "no embedded rule files here"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := RuleFiles(c.defaults, c.patterns...)
+			if c.err != "" {
+				require.ErrorContains(t, err, c.err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, c.want, got)
+		})
+	}
 }
