@@ -209,6 +209,7 @@ func (r *runCommand) run(logger *slog.Logger) int {
 		}
 	}, func(error) { cancel() })
 	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
+	releaseStartupPages(logger)
 	return runGroup(&g, logger, "cascade run")
 }
 
