@@ -15,7 +15,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.Branch=main
 export PATH := $(TOOLS)/bin:$(PATH)
 
-.PHONY: all build image manifests demo vet test test-short deps fuzz bench-exporter bench-gateway bench-engine bench-detection bench-distributed dashboards-picture clean
+.PHONY: all build image manifests demo vet test test-short deps fuzz bench-exporter bench-gateway bench-engine bench-detection bench-distributed bench-region dashboards-picture clean
 
 all: build
 
@@ -104,6 +104,14 @@ bench-engine: deps build
 # rewrites the detection table of BENCHMARKS.md.
 bench-detection:
 	$(GO) run $(GOFLAGS_T) ./hack/bench/detection -write BENCHMARKS.md
+
+# bench-region measures provider mode's evaluation beside Prometheus: regions
+# of 100, 300 and 1,000 clusters of 50 nodes, healthy and in the seed's
+# outage (the heaviest evaluation), about 20 minutes.
+REGION_BENCH_FLAGS ?= -sizes=100,300,1000 -warmup=100s -duration=2m
+bench-region: deps build
+	$(GO) run $(GOFLAGS_T) ./hack/bench/engine -region $(REGION_BENCH_FLAGS)
+	$(GO) run $(GOFLAGS_T) ./hack/bench/engine -region -incident $(REGION_BENCH_FLAGS)
 
 # bench-distributed measures the time to page through Thanos (Receive,
 # Query, Ruler) beside cascade run alone on the same API server OOM, and

@@ -2,6 +2,7 @@
 # Installs what Cascade's tests and benchmarks talk to, on a bare Debian machine:
 #   etcd, nginx, Prometheus, promtool, Alertmanager, amtool and mtail from Debian's packages;
 #   podman with runc (the image's test runs it in a real container runtime), from Debian;
+#   tmux (the demo's test plays it in a real terminal), from Debian;
 #   kube-apiserver v1.37.2, built once from hack/kube-tools into .tools/bin;
 #   VictoriaLogs (a Loki-protocol store), built once into .tools/bin;
 #   Helm and go-jsonnet (the chart's and the mixin's tests), built once into .tools/bin;
@@ -29,7 +30,7 @@ die() { log "$*"; exit 1; }
 # somewhere else is not the version the tests were written against.
 # runc beside podman: Debian's podman defaults to crun, which cannot start
 # containers on some machines' cgroup layout; the tests ask for runc.
-packages=(etcd-server mtail nginx podman prometheus prometheus-alertmanager runc)
+packages=(etcd-server mtail nginx podman prometheus prometheus-alertmanager runc tmux)
 
 installed() {
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]

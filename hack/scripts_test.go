@@ -16,7 +16,7 @@ import (
 )
 
 // packages are the Debian packages install-deps.sh installs.
-var packages = []string{"etcd-server", "mtail", "nginx", "podman", "prometheus", "prometheus-alertmanager", "runc"}
+var packages = []string{"etcd-server", "mtail", "nginx", "podman", "prometheus", "prometheus-alertmanager", "runc", "tmux"}
 
 // machine is a sandbox: a bin directory holding only the real tools the
 // scripts may use plus stand-ins, and a state directory the stand-ins
@@ -126,14 +126,14 @@ func TestInstallDepsAsRootSomeMissing(t *testing.T) {
 	require.Equal(t, 0, code, out)
 	require.Equal(t, []string{
 		"apt-get update -qq uid=0 policy=yes frontend=noninteractive",
-		"apt-get install -y -qq --no-install-recommends mtail nginx podman prometheus-alertmanager runc uid=0 policy=yes frontend=noninteractive",
+		"apt-get install -y -qq --no-install-recommends mtail nginx podman prometheus-alertmanager runc tmux uid=0 policy=yes frontend=noninteractive",
 	}, m.calls())
 	require.False(t, m.policyLeft(), "the service policy must be removed after the install")
-	require.Contains(t, out, "installed mtail nginx podman prometheus-alertmanager runc")
+	require.Contains(t, out, "installed mtail nginx podman prometheus-alertmanager runc tmux")
 }
 
 func TestInstallDepsAsUserWithSudo(t *testing.T) {
-	m := newMachine(t, 1, true, "etcd-server", "mtail", "podman", "prometheus", "prometheus-alertmanager", "runc")
+	m := newMachine(t, 1, true, "etcd-server", "mtail", "podman", "prometheus", "prometheus-alertmanager", "runc", "tmux")
 	code, out := m.run("hack/install-deps.sh")
 	require.Equal(t, 0, code, out)
 	calls := m.calls()
@@ -153,7 +153,7 @@ func TestInstallDepsAsUserWithoutSudo(t *testing.T) {
 	m := newMachine(t, 1, false, "etcd-server")
 	code, out := m.run("hack/install-deps.sh")
 	require.Equal(t, 1, code, out)
-	require.Contains(t, out, "need root to apt-get install mtail nginx podman prometheus prometheus-alertmanager runc")
+	require.Contains(t, out, "need root to apt-get install mtail nginx podman prometheus prometheus-alertmanager runc tmux")
 	require.Empty(t, m.calls())
 	require.False(t, m.policyLeft())
 }

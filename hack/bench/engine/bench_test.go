@@ -128,3 +128,56 @@ func TestFullEvaluations(t *testing.T) {
 		}
 	}
 }
+
+// TestRegionExposition parses a region target's output: every series
+// carries the region; a shared component's series carry shared and never
+// cluster (no phantom cluster); every cluster is there; and in the
+// incident, after the fault, the shared API has been OOM-killed, three
+// clusters in four have lost their leases and the gateway refuses 401.
+func TestRegionExposition(t *testing.T) {
+	const clusters = 8
+	for _, incident := range []bool{false, true} {
+		f := &fleet{region: regionSpec{clusters: clusters, incident: incident, faultAfter: time.Minute}, start: time.Now().Add(-3 * time.Minute)}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		mfs, err := parser.TextToMetricFamilies(bytes.NewReader(f.appendRegion(nil, time.Now())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		expired := 0
+		for name, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				l := map[string]string{}
+				for _, p := range m.GetLabel() {
+					l[p.GetName()] = p.GetValue()
+				}
+				if l["region"] != regionName {
+					t.Errorf("%s%v: no region", name, l)
+				}
+				if (l["cluster"] == "") == (l["shared"] == "") {
+					t.Errorf("%s%v: want exactly one of cluster and shared", name, l)
+				}
+				seen[l["cluster"]+l["shared"]] = true
+				if name == contract.NodeLeases.Name && l["state"] == contract.LeaseExpired && m.GetGauge().GetValue() > 0 {
+					expired++
+				}
+				if name == contract.APIServerOOMKills.Name && l["shared"] == sharedAPI && (m.GetCounter().GetValue() > 0) != incident {
+					t.Errorf("incident %v: shared API OOM kills %v", incident, m.GetCounter().GetValue())
+				}
+				if name == contract.GatewayRequests.Name && l["code"] == "401" && (m.GetCounter().GetValue() > 0) != incident {
+					t.Errorf("incident %v: 401s %v", incident, m.GetCounter().GetValue())
+				}
+			}
+		}
+		if len(seen) != clusters+2 {
+			t.Errorf("incident %v: %d clusters and shared components, want %d", incident, len(seen), clusters+2)
+		}
+		want := 0
+		if incident {
+			want = clusters * 3 / 4
+		}
+		if expired != want {
+			t.Errorf("incident %v: %d clusters with expired leases, want %d", incident, expired, want)
+		}
+	}
+}

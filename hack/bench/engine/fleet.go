@@ -28,9 +28,10 @@ import (
 // It also counts the scrapes it served, by user agent, to show that both
 // scrapers scraped alike.
 type fleet struct {
-	nodes int
-	start time.Time
-	names []string // node names, made once
+	nodes  int
+	region regionSpec // a region instead of one cluster when region.clusters > 0 (region.go)
+	start  time.Time
+	names  []string // node names, made once
 
 	mu      sync.Mutex
 	scrapes map[string]int // by User-Agent
@@ -88,10 +89,12 @@ var (
 
 const meanLatencySeconds = 0.05
 
-func startFleet(nodes int) (*fleet, error) {
-	f := &fleet{nodes: nodes, start: time.Now(), scrapes: map[string]int{}}
-	for i := range nodes {
-		f.names = append(f.names, fmt.Sprintf("node-%05d", i))
+func startFleet(nodes int, region regionSpec) (*fleet, error) {
+	f := &fleet{nodes: nodes, region: region, start: time.Now(), scrapes: map[string]int{}}
+	if region.clusters == 0 {
+		for i := range nodes {
+			f.names = append(f.names, fmt.Sprintf("node-%05d", i))
+		}
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -108,7 +111,12 @@ func startFleet(nodes int) (*fleet, error) {
 func (f *fleet) stop() { _ = f.srv.Close() }
 
 func (f *fleet) serve(w http.ResponseWriter, r *http.Request) {
-	b := f.appendText(make([]byte, 0, 96*f.nodes+64<<10), time.Now())
+	var b []byte
+	if f.region.clusters > 0 {
+		b = f.appendRegion(make([]byte, 0, 2<<10*f.region.clusters+64<<10), time.Now())
+	} else {
+		b = f.appendText(make([]byte, 0, 96*f.nodes+64<<10), time.Now())
+	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	_, _ = w.Write(b)

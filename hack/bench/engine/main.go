@@ -25,6 +25,13 @@
 //     (evaluation under 50 ms, RSS no more than Prometheus's, ingestion
 //     within 20 % of Prometheus's) at 5,000 nodes.
 //
+// With -region, each size is a region of that many clusters of 50 nodes
+// behind a shared regional API and gateway (region.go), healthy or, with
+// -incident, in the seed's outage; the goals are then those of provider mode
+// (issue 11): one full evaluation under 250 ms (median) at 1,000 clusters,
+// and a cost per cluster that does not grow with the region (make
+// bench-region).
+//
 // Both scrape the same target at the same interval, so they ingest the same
 // samples per second by construction; what differs is what ingesting them
 // costs, shown as CPU seconds per million samples (all of the process's CPU,
@@ -33,6 +40,7 @@
 // Run it from the repository root after `make build` (make bench-engine):
 //
 //	go run ./hack/bench/engine [-sizes=5000] [-duration=4m] [-warmup=1m]
+//	go run ./hack/bench/engine -region [-incident] -sizes=100,300,1000
 //
 // The report goes to stdout, progress to stderr. Everything it starts is
 // stopped by pid on exit, on error and on Ctrl-C.
@@ -74,11 +82,17 @@ type options struct {
 	prometheus  string
 	heapProfile string
 	keep        bool
+	region      bool // sizes are clusters of a region
+	incident    bool // the region in the seed's outage
+	faultAfter  time.Duration
 }
 
 func main() {
 	var o options
-	sizes := flag.String("sizes", "5000", "comma-separated fleet sizes (nodes)")
+	sizes := flag.String("sizes", "5000", "comma-separated fleet sizes (nodes; clusters with -region)")
+	flag.BoolVar(&o.region, "region", false, "serve a region: each size is a number of clusters of 50 nodes behind a shared regional API and gateway")
+	flag.BoolVar(&o.incident, "incident", false, "with -region: the shared API OOM-killed and three clusters in four losing their leases, all along (the heaviest evaluation)")
+	flag.DurationVar(&o.faultAfter, "fault-after", 20*time.Second, "with -incident: when the shared API's first OOM kill comes, after the target starts (keep it well inside -warmup)")
 	flag.DurationVar(&o.duration, "duration", 4*time.Minute, "measurement window per size")
 	flag.DurationVar(&o.warmup, "warmup", time.Minute, "time after both are ready before the window starts")
 	flag.DurationVar(&o.interval, "interval", 15*time.Second, "scrape and evaluation interval of both")
@@ -92,6 +106,10 @@ func main() {
 	var err error
 	if o.sizes, err = parseSizes(*sizes); err == nil && o.poll >= o.interval {
 		err = fmt.Errorf("-poll (%s) must be below -interval (%s), or evaluations are missed", o.poll, o.interval)
+	} else if err == nil && o.incident && !o.region {
+		err = errors.New("-incident needs -region")
+	} else if err == nil && o.incident && o.faultAfter >= o.warmup {
+		err = fmt.Errorf("-fault-after (%s) must be inside -warmup (%s), or the window measures the fault's start", o.faultAfter, o.warmup)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -147,14 +165,21 @@ func run(ctx context.Context, o options) error {
 // sizeResult is one fleet size: both servers and what the target served.
 type sizeResult struct {
 	nodes       int
+	clusters    int // of a region; 0 for one cluster
 	servers     []result
 	agents      []string
 	scrapes     []int
 	scrapeBytes int
+	alerts      map[string]float64 // firing alerts by name in Prometheus at the end of the window
 }
 
 func benchSize(ctx context.Context, n int, o options, ruleFiles []string) (sizeResult, error) {
 	res := sizeResult{nodes: n}
+	var region regionSpec
+	if o.region {
+		region = regionSpec{clusters: n, incident: o.incident, faultAfter: o.faultAfter}
+		res.nodes, res.clusters = n*regionNodes, n
+	}
 	dir, err := os.MkdirTemp("", fmt.Sprintf("cascade-bench-engine-%d-", n))
 	if err != nil {
 		return res, err
@@ -164,19 +189,19 @@ func benchSize(ctx context.Context, n int, o options, ruleFiles []string) (sizeR
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	f, err := startFleet(n)
+	f, err := startFleet(res.nodes, region)
 	if err != nil {
 		return res, err
 	}
 	defer f.stop()
 	progress("[%d] fleet target at http://%s/metrics; starting Prometheus and cascade run", n, f.addr)
 
-	prom, err := startPrometheus(dir, o.prometheus, f.addr, o.interval, ruleFiles)
+	prom, err := startPrometheus(dir, o.prometheus, f.addr, o.interval, o.region, ruleFiles)
 	if err != nil {
 		return res, err
 	}
 	defer prom.proc.Stop()
-	casc, err := startCascade(dir, o.cascade, f.addr, o.interval, o.heapProfile != "")
+	casc, err := startCascade(dir, o.cascade, f.addr, o.interval, o.region, o.heapProfile != "")
 	if err != nil {
 		return res, err
 	}
@@ -195,6 +220,9 @@ func benchSize(ctx context.Context, n int, o options, ruleFiles []string) (sizeR
 		return res, err
 	}
 	res.agents, res.scrapes, res.scrapeBytes = f.scrapeCounts()
+	if res.alerts, err = firingAlerts(ctx, strings.TrimSuffix(prom.metrics, "/metrics")); err != nil {
+		progress("[%d] firing alerts: %v", n, err)
+	}
 	if o.heapProfile != "" {
 		path := o.heapProfile + "." + strconv.Itoa(n)
 		if err := saveHeapProfile(ctx, strings.TrimSuffix(casc.metrics, "/metrics")+"/debug/pprof/heap", path); err != nil {

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -25,8 +27,14 @@ type server struct {
 func (s *server) pid() int { return s.proc.Pid() }
 
 // scrapeConfig is the part of the configuration both servers share: the
-// fleet target scraped every interval, rules evaluated every interval.
-func scrapeConfig(target string, interval time.Duration) string {
+// fleet target scraped every interval, rules evaluated every interval. A
+// single cluster's target gets the target label cluster="bench"; a region's
+// series carry their own region, cluster and shared labels.
+func scrapeConfig(target string, interval time.Duration, region bool) string {
+	labels := "{cluster: bench}"
+	if region {
+		labels = "{}"
+	}
 	return fmt.Sprintf(`global:
   scrape_interval: %[1]s
   scrape_timeout: %[3]s
@@ -35,20 +43,20 @@ scrape_configs:
   - job_name: cascade-fleet
     static_configs:
       - targets: [%[2]q]
-        labels: {cluster: bench}
-`, interval, target, min(interval, 10*time.Second))
+        labels: %[4]s
+`, interval, target, min(interval, 10*time.Second), labels)
 }
 
 // startCascade starts `cascade run` with its exporters off, scraping the
 // fleet into its embedded TSDB and evaluating its embedded rules (rules/*.yml
 // built into the binary).
-func startCascade(dir, bin, target string, interval time.Duration, pprof bool) (*server, error) {
+func startCascade(dir, bin, target string, interval time.Duration, region, pprof bool) (*server, error) {
 	port, err := testenv.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	cfg := scrapeConfig(target, interval) + fmt.Sprintf(`cascade:
+	cfg := scrapeConfig(target, interval, region) + fmt.Sprintf(`cascade:
   storage:
     path: %q
     retention: 1d
@@ -78,13 +86,13 @@ func startCascade(dir, bin, target string, interval time.Duration, pprof bool) (
 
 // startPrometheus starts Debian's Prometheus with the same scrape
 // configuration and the repository's rule files.
-func startPrometheus(dir, bin, target string, interval time.Duration, ruleFiles []string) (*server, error) {
+func startPrometheus(dir, bin, target string, interval time.Duration, region bool, ruleFiles []string) (*server, error) {
 	port, err := testenv.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	cfg := scrapeConfig(target, interval) + "rule_files:\n"
+	cfg := scrapeConfig(target, interval, region) + "rule_files:\n"
 	for _, f := range ruleFiles {
 		cfg += fmt.Sprintf("  - %q\n", f)
 	}
@@ -227,4 +235,45 @@ func byLabel(m map[string]float64, name, label string) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// firingAlerts asks Prometheus at base for its firing alerts, counted by
+// name: what the evaluation measured had to work through.
+func firingAlerts(ctx context.Context, base string) (map[string]float64, error) {
+	q := url.Values{"query": {`count by (alertname) (ALERTS{alertstate="firing"})`}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/query?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+				Value  [2]any            `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("%s: %w", req.URL, err)
+	}
+	if body.Status != "success" {
+		return nil, fmt.Errorf("%s: %s %s", req.URL, resp.Status, body.Error)
+	}
+	out := map[string]float64{}
+	for _, r := range body.Data.Result {
+		s, _ := r.Value[1].(string)
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: value %v of %v", req.URL, r.Value[1], r.Metric)
+		}
+		out[r.Metric["alertname"]] = v
+	}
+	return out, nil
 }

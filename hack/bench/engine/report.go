@@ -5,6 +5,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 )
@@ -15,6 +16,24 @@ const (
 	goalEvalSeconds   = 0.050
 	goalIngestionRate = 0.8 // at least 80 % of Prometheus's samples per second
 )
+
+// Goals of provider mode (issue 11), stated for a region of
+// goalRegionClusters clusters: one full evaluation under
+// goalRegionEvalSeconds (median), and a cost per cluster at the largest
+// size no more than goalLinearGrowth times the one at the smallest.
+const (
+	goalRegionClusters    = 1000
+	goalRegionEvalSeconds = 0.250
+	goalLinearGrowth      = 1.2
+)
+
+// size names a size in the tables: nodes, or clusters of a region.
+func (s sizeResult) size() string {
+	if s.clusters > 0 {
+		return fmt.Sprintf("%d×%d", s.clusters, regionNodes)
+	}
+	return strconv.Itoa(s.nodes)
+}
 
 type report struct {
 	machine           string
@@ -37,13 +56,13 @@ func (r report) print(w io.Writer) {
 	fmt.Fprintln(tw, "size\tserver\trules\tevals\teval p50 ms\teval max ms\tsamples/s\thead series\tRSS median MiB\tRSS peak MiB\tHWM MiB\tCPU %\tCPU s per M samples\tGo heap MiB\t")
 	for _, s := range r.sizes {
 		for _, x := range s.servers {
-			fmt.Fprintf(tw, "%d\t%s\t%.0f\t%d\t%.2f\t%.2f\t%.1f\t%.0f\t%.1f\t%.1f\t%.1f\t%.2f\t%.2f\t%.1f\t\n",
-				s.nodes, x.name, x.rules, len(x.evals), median(x.evals)*1000, maxOf(x.evals)*1000,
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%d\t%.2f\t%.2f\t%.1f\t%.0f\t%.1f\t%.1f\t%.1f\t%.2f\t%.2f\t%.1f\t\n",
+				s.size(), x.name, x.rules, len(x.evals), median(x.evals)*1000, maxOf(x.evals)*1000,
 				x.samplesPerSec, x.headSeries, mib(x.rssMedian), mib(x.rssPeak), mib(x.hwm),
 				x.cpuPercent(), x.cpuPerMillion(), x.heapInuse/(1<<20))
 		}
 		if c, p, ok := s.pair(); ok {
-			fmt.Fprintf(tw, "%d\tcascade/prometheus\t\t\t%s\t%s\t%s\t\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.nodes,
+			fmt.Fprintf(tw, "%s\tcascade/prometheus\t\t\t%s\t%s\t%s\t\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.size(),
 				ratio(median(c.evals), median(p.evals)), ratio(maxOf(c.evals), maxOf(p.evals)),
 				ratio(c.samplesPerSec, p.samplesPerSec),
 				ratio(float64(c.rssMedian), float64(p.rssMedian)), ratio(float64(c.rssPeak), float64(p.rssPeak)),
@@ -63,8 +82,18 @@ func (r report) print(w io.Writer) {
 		for i, a := range s.agents {
 			agents[i] = fmt.Sprintf("%d by %q", s.scrapes[i], a)
 		}
-		fmt.Fprintf(w, "size %d: the target served %d KiB per scrape; scrapes over the whole run: %s\n",
-			s.nodes, s.scrapeBytes/1024, strings.Join(agents, ", "))
+		fmt.Fprintf(w, "size %s: the target served %d KiB per scrape; scrapes over the whole run: %s\n",
+			s.size(), s.scrapeBytes/1024, strings.Join(agents, ", "))
+		if s.alerts != nil {
+			var firing []string
+			for _, name := range slices.Sorted(maps.Keys(s.alerts)) {
+				firing = append(firing, fmt.Sprintf("%.0f %s", s.alerts[name], name))
+			}
+			if len(firing) == 0 {
+				firing = []string{"none"}
+			}
+			fmt.Fprintf(w, "  alerts firing in Prometheus at the end: %s\n", strings.Join(firing, ", "))
+		}
 		for _, x := range s.servers {
 			var groups []string
 			for _, g := range slices.Sorted(maps.Keys(x.groupEvals)) {
@@ -84,6 +113,10 @@ func (r report) print(w io.Writer) {
 }
 
 func (r report) printGoals(w io.Writer) {
+	if r.options.region {
+		r.printRegionGoals(w)
+		return
+	}
 	var s *sizeResult
 	for i := range r.sizes {
 		if r.sizes[i].nodes == goalSize {
@@ -112,6 +145,46 @@ func (r report) printGoals(w io.Writer) {
 		c.samplesPerSec, p.samplesPerSec, ratio(c.samplesPerSec, p.samplesPerSec))
 	fmt.Fprintf(w, "        what ingesting costs: %.2f vs %.2f CPU seconds per million samples (%s), %.2f%% vs %.2f%% of a core\n",
 		c.cpuPerMillion(), p.cpuPerMillion(), ratio(c.cpuPerMillion(), p.cpuPerMillion()), c.cpuPercent(), p.cpuPercent())
+}
+
+func (r report) printRegionGoals(w io.Writer) {
+	type point struct {
+		clusters int
+		c, p     float64 // median seconds of a full evaluation
+	}
+	var points []point
+	for _, s := range r.sizes {
+		if c, p, ok := s.pair(); ok && len(c.evals) > 0 && len(p.evals) > 0 {
+			points = append(points, point{s.clusters, median(c.evals), median(p.evals)})
+		}
+	}
+	if len(points) == 0 {
+		fmt.Fprintln(w, "goal check: both servers' evaluations are needed")
+		return
+	}
+	fmt.Fprintln(w, "goal check, provider mode:")
+	perCluster := func(x point) string {
+		return fmt.Sprintf("%d clusters: %.3f vs %.3f ms per cluster", x.clusters, x.c*1000/float64(x.clusters), x.p*1000/float64(x.clusters))
+	}
+	for _, x := range points {
+		if x.clusters == goalRegionClusters {
+			fmt.Fprintf(w, "  %s  one full rule evaluation under %.0f ms (median) at %d clusters: %.1f ms (Prometheus: %.1f ms, %s)\n",
+				verdict(x.c < goalRegionEvalSeconds), goalRegionEvalSeconds*1000, x.clusters, x.c*1000, x.p*1000, ratio(x.c, x.p))
+		}
+	}
+	if len(points) < 2 {
+		fmt.Fprintln(w, "  growth: needs two sizes")
+		return
+	}
+	first, last := points[0], points[len(points)-1]
+	growth := (last.c / float64(last.clusters)) / (first.c / float64(first.clusters))
+	var each []string
+	for _, x := range points {
+		each = append(each, perCluster(x))
+	}
+	fmt.Fprintf(w, "  %s  cost per cluster grows no faster than linearly (at most %.1fx from %d to %d clusters): %.2fx (Prometheus: %.2fx); %s\n",
+		verdict(growth <= goalLinearGrowth), goalLinearGrowth, first.clusters, last.clusters, growth,
+		(last.p/float64(last.clusters))/(first.p/float64(first.clusters)), strings.Join(each, "; "))
 }
 
 // pair is cascade's result and Prometheus's.
