@@ -1,9 +1,12 @@
-# Every go command here carries -tags slicelabels: github.com/grafana/loki-client-go
-# needed Prometheus's slice-backed labels (see ../shared/DESIGN.md, dependency facts);
-# Cascade no longer links it, and the tag stays until the whole tree is tested without it.
+# Builds use Prometheus's default labels (stringlabels, the most compact); the
+# slicelabels tag that github.com/grafana/loki-client-go needed is gone with it.
+# GOTAGS adds build tags to every go command here, for experiments.
 GO        ?= go
-GOTAGS    := slicelabels
-GOFLAGS_T := -tags $(GOTAGS)
+GOTAGS    ?=
+GOFLAGS_T := $(if $(GOTAGS),-tags $(GOTAGS))
+comma     := ,
+# cascade-exporter is ./cmd/cascade built with the tag cascade_exporter.
+EXPORTER_TAGS := cascade_exporter$(if $(GOTAGS),$(comma)$(GOTAGS))
 TOOLS     := $(CURDIR)/.tools
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
 REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
@@ -16,12 +19,17 @@ export PATH := $(TOOLS)/bin:$(PATH)
 
 all: build
 
+# build writes bin/cascade, every command, and bin/cascade-exporter, the same
+# `cascade exporter` alone (the build tag cascade_exporter): what runs beside
+# every cluster links neither the engine nor the tooling (README.md, "Two
+# binaries in one image").
 build:
 	$(GO) build $(GOFLAGS_T) -ldflags "$(LDFLAGS)" -o bin/cascade ./cmd/cascade
+	$(GO) build -tags $(EXPORTER_TAGS) -ldflags "$(LDFLAGS)" -o bin/cascade-exporter ./cmd/cascade
 
 # image writes Cascade's container image as an OCI archive, with no container
-# daemon: a static linux binary (trimmed paths, so any checkout of a commit
-# builds the same bytes), a CA bundle and a non-root user on an empty base,
+# daemon: the static linux binaries cascade and cascade-exporter (trimmed
+# paths, so any checkout of a commit builds the same bytes), a CA bundle and a non-root user on an empty base,
 # every timestamp the commit's. Load it with podman load or docker load -i.
 IMAGE_NAME ?= ghcr.io/cascade-sre/cascade
 IMAGE_DIR  ?= bin/image
@@ -29,7 +37,8 @@ IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
 COMMIT_TIME ?= $(shell git log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z)
 image:
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build $(GOFLAGS_T) -trimpath -ldflags "$(LDFLAGS) -s -w" -o $(IMAGE_DIR)/cascade-linux-$(IMAGE_ARCH) ./cmd/cascade
-	$(GO) run $(GOFLAGS_T) ./hack/image --binary $(IMAGE_DIR)/cascade-linux-$(IMAGE_ARCH) --arch $(IMAGE_ARCH) \
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -tags $(EXPORTER_TAGS) -trimpath -ldflags "$(LDFLAGS) -s -w" -o $(IMAGE_DIR)/cascade-exporter-linux-$(IMAGE_ARCH) ./cmd/cascade
+	$(GO) run $(GOFLAGS_T) ./hack/image --binary $(IMAGE_DIR)/cascade-linux-$(IMAGE_ARCH) --exporter-binary $(IMAGE_DIR)/cascade-exporter-linux-$(IMAGE_ARCH) --arch $(IMAGE_ARCH) \
 		--name $(IMAGE_NAME) --version $(VERSION) --revision $(REVISION) --created $(COMMIT_TIME) \
 		--output $(IMAGE_DIR)/cascade-image.tar
 

@@ -24,6 +24,7 @@ import (
 	"github.com/cascade-sre/cascade/exporters/apimemory"
 	"github.com/cascade-sre/cascade/exporters/gateway"
 	"github.com/cascade-sre/cascade/exporters/nodelease"
+	"github.com/cascade-sre/cascade/internal/kube"
 )
 
 // everythingOn renders the chart with every part on and every list and map
@@ -125,9 +126,9 @@ func TestExporterLeastPrivilege(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := render(t, tc.release, tc.namespace, append(exporterOnly, tc.set...)...)
 			require.NoError(t, c.apply(ctx, objs))
-			sa, token := c.serviceAccountClient(t, only(objs, "ServiceAccount")[0])
+			sa, exporterClient, token := c.serviceAccountClient(t, only(objs, "ServiceAccount")[0])
 			args := containerArgs(t, only(objs, "Deployment")[0])
-			leases, mem := exportersFromArgs(t, args, sa, token)
+			leases, mem := exportersFromArgs(t, args, exporterClient, token)
 			require.Equal(t, tc.leases, leases != nil, "lease exporter on: %v", args)
 			require.Equal(t, tc.pods || tc.metrics, mem != nil, "memory exporter on: %v", args)
 
@@ -181,16 +182,20 @@ func TestExporterLeastPrivilege(t *testing.T) {
 	}
 }
 
-// serviceAccountClient is a client with a token of the service account.
-func (c *cluster) serviceAccountClient(t *testing.T, sa *unstructured.Unstructured) (kubernetes.Interface, string) {
+// serviceAccountClient returns a clientset and the exporters' own client,
+// both with a token of the service account.
+func (c *cluster) serviceAccountClient(t *testing.T, sa *unstructured.Unstructured) (kubernetes.Interface, *kube.Client, string) {
 	t.Helper()
 	tok, err := c.admin.CoreV1().ServiceAccounts(sa.GetNamespace()).CreateToken(t.Context(), sa.GetName(),
 		&authenticationv1.TokenRequest{}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	client, err := kubernetes.NewForConfig(&rest.Config{Host: c.cp.URL, BearerToken: tok.Status.Token,
-		TLSClientConfig: rest.TLSClientConfig{Insecure: true}})
+	cfg := &rest.Config{Host: c.cp.URL, BearerToken: tok.Status.Token,
+		TLSClientConfig: rest.TLSClientConfig{Insecure: true}}
+	client, err := kubernetes.NewForConfig(cfg)
 	require.NoError(t, err)
-	return client, tok.Status.Token
+	exporterClient, err := kube.NewClientForConfig(cfg)
+	require.NoError(t, err)
+	return client, exporterClient, tok.Status.Token
 }
 
 func containerArgs(t *testing.T, deployment *unstructured.Unstructured) []string {
@@ -198,6 +203,8 @@ func containerArgs(t *testing.T, deployment *unstructured.Unstructured) []string
 	containers, _, err := unstructured.NestedSlice(deployment.Object, "spec", "template", "spec", "containers")
 	require.NoError(t, err)
 	require.Len(t, containers, 1)
+	require.Equal(t, []any{"/usr/bin/cascade-exporter"}, containers[0].(map[string]any)["command"],
+		"the exporter runs the image's slim binary")
 	var args []string
 	for _, a := range containers[0].(map[string]any)["args"].([]any) {
 		args = append(args, a.(string))
@@ -209,7 +216,7 @@ func containerArgs(t *testing.T, deployment *unstructured.Unstructured) []string
 // exportersFromArgs configures the lease and memory exporters as `cascade
 // exporter` would from args, with the pod's service-account files replaced
 // by the test's token (the test's API server certificate is self-signed).
-func exportersFromArgs(t *testing.T, args []string, client kubernetes.Interface, token string) (*nodelease.Exporter, *apimemory.Exporter) {
+func exportersFromArgs(t *testing.T, args []string, client *kube.Client, token string) (*nodelease.Exporter, *apimemory.Exporter) {
 	t.Helper()
 	leasesOn, memOn := true, true
 	leaseCfg, memCfg := nodelease.DefaultConfig(), apimemory.DefaultConfig()

@@ -5,7 +5,8 @@ import (
 	"log/slog"
 
 	"github.com/alecthomas/kingpin/v2"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/cascade-sre/cascade/internal/kube"
 )
 
 // Factory is one kind of exporter, as its package registers it: its name,
@@ -50,7 +51,7 @@ type Deps struct {
 	Logger *slog.Logger
 	// Kube returns the Kubernetes client of the process, made at the first
 	// call: a process whose exporters do not call it needs no cluster.
-	Kube func() (kubernetes.Interface, error)
+	Kube func() (*kube.Client, error)
 }
 
 // ParseEach parses every value of the repeatable flag --name; the error of

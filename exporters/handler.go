@@ -1,14 +1,13 @@
 package exporters
 
 import (
-	"compress/gzip"
 	"log/slog"
 	"math"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 )
@@ -30,7 +29,7 @@ var textFormat = expfmt.NewFormat(expfmt.TypeTextPlain)
 // the scraper accepts it. At most maxInFlight scrapes run at once (0: no
 // limit); more are answered 503 so a scrape storm cannot pile up.
 func Handler(reg prometheus.Gatherer, appenders []TextAppender, maxInFlight int, logger *slog.Logger) http.Handler {
-	h := &handler{reg: reg, appenders: appenders, logger: logger}
+	h := &handler{reg: reg, appenders: appenders, logger: logger, spare: make(chan *scratch, 1)}
 	if maxInFlight > 0 {
 		h.inFlight = make(chan struct{}, maxInFlight)
 	}
@@ -42,15 +41,35 @@ type handler struct {
 	appenders []TextAppender
 	inFlight  chan struct{}
 	logger    *slog.Logger
+	// spare keeps one scrape's scratch for the next. A sync.Pool kept up to
+	// one per processor, and as many again across a GC: at 5,000 nodes
+	// each is ~1 MiB of text and ~0.8 MiB of compressor, and scrapes of one
+	// target come one at a time.
+	spare chan *scratch
 }
 
-var (
-	bufPool  = sync.Pool{New: func() any { return new(sliceWriter) }}
-	gzipPool = sync.Pool{New: func() any {
-		w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
-		return w
-	}}
-)
+// scratch is what one scrape writes into: the exposition text and, when
+// the scraper accepts it, a gzip writer.
+type scratch struct {
+	text sliceWriter
+	gz   *gzip.Writer
+}
+
+func (h *handler) getScratch() *scratch {
+	select {
+	case s := <-h.spare:
+		return s
+	default:
+		return new(scratch)
+	}
+}
+
+func (h *handler) putScratch(s *scratch) {
+	select {
+	case h.spare <- s:
+	default: // another scrape's is kept already
+	}
+}
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.inFlight != nil {
@@ -63,9 +82,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	buf := bufPool.Get().(*sliceWriter)
+	sc := h.getScratch()
+	defer h.putScratch(sc)
+	buf := &sc.text
 	buf.b = buf.b[:0]
-	defer bufPool.Put(buf)
 
 	// A failing collector is logged and the rest is still served, as
 	// promhttp's ContinueOnError does: one broken source must not blind
@@ -94,11 +114,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	header.Set("Content-Encoding", "gzip")
 	header.Add("Vary", "Accept-Encoding")
-	gz := gzipPool.Get().(*gzip.Writer)
-	gz.Reset(w)
-	_, _ = gz.Write(b)
-	_ = gz.Close()
-	gzipPool.Put(gz)
+	// klauspost/compress's gzip at BestSpeed: about twice as fast as the
+	// standard library's on the exposition (773 KiB at 5,000 nodes), for
+	// the same size, and two thirds of its memory.
+	if sc.gz == nil {
+		sc.gz, _ = gzip.NewWriterLevel(w, gzip.BestSpeed)
+	} else {
+		sc.gz.Reset(w)
+	}
+	_, _ = sc.gz.Write(b)
+	_ = sc.gz.Close()
+	sc.gz.Reset(nil) // let go of w
 }
 
 // sliceWriter collects the exposition in one reusable slice.
@@ -134,14 +160,49 @@ func AppendHelpType(b []byte, name, help, typ string) []byte {
 
 // AppendSample writes one sample with a single label.
 func AppendSample(b []byte, name, label, value string, v float64) []byte {
+	b = AppendSeries(b, name, label, value)
+	b = AppendFloat(b, v)
+	return append(b, '\n')
+}
+
+// AppendSeries writes a series with a single label up to its value,
+// `name{label="value"} `: the value and the newline are the caller's.
+func AppendSeries(b []byte, name, label, value string) []byte {
 	b = append(b, name...)
 	b = append(b, '{')
 	b = append(b, label...)
 	b = append(b, `="`...)
 	b = appendEscaped(b, value, true)
-	b = append(b, `"} `...)
-	b = AppendFloat(b, v)
-	return append(b, '\n')
+	return append(b, `"} `...)
+}
+
+// AppendSeconds writes ns nanoseconds as decimal seconds, exactly
+// ("1764554526.123456", "40"): integer formatting, several times cheaper
+// than a float's shortest form, for the thousands of timestamps and
+// durations of a scrape. A parser reads the nearest float64, as close as
+// float64(ns)/1e9 is.
+func AppendSeconds(b []byte, ns int64) []byte {
+	u := uint64(ns)
+	if ns < 0 {
+		b = append(b, '-')
+		u = -u // the magnitude, math.MinInt64 included
+	}
+	b = strconv.AppendUint(b, u/1e9, 10)
+	frac := u % 1e9
+	if frac == 0 {
+		return b
+	}
+	var digits [10]byte
+	digits[0] = '.'
+	for i := 9; i > 0; i-- {
+		digits[i] = byte('0' + frac%10)
+		frac /= 10
+	}
+	n := len(digits)
+	for digits[n-1] == '0' {
+		n--
+	}
+	return append(b, digits[:n]...)
 }
 
 // AppendFloat writes v as the text format does.
@@ -160,6 +221,13 @@ func AppendFloat(b []byte, v float64) []byte {
 // appendEscaped escapes backslash and newline, and double quotes in label
 // values, as the text format requires.
 func appendEscaped(b []byte, s string, quote bool) []byte {
+	special := "\\\n"
+	if quote {
+		special = "\\\n\""
+	}
+	if !strings.ContainsAny(s, special) {
+		return append(b, s...) // node names and help texts: nothing to escape
+	}
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
 		case c == '\\':

@@ -12,33 +12,48 @@ import (
 	"github.com/cascade-sre/cascade/internal/testenv"
 )
 
+// builtBinary is a binary built once for all tests of this package, in a
+// temp dir TestMain removes.
+type builtBinary struct {
+	build func(dir string) (string, error)
+	once  sync.Once
+	dir   string
+	path  string
+	err   error
+}
+
 var (
-	buildOnce sync.Once
-	binDir    string
-	binPath   string
-	buildErr  error
+	cascadeBuild  = &builtBinary{build: testenv.BuildCascade}
+	exporterBuild = &builtBinary{build: testenv.BuildCascadeExporter}
 )
+
+func (b *builtBinary) get(t *testing.T) string {
+	t.Helper()
+	b.once.Do(func() {
+		b.dir, b.err = os.MkdirTemp("", "cascade-bin")
+		if b.err == nil {
+			b.path, b.err = b.build(b.dir)
+		}
+	})
+	require.NoError(t, b.err)
+	return b.path
+}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
+	for _, b := range []*builtBinary{cascadeBuild, exporterBuild} {
+		if b.dir != "" {
+			os.RemoveAll(b.dir)
+		}
 	}
 	os.Exit(code)
 }
 
-// cascadeBinary builds bin/cascade once for all tests of this package.
-func cascadeBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "cascade-bin")
-		if buildErr == nil {
-			binPath, buildErr = testenv.BuildCascade(binDir)
-		}
-	})
-	require.NoError(t, buildErr)
-	return binPath
-}
+// cascadeBinary builds cascade once for all tests of this package.
+func cascadeBinary(t *testing.T) string { return cascadeBuild.get(t) }
+
+// exporterBinary builds cascade-exporter once for all tests of this package.
+func exporterBinary(t *testing.T) string { return exporterBuild.get(t) }
 
 // TestBadInputFailsClearly: start-up errors name what is wrong and exit
 // non-zero instead of serving a half-configured exporter.

@@ -33,13 +33,28 @@ import (
 	"github.com/cascade-sre/cascade/internal/testenv"
 )
 
-// TestPrometheusScrapesExporter runs `cascade exporter` against a real API
-// server and the access log of a real nginx in front of it, behind TLS and
+// TestPrometheusScrapesExporter runs `cascade exporter`, and the slim
+// cascade-exporter, against a real API server and the access log of a real
+// nginx in front of it, behind TLS and
 // basic auth, and has a real Prometheus scrape it.
 func TestPrometheusScrapesExporter(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		bin     func(*testing.T) string
+		command []string
+	}{
+		{"cascade exporter", cascadeBinary, []string{"exporter"}},
+		// The slim binary of the image's exporter Deployment: the same
+		// command, run when none is named.
+		{"cascade-exporter", exporterBinary, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testPrometheusScrapesExporter(t, tc.bin(t), tc.command) })
+	}
+}
+
+func testPrometheusScrapesExporter(t *testing.T, bin string, command []string) {
 	cp := testenv.ControlPlaneForTest(t)
 	gw := testenv.NginxForTest(t, cp.URL, testenv.NginxOptions{})
-	bin := cascadeBinary(t)
 	dir := t.TempDir()
 	seedCluster(t, cp)
 
@@ -53,7 +68,7 @@ func TestPrometheusScrapesExporter(t *testing.T) {
 	port, err := testenv.FreePort()
 	require.NoError(t, err)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	exp, err := testenv.StartProcess(dir, "cascade-exporter", bin, "exporter",
+	exp, err := testenv.StartProcess(dir, "cascade-exporter", bin, append(command,
 		"--web.listen-address="+addr,
 		"--web.config.file="+webConfig,
 		"--kubeconfig="+kubeconfig,
@@ -67,7 +82,7 @@ func TestPrometheusScrapesExporter(t *testing.T) {
 		"--exporter.gateway",
 		"--gateway.log=nginx-json:"+gw.AccessLog,
 		"--gateway.from-beginning",
-	)
+	)...)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		exp.Stop()

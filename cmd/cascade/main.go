@@ -1,5 +1,11 @@
 // Command cascade is Cascade's one binary: each part of the pipeline is a
 // subcommand. main only parses flags, sets up logging and wires packages.
+//
+// Built with the tag cascade_exporter, the same package is cascade-exporter:
+// `cascade exporter` alone (commands_exporter.go), linking the exporters and
+// nothing of the engine, the dashboards or the tooling, so that what runs
+// beside every cluster maps less than half of the pages (README.md, "Two
+// binaries in one image").
 package main
 
 import (
@@ -25,25 +31,17 @@ type cli struct {
 	app      *kingpin.Application
 	logCfg   *promslog.Config
 	exporter *exporterCommand
-	run      *runCommand
-	rules    *rulesCommand
-	dash     *dashboardsCommand
-	replay   *replayCommands
-	demo     *demoCommand
+	commands // the build's other commands
 	version  *kingpin.CmdClause
 }
 
 func newCLI() *cli {
-	app := kingpin.New("cascade", "Detects a Kubernetes control-plane cascade (API server OOM → node leases expire → gateway retry storm) as one incident with its root cause.")
+	app := kingpin.New(programName, "Detects a Kubernetes control-plane cascade (API server OOM → node leases expire → gateway retry storm) as one incident with its root cause.")
 	app.HelpFlag.Short('h')
 	c := &cli{app: app, logCfg: &promslog.Config{}}
 	promslogflag.AddFlags(app, c.logCfg)
 	c.exporter = addExporterCommand(app)
-	c.run = addRunCommand(app)
-	c.rules = addRulesCommand(app)
-	c.dash = addDashboardsCommand(app)
-	c.replay = addReplayCommands(app)
-	c.demo = addDemoCommand(app)
+	c.commands = addCommands(app, c.exporter)
 	c.version = app.Command("version", "Print the version and build information.")
 	return c
 }
@@ -111,24 +109,13 @@ func runMain(args []string) int {
 
 	switch cmd {
 	case c.version.FullCommand():
-		fmt.Println(version.Print("cascade"))
+		fmt.Println(version.Print(programName))
 		return 0
 	case c.exporter.cmd.FullCommand():
 		return c.exporter.run(logger)
-	case c.run.cmd.FullCommand():
-		return c.run.run(logger)
 	}
-	if code, ok := c.rules.dispatch(cmd, os.Stdout, os.Stderr); ok {
+	if code, ok := c.commands.dispatch(cmd, logger); ok {
 		return code
-	}
-	if code, ok := c.dash.dispatch(cmd, os.Stdout, os.Stderr); ok {
-		return code
-	}
-	if code, ok := c.replay.dispatch(cmd, os.Stdout, os.Stderr); ok {
-		return code
-	}
-	if cmd == c.demo.cmd.FullCommand() {
-		return c.demo.run(os.Stdout, os.Stderr)
 	}
 	return 2
 }

@@ -1,3 +1,5 @@
+//go:build !cascade_exporter
+
 package main
 
 import (

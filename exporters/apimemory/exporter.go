@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/cascade-sre/cascade/internal/contract"
+	"github.com/cascade-sre/cascade/internal/kube"
 )
 
 // Source kinds, the values of the source label of the self-metrics.
@@ -98,9 +98,9 @@ type replicaCounters struct {
 	lastServed         time.Time
 }
 
-// New validates cfg and builds the exporter. kube is the client of the
+// New validates cfg and builds the exporter. kubeClient is the client of the
 // cluster for the pod source; it may be nil when that source is off.
-func New(cfg Config, kube kubernetes.Interface, logger *slog.Logger) (*Exporter, error) {
+func New(cfg Config, kubeClient *kube.Client, logger *slog.Logger) (*Exporter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -126,11 +126,11 @@ func New(cfg Config, kube kubernetes.Interface, logger *slog.Logger) (*Exporter,
 		}
 	}
 	if cfg.Pods.Enabled {
-		if kube == nil {
+		if kubeClient == nil {
 			return nil, errors.New("pod source enabled but no Kubernetes client given")
 		}
 		var err error
-		e.pods, err = newPodSource(cfg.Pods, cfg.ForgetAfter, kube, e.sourceErrors.WithLabelValues(kindPods), logger)
+		e.pods, err = newPodSource(cfg.Pods, cfg.ForgetAfter, kubeClient, e.sourceErrors.WithLabelValues(kindPods), logger)
 		if err != nil {
 			return nil, err
 		}

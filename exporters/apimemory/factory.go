@@ -3,9 +3,8 @@ package apimemory
 import (
 	"fmt"
 
-	"k8s.io/client-go/kubernetes"
-
 	"github.com/cascade-sre/cascade/exporters"
+	"github.com/cascade-sre/cascade/internal/kube"
 )
 
 // Factory registers the API server memory exporter and its flags.
@@ -42,7 +41,7 @@ type flagConfig struct {
 }
 
 func (c *flagConfig) New(d exporters.Deps) (exporters.Collector, error) {
-	var client kubernetes.Interface
+	var client *kube.Client
 	var err error
 	if c.Pods.Enabled {
 		if client, err = d.Kube(); err != nil {

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/cascade-sre/cascade/internal/kube"
 	"github.com/cascade-sre/cascade/internal/testenv"
 )
 
@@ -154,14 +155,14 @@ func TestAPIServerMetricsEndpoint(t *testing.T) {
 // as no kubelet runs.
 func TestAPIServerPods(t *testing.T) {
 	cp := testenv.ControlPlaneForTest(t)
-	kube, err := cp.Clientset()
+	admin, err := cp.Clientset()
 	require.NoError(t, err)
 	ctx := context.Background()
-	pods := kube.CoreV1().Pods(DefaultPodNamespace)
+	pods := admin.CoreV1().Pods(DefaultPodNamespace)
 
 	// No controller manager runs to create the default service account
 	// that pods are admitted with.
-	_, err = kube.CoreV1().ServiceAccounts(DefaultPodNamespace).Create(ctx,
+	_, err = admin.CoreV1().ServiceAccounts(DefaultPodNamespace).Create(ctx,
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
 	if !apierrors.IsAlreadyExists(err) {
 		require.NoError(t, err)
@@ -190,7 +191,9 @@ func TestAPIServerPods(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Pods.Enabled = true
 	cfg.ForgetAfter = 2 * time.Second
-	e, err := New(cfg, kube, nil)
+	client, err := kube.NewClientForConfig(cp.RESTConfig())
+	require.NoError(t, err)
+	e, err := New(cfg, client, nil)
 	require.NoError(t, err)
 	runExporter(t, e)
 
@@ -210,7 +213,7 @@ func TestAPIServerPods(t *testing.T) {
 	require.Equal(t, 1.0, watchUp)
 
 	started := metav1.NewTime(time.Now().Add(-time.Hour).Truncate(time.Second))
-	setStatus(t, kube, "kube-apiserver-node-a", func(cs *corev1.ContainerStatus) {
+	setStatus(t, admin, "kube-apiserver-node-a", func(cs *corev1.ContainerStatus) {
 		cs.Ready = true
 		cs.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}}
 	})
@@ -219,7 +222,7 @@ func TestAPIServerPods(t *testing.T) {
 
 	// OOM killed and restarted.
 	killed := metav1.NewTime(time.Now().Truncate(time.Second))
-	setStatus(t, kube, "kube-apiserver-node-a", func(cs *corev1.ContainerStatus) {
+	setStatus(t, admin, "kube-apiserver-node-a", func(cs *corev1.ContainerStatus) {
 		cs.RestartCount = 1
 		cs.LastTerminationState = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
 			ExitCode: 137, Reason: "OOMKilled", StartedAt: started, FinishedAt: killed,
@@ -233,7 +236,7 @@ func TestAPIServerPods(t *testing.T) {
 
 	// Unrelated updates deliver the same termination again.
 	for _, ready := range []bool{false, true, false} {
-		setStatus(t, kube, "kube-apiserver-node-a", func(cs *corev1.ContainerStatus) { cs.Ready = ready })
+		setStatus(t, admin, "kube-apiserver-node-a", func(cs *corev1.ContainerStatus) { cs.Ready = ready })
 	}
 	eventually(t, 10*time.Second, expectSamples(t, e, "kube-apiserver-node-a", map[string]*float64{
 		up: value(0), restarts: value(1), oomKills: value(1)}))
@@ -249,7 +252,7 @@ func TestAPIServerPods(t *testing.T) {
 	require.NoError(t, cp.StartAPIServer())
 	eventually(t, 60*time.Second, expectSamples(t, e, "kube-apiserver-node-a", map[string]*float64{
 		up: value(0), limit: value(2 << 30), restarts: value(1), oomKills: value(1)}))
-	setStatus(t, kube, "kube-apiserver-node-a", func(cs *corev1.ContainerStatus) { cs.Ready = true })
+	setStatus(t, admin, "kube-apiserver-node-a", func(cs *corev1.ContainerStatus) { cs.Ready = true })
 	eventually(t, 10*time.Second, expectSamples(t, e, "kube-apiserver-node-a", map[string]*float64{
 		up: value(1), restarts: value(1), oomKills: value(1)}))
 	requireLintClean(t, e)
@@ -276,10 +279,10 @@ func TestAPIServerPods(t *testing.T) {
 
 // setStatus changes the kube-apiserver container's status of a pod the way
 // a kubelet would, through the status subresource.
-func setStatus(t testing.TB, kube kubernetes.Interface, name string, change func(*corev1.ContainerStatus)) {
+func setStatus(t testing.TB, admin kubernetes.Interface, name string, change func(*corev1.ContainerStatus)) {
 	t.Helper()
 	ctx := context.Background()
-	pod, err := kube.CoreV1().Pods(DefaultPodNamespace).Get(ctx, name, metav1.GetOptions{})
+	pod, err := admin.CoreV1().Pods(DefaultPodNamespace).Get(ctx, name, metav1.GetOptions{})
 	require.NoError(t, err)
 	if len(pod.Status.ContainerStatuses) == 0 {
 		pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
@@ -288,6 +291,6 @@ func setStatus(t testing.TB, kube kubernetes.Interface, name string, change func
 	}
 	pod.Status.Phase = corev1.PodRunning
 	change(&pod.Status.ContainerStatuses[0])
-	_, err = kube.CoreV1().Pods(DefaultPodNamespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+	_, err = admin.CoreV1().Pods(DefaultPodNamespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
 	require.NoError(t, err)
 }

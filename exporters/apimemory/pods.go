@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/cascade-sre/cascade/internal/kube"
@@ -55,7 +54,7 @@ type podState struct {
 	recentTerminations [2]string
 }
 
-func newPodSource(cfg PodsConfig, forgetAfter time.Duration, client kubernetes.Interface, errorCount prometheus.Counter, logger *slog.Logger) (*podSource, error) {
+func newPodSource(cfg PodsConfig, forgetAfter time.Duration, client *kube.Client, errorCount prometheus.Counter, logger *slog.Logger) (*podSource, error) {
 	s := &podSource{
 		container:   cfg.Container,
 		forgetAfter: forgetAfter,
@@ -64,7 +63,7 @@ func newPodSource(cfg PodsConfig, forgetAfter time.Duration, client kubernetes.I
 		logger:      logger.With("source", kindPods, "namespace", cfg.Namespace, "selector", cfg.LabelSelector),
 		pods:        map[string]*podState{},
 	}
-	pods := client.CoreV1().Pods(cfg.Namespace)
+	pods := client.Pods(cfg.Namespace)
 	// Wrapping list and watch is how the source learns whether the API
 	// answers: the informer itself keeps serving its cache when it does not.
 	lw := &cache.ListWatch{

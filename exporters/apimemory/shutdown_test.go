@@ -8,10 +8,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
+	"github.com/cascade-sre/cascade/internal/kube"
 	"github.com/cascade-sre/cascade/internal/logtest"
 	"github.com/cascade-sre/cascade/internal/testenv"
 )
@@ -24,7 +24,7 @@ import (
 func TestShutdownWithDeadServer(t *testing.T) {
 	port, err := testenv.FreePort() // nothing listens there
 	require.NoError(t, err)
-	client, err := kubernetes.NewForConfig(&rest.Config{Host: fmt.Sprintf("https://127.0.0.1:%d", port)})
+	client, err := kube.NewClientForConfig(&rest.Config{Host: fmt.Sprintf("https://127.0.0.1:%d", port)})
 	require.NoError(t, err)
 	cfg := DefaultConfig()
 	cfg.Pods.Enabled = true

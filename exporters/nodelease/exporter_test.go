@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"testing"
@@ -25,8 +26,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/cascade-sre/cascade/exporters"
+	"github.com/cascade-sre/cascade/internal/kube"
 	"github.com/cascade-sre/cascade/internal/logtest"
 	"github.com/cascade-sre/cascade/internal/testenv"
 )
@@ -54,7 +57,7 @@ func TestExporterAgainstRealAPIServer(t *testing.T) {
 	cfg.ProbeInterval = 300 * time.Millisecond
 	cfg.ProbeTimeout = 250 * time.Millisecond
 	logger, logs := logtest.New()
-	exp, err := New(cfg, client, logger)
+	exp, err := New(cfg, exporterClient(t, cp.RESTConfig()), logger)
 	require.NoError(t, err)
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -133,7 +136,8 @@ func TestExporterAgainstRealAPIServer(t *testing.T) {
 // TestListsInPages: the initial lists ask for small pages of the newest
 // state instead of resourceVersion 0, which the API server would answer
 // from its watch cache in one response (at 5,000 nodes a 300 MB start-up
-// peak), and every object of every page is counted.
+// peak), every object of every page is counted, and each page's garbage is
+// collected early.
 func TestListsInPages(t *testing.T) {
 	cp := testenv.ControlPlaneForTest(t)
 	admin, err := cp.Clientset()
@@ -152,6 +156,8 @@ func TestListsInPages(t *testing.T) {
 
 	var mu sync.Mutex
 	var lists []url.Values
+	var gcPercents []int64 // GOGC during each node list
+	steadyGC := gcPercent()
 	cfg := cp.RESTConfig()
 	cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
@@ -160,12 +166,13 @@ func TestListsInPages(t *testing.T) {
 			if r.Method == http.MethodGet && q.Get("watch") != "true" && strings.HasSuffix(r.URL.Path, "/nodes") {
 				mu.Lock()
 				lists = append(lists, q)
+				gcPercents = append(gcPercents, gcPercent())
 				mu.Unlock()
 			}
 			return rt.RoundTrip(r)
 		})
 	}
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := kube.NewClientForConfig(cfg)
 	require.NoError(t, err)
 
 	exp, err := New(DefaultConfig(), client, slog.New(slog.DiscardHandler))
@@ -199,6 +206,29 @@ func TestListsInPages(t *testing.T) {
 		}
 	}
 	require.GreaterOrEqual(t, continued, 3, "the list went on page after page: %v", lists)
+
+	// The pages' garbage is collected as they come: a low GOGC until the
+	// lists are in, the process's own after.
+	for _, p := range gcPercents {
+		require.Equal(t, int64(startupGCPercent), p, "GOGC while listing")
+	}
+	require.Eventually(t, func() bool { return gcPercent() == steadyGC }, 10*time.Second, 10*time.Millisecond,
+		"GOGC back to %d after the lists", steadyGC)
+}
+
+// gcPercent reads GOGC without changing it.
+func gcPercent() int64 {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int64(s[0].Value.Uint64())
+}
+
+// exporterClient is the exporter's own client of the API server at cfg.
+func exporterClient(t *testing.T, cfg *rest.Config) *kube.Client {
+	t.Helper()
+	client, err := kube.NewClientForConfig(cfg)
+	require.NoError(t, err)
+	return client
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
@@ -215,7 +245,7 @@ func TestPerNodeSeriesOff(t *testing.T) {
 
 	cfg := DefaultConfig()
 	cfg.PerNodeSeries = false
-	exp, err := New(cfg, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	exp, err := New(cfg, exporterClient(t, cp.RESTConfig()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()

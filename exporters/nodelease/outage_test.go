@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/cascade-sre/cascade/internal/kube"
@@ -23,7 +22,7 @@ import (
 )
 
 // deadKubeClient is a client of a kubeconfig whose server is dead.
-func deadKubeClient(t *testing.T) kubernetes.Interface {
+func deadKubeClient(t *testing.T) *kube.Client {
 	t.Helper()
 	port, err := testenv.FreePort() // nothing listens there
 	require.NoError(t, err)
@@ -41,7 +40,7 @@ contexts:
   context: {cluster: dead, user: exporter}
 current-context: dead
 `, port), 0o600))
-	client, _, err := kube.NewClient(kube.Config{Kubeconfig: kubeconfig}, "cascade-test")
+	client, err := kube.NewClient(kube.Config{Kubeconfig: kubeconfig}, "cascade-test")
 	require.NoError(t, err)
 	return client
 }
@@ -132,7 +131,7 @@ func TestErrorsCountedOncePerCall(t *testing.T) {
 		http.Error(w, "overloaded", http.StatusServiceUnavailable)
 	}))
 	defer srv.Close()
-	client, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
+	client, err := kube.NewClientForConfig(&rest.Config{Host: srv.URL})
 	require.NoError(t, err)
 	exp, err := New(DefaultConfig(), client, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)

@@ -14,10 +14,11 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 
 	"github.com/cascade-sre/cascade/exporters"
 	"github.com/cascade-sre/cascade/internal/contract"
+	"github.com/cascade-sre/cascade/internal/kube"
 )
 
 // BenchmarkScrape compares a full HTTP scrape of the exporter holding N
@@ -55,7 +56,12 @@ func benchScrape(b *testing.B, h http.Handler) {
 // filledExporter returns an exporter holding n leases and n nodes, fed
 // through its event handlers as the informers would.
 func filledExporter(b *testing.B, n int) *Exporter {
-	e, err := New(DefaultConfig(), fake.NewClientset(), slog.New(slog.DiscardHandler))
+	// The client is never used: the informers do not run.
+	client, err := kube.NewClientForConfig(&rest.Config{Host: "https://127.0.0.1:1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := New(DefaultConfig(), client, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}

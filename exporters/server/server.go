@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/cascade-sre/cascade/exporters"
 	"github.com/cascade-sre/cascade/exporters/apimemory"
@@ -91,13 +90,13 @@ type Part struct {
 // Build creates the enabled exporters. allowNone lets a caller with other
 // work (cascade run) go on with none.
 func (s *Server) Build(logger *slog.Logger, allowNone bool) ([]Part, error) {
-	var client kubernetes.Interface
-	kubeClient := func() (kubernetes.Interface, error) {
+	var client *kube.Client
+	kubeClient := func() (*kube.Client, error) {
 		if client != nil {
 			return client, nil
 		}
 		var err error
-		client, _, err = kube.NewClient(s.kube, "cascade-exporter/"+version.Version)
+		client, err = kube.NewClient(s.kube, "cascade-exporter/"+version.Version)
 		return client, err
 	}
 	var parts []Part
@@ -154,7 +153,7 @@ func (s *Server) AddToGroup(g *run.Group, ctx context.Context, cancel context.Ca
 		exporters.NewSet(logger, named...),
 		versioncollector.NewCollector("cascade_exporter"),
 		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		exporters.NewProcessCollector(),
 	)
 	mux := s.Handler(reg, appenders, logger)
 	if routes != nil {

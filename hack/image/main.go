@@ -1,8 +1,9 @@
 // Command image writes Cascade's container image as an OCI archive, with no
-// container daemon: the cascade binary, a CA bundle for HTTPS (remote write,
-// Loki, Alertmanager) and a non-root user on an empty base, labelled with the
-// org.opencontainers.image.* keys. The same binary and commit give the same
-// digest. `make image` builds the binary and runs it; see README.md.
+// container daemon: the cascade binary (the entrypoint) and cascade-exporter
+// beside it, a CA bundle for HTTPS (remote write, Loki, Alertmanager) and a
+// non-root user on an empty base, labelled with the org.opencontainers.image.*
+// keys. The same binaries and commit give the same digest. `make image` builds
+// the binaries and runs it; see README.md.
 package main
 
 import (
@@ -27,8 +28,11 @@ const (
 	userName = "cascade"
 	home     = "/var/lib/cascade" // the working directory: cascade run keeps ./data here
 	binPath  = "/usr/bin/cascade"
-	caPath   = "/etc/ssl/certs/ca-certificates.crt" // where Go's crypto/x509 looks first on Linux
-	webPort  = "9847/tcp"
+	// exporterBinPath is cascade-exporter, `cascade exporter` alone: what the
+	// exporter Deployment runs, a third of cascade's size and resident pages.
+	exporterBinPath = "/usr/bin/cascade-exporter"
+	caPath          = "/etc/ssl/certs/ca-certificates.crt" // where Go's crypto/x509 looks first on Linux
+	webPort         = "9847/tcp"
 )
 
 func main() {
@@ -42,6 +46,7 @@ func run(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("image", flag.ContinueOnError)
 	var (
 		binary   = fs.String("binary", "", "the linux cascade binary to put in the image (required)")
+		exporter = fs.String("exporter-binary", "", "the linux cascade-exporter binary to put beside it (required)")
 		arch     = fs.String("arch", "", "its GOARCH (required)")
 		name     = fs.String("name", "", "image name without tag, e.g. ghcr.io/cascade-sre/cascade (required)")
 		version  = fs.String("version", "", "version: the tag and org.opencontainers.image.version (required)")
@@ -54,7 +59,7 @@ func run(args []string, stdout io.Writer) error {
 		return err
 	}
 	for _, f := range []struct{ name, value string }{
-		{"binary", *binary}, {"arch", *arch}, {"name", *name}, {"version", *version},
+		{"binary", *binary}, {"exporter-binary", *exporter}, {"arch", *arch}, {"name", *name}, {"version", *version},
 		{"revision", *revision}, {"created", *created}, {"output", *output},
 	} {
 		if f.value == "" {
@@ -69,7 +74,11 @@ func run(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	img := cascadeImage(bin, caBundle(), *arch, *name, *version, *revision, *source, when)
+	exporterBin, err := os.ReadFile(*exporter)
+	if err != nil {
+		return err
+	}
+	img := cascadeImage(bin, exporterBin, caBundle(), *arch, *name, *version, *revision, *source, when)
 	var dgst string
 	err = atomicfile.Write(*output, 0o644, func(w io.Writer) error {
 		d, err := writeArchive(w, img)
@@ -84,7 +93,7 @@ func run(args []string, stdout io.Writer) error {
 }
 
 // cascadeImage is what goes into the image, and nothing else.
-func cascadeImage(bin, caBundle []byte, arch, name, version, revision, source string, created time.Time) image {
+func cascadeImage(bin, exporterBin, caBundle []byte, arch, name, version, revision, source string, created time.Time) image {
 	labels := map[string]string{
 		ocispec.AnnotationTitle:       "cascade",
 		ocispec.AnnotationDescription: "Watches a Kubernetes control plane and pages once, early, with the root cause named",
@@ -118,6 +127,7 @@ func cascadeImage(bin, caBundle []byte, arch, name, version, revision, source st
 			{Path: "usr", Dir: true, Mode: 0o755},
 			{Path: "usr/bin", Dir: true, Mode: 0o755},
 			{Path: binPath[1:], Mode: 0o755, Data: bin},
+			{Path: exporterBinPath[1:], Mode: 0o755, Data: exporterBin},
 			{Path: "var", Dir: true, Mode: 0o755},
 			{Path: "var/lib", Dir: true, Mode: 0o755},
 			{Path: home[1:], Dir: true, Mode: 0o755, UID: uid, GID: uid},

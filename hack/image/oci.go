@@ -81,7 +81,7 @@ func writeArchive(w io.Writer, img image) (digest.Digest, error) {
 		Platform: platform,
 		Config:   img.Config,
 		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{digest.FromBytes(layerTar)}},
-		History:  []ocispec.History{{Created: &created, CreatedBy: "make image", Comment: "the cascade binary, a CA bundle and a non-root user on an empty base"}},
+		History:  []ocispec.History{{Created: &created, CreatedBy: "make image", Comment: "the cascade and cascade-exporter binaries, a CA bundle and a non-root user on an empty base"}},
 	})
 	if err != nil {
 		return "", err

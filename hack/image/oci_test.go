@@ -23,7 +23,7 @@ import (
 var commitTime = time.Date(2026, 3, 14, 23, 48, 0, 0, time.UTC)
 
 func testImage() image {
-	return cascadeImage([]byte("#!binary\n"), []byte("ca\n"), "amd64", "example.com/cascade", "v1.2.3", "0123abcd", "https://example.com/src", commitTime)
+	return cascadeImage([]byte("#!binary\n"), []byte("#!exporter\n"), []byte("ca\n"), "amd64", "example.com/cascade", "v1.2.3", "0123abcd", "https://example.com/src", commitTime)
 }
 
 func archive(t *testing.T, img image) ([]byte, digest.Digest) {
@@ -139,6 +139,8 @@ func TestArchiveIsAnOCILayout(t *testing.T) {
 	files, headers := readTar(t, layerTar)
 	require.Equal(t, "#!binary\n", string(files["usr/bin/cascade"]))
 	require.EqualValues(t, 0o755, headers["usr/bin/cascade"].Mode)
+	require.Equal(t, "#!exporter\n", string(files["usr/bin/cascade-exporter"]))
+	require.EqualValues(t, 0o755, headers["usr/bin/cascade-exporter"].Mode)
 	require.Equal(t, "ca\n", string(files["etc/ssl/certs/ca-certificates.crt"]))
 	require.Contains(t, string(files["etc/passwd"]), "cascade:x:65532:65532:")
 	require.Equal(t, 65532, headers["var/lib/cascade/"].Uid, "the working directory belongs to the user")
@@ -169,9 +171,11 @@ func TestCABundleIsMozillasRoots(t *testing.T) {
 
 func TestRunNeedsEveryFlag(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "image.tar")
-	err := run([]string{"--binary", "x", "--arch", "amd64", "--name", "n", "--version", "v", "--revision", "r", "--created", "2026-01-01T00:00:00Z"}, io.Discard)
+	err := run([]string{"--binary", "x", "--exporter-binary", "y", "--arch", "amd64", "--name", "n", "--version", "v", "--revision", "r", "--created", "2026-01-01T00:00:00Z"}, io.Discard)
 	require.ErrorContains(t, err, "--output is required")
-	err = run([]string{"--binary", "x", "--arch", "amd64", "--name", "n", "--version", "v", "--revision", "r", "--created", "yesterday", "--output", out}, io.Discard)
+	err = run([]string{"--binary", "x", "--arch", "amd64", "--name", "n", "--version", "v", "--revision", "r", "--created", "2026-01-01T00:00:00Z", "--output", out}, io.Discard)
+	require.ErrorContains(t, err, "--exporter-binary is required")
+	err = run([]string{"--binary", "x", "--exporter-binary", "y", "--arch", "amd64", "--name", "n", "--version", "v", "--revision", "r", "--created", "yesterday", "--output", out}, io.Discard)
 	require.ErrorContains(t, err, "--created")
 	_, err = os.Stat(out)
 	require.True(t, os.IsNotExist(err), "nothing is written on bad flags")

@@ -49,6 +49,7 @@ func TestImage(t *testing.T) {
 	version := pm.run(t, append(pm.runArgs(), "--rm", name, "version")...)
 	require.Contains(t, version, "revision: "+revision+")", "cascade version must print the commit")
 
+	// The exporter Deployment runs the slim cascade-exporter of the image.
 	t.Run("gateway exporter on a mounted log", func(t *testing.T) {
 		logs := t.TempDir()
 		require.NoError(t, os.Chmod(logs, 0o755)) // the image's user is not root
@@ -59,6 +60,7 @@ func TestImage(t *testing.T) {
 		container := "cascade-test-" + strconv.Itoa(os.Getpid())
 		pm.run(t, append(pm.runArgs(), "--detach", "--name", container, "--network", "host",
 			"--read-only", "--volume", logs+":/var/log/nginx:ro",
+			"--entrypoint", "/usr/bin/cascade-exporter",
 			name, "exporter", "--web.listen-address="+addr,
 			"--no-exporter.nodelease", "--no-exporter.apimemory",
 			"--exporter.gateway", "--gateway.log=nginx-json:/var/log/nginx/access.log", "--gateway.from-beginning")...)

@@ -255,25 +255,34 @@ func StartProcess(dir, name, bin string, args ...string) (*Process, error) {
 	return startProcess(dir, name, bin, args...)
 }
 
-// BuildCascade builds the cascade binary into dir, with the build tags the
-// Makefile uses, and returns its path.
-func BuildCascade(dir string) (string, error) {
+// BuildCascade builds the cascade binary into dir and returns its path.
+func BuildCascade(dir string) (string, error) { return buildCascade(dir, "cascade") }
+
+// BuildCascadeExporter builds cascade-exporter, the slim binary of the
+// image's exporter Deployment (`cascade exporter` alone: ./cmd/cascade with
+// the build tag cascade_exporter, as the Makefile builds it), into dir and
+// returns its path.
+func BuildCascadeExporter(dir string) (string, error) {
+	return buildCascade(dir, "cascade-exporter", "-tags", "cascade_exporter")
+}
+
+func buildCascade(dir, name string, flags ...string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	out := filepath.Join(dir, "cascade")
-	cmd := exec.Command("go", "build", "-tags", "slicelabels", "-o", out, "./cmd/cascade")
+	out := filepath.Join(dir, name)
+	args := append(append([]string{"build"}, flags...), "-o", out, "./cmd/cascade")
+	cmd := exec.Command("go", args...)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/cascade: %w\n%s", err, b)
+		return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
 	}
 	return out, nil
 }
 
 // GoPromtool runs promtool at the engine's Prometheus version: the tool
-// pinned in go.mod, through `go tool`, with the build tag every build here
-// needs (go tool takes no -tags). The first run builds it (minutes on a
+// pinned in go.mod, through `go tool`. The first run builds it (minutes on a
 // small machine); later runs come from the build cache.
 func GoPromtool(args ...string) ([]byte, error) {
 	gobin, err := exec.LookPath("go")
@@ -286,7 +295,6 @@ func GoPromtool(args ...string) ([]byte, error) {
 	}
 	cmd := exec.Command(gobin, append([]string{"tool", "promtool"}, args...)...)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "GOFLAGS=-tags=slicelabels")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return out, fmt.Errorf("promtool %s: %w", strings.Join(args, " "), err)

@@ -7,7 +7,7 @@
 // scenario also the clusters the incident recorded as hit, and the guard in
 // each hit cluster.
 //
-//	go run -tags slicelabels ./hack/bench/detection [-sizes 500,5000] [-clusters 20,200] [-write BENCHMARKS.md]
+//	go run ./hack/bench/detection [-sizes 500,5000] [-clusters 20,200] [-write BENCHMARKS.md]
 //
 // The single-cluster scenarios run at each of -sizes nodes, the regional
 // ones at each of -clusters clusters of -cluster-nodes nodes. With -write,

@@ -28,7 +28,7 @@
 //
 // Run it from the repository root after `make build` (make bench-distributed):
 //
-//	go run -tags slicelabels ./hack/bench/distributed [-runs=3] [-clusters=3] [-interval=15s]
+//	go run ./hack/bench/distributed [-runs=3] [-clusters=3] [-interval=15s]
 //
 // The report (Markdown) goes to stdout, progress to stderr. Everything it
 // starts is stopped by pid on exit, on error and on Ctrl-C.

@@ -39,8 +39,8 @@
 //
 // Run it from the repository root after `make build` (make bench-engine):
 //
-//	go run -tags slicelabels ./hack/bench/engine [-sizes=5000] [-duration=4m] [-warmup=1m]
-//	go run -tags slicelabels ./hack/bench/engine -region [-incident] -sizes=100,300,1000
+//	go run ./hack/bench/engine [-sizes=5000] [-duration=4m] [-warmup=1m]
+//	go run ./hack/bench/engine -region [-incident] -sizes=100,300,1000
 //
 // The report goes to stdout, progress to stderr. Everything it starts is
 // stopped by pid on exit, on error and on Ctrl-C.

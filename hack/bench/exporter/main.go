@@ -9,7 +9,7 @@
 //     kube-node-lease,
 //   - renews every Lease once per 10 s, spread evenly, as kubelets do
 //     (N/10 updates/s), and reports the rate it achieved,
-//   - starts bin/cascade exporter, the floor (this binary re-executed with
+//   - starts bin/cascade-exporter exporter, the floor (this binary re-executed with
 //     -floor-nodes=N: a bare client_golang registry with the same metric
 //     names, labels and number of series, nothing else running in it) and
 //     kube-state-metrics --resources=leases, and waits until each serves the
@@ -28,7 +28,7 @@
 //
 // Run it from the repository root after `make build`:
 //
-//	go run -tags slicelabels ./hack/bench/exporter [-sizes=1000,5000] [-duration=60s] [-pprof-dir=DIR]
+//	go run ./hack/bench/exporter [-sizes=1000,5000] [-duration=60s] [-pprof-dir=DIR]
 //
 // -pprof-dir saves cascade's heap and allocation profiles; -hold only builds
 // the fleet and keeps it alive, for running and profiling exporters by hand.
@@ -76,7 +76,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 60*time.Second, "measurement window per target")
 	flag.DurationVar(&o.warmup, "warmup", 10*time.Second, "scrapes before the window that are not counted")
 	flag.DurationVar(&o.interval, "interval", 250*time.Millisecond, "time between the starts of two scrapes (sequential: a slow scrape delays the next)")
-	flag.StringVar(&o.cascade, "cascade", "bin/cascade", "the cascade binary (relative paths are from the repository root)")
+	flag.StringVar(&o.cascade, "cascade", "bin/cascade-exporter", "the exporter binary: cascade-exporter, as the image's exporter Deployment runs it, or cascade (relative paths are from the repository root)")
 	flag.StringVar(&o.ksm, "ksm", ".tools/bin/kube-state-metrics", "kube-state-metrics binary; when missing, published figures are shown (hack/bench/exporter/install-ksm.sh builds it)")
 	flag.IntVar(&o.renewWorkers, "renew-workers", 32, "concurrent lease updates at most")
 	flag.BoolVar(&o.keepTemp, "keep", false, "keep the temp directories (logs of every process) for a look afterwards")

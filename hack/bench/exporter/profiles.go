@@ -14,7 +14,7 @@ import (
 // saveProfiles writes cascade's heap profile (what is live at its last GC)
 // and allocation profile (everything allocated since it started) to dir, as
 // cascade-N-heap-WHEN.pb.gz and cascade-N-allocs-WHEN.pb.gz, for
-// `go tool pprof -sample_index=inuse_space|alloc_space bin/cascade FILE`.
+// `go tool pprof -sample_index=inuse_space|alloc_space bin/cascade-exporter FILE`.
 // metricsURL is the target's /metrics; it runs with --web.enable-pprof.
 func saveProfiles(ctx context.Context, dir, metricsURL string, n int, when string) error {
 	base := strings.TrimSuffix(metricsURL, "/metrics") + "/debug/pprof/"

@@ -21,7 +21,7 @@
 //
 // Run it from the repository root (mtail comes from `make deps`):
 //
-//	go run -tags slicelabels ./hack/bench/gateway [-size=1073741824] [-log=PATH]
+//	go run ./hack/bench/gateway [-size=1073741824] [-log=PATH]
 package main
 
 import (
