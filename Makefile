@@ -11,7 +11,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.Branch=main
 export PATH := $(TOOLS)/bin:$(PATH)
 
-.PHONY: all build image manifests demo vet test test-short deps fuzz bench-exporter bench-gateway bench-engine bench-detection dashboards-picture clean
+.PHONY: all build image manifests demo lab vet test test-short deps fuzz bench-exporter bench-gateway bench-engine bench-detection dashboards-picture clean
 
 all: build
 
@@ -44,6 +44,14 @@ manifests:
 DEMO_FLAGS ?=
 demo: build
 	bin/cascade demo $(DEMO_FLAGS)
+
+# lab reproduces the outage on real components (API servers that really run
+# out of memory, real leases, a real node lifecycle controller, a real
+# gateway and Alertmanager) and checks that Cascade pages once; LAB_FLAGS
+# picks the shape and size (README, "The lab").
+LAB_FLAGS ?= --shape cluster
+lab: deps build
+	$(GO) run $(GOFLAGS_T) ./lab --cascade bin/cascade $(LAB_FLAGS)
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*')); \

@@ -32,18 +32,17 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to serve on")
 	tokensFile := flag.String("tokens", "", "node tokens, one \"TOKEN NODE\" a line")
-	callerTokenFile := flag.String("caller-token-file", "", "bearer token the API servers present; empty: any caller")
 	stateDir := flag.String("state.dir", "", "journal of the deployments in progress (shared by the replicas)")
 	rollout := flag.Duration("rollout", 5*time.Minute, "how long a deployment is in progress")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(*listen, *tokensFile, *callerTokenFile, *stateDir, *rollout, logger); err != nil {
+	if err := run(*listen, *tokensFile, *stateDir, *rollout, logger); err != nil {
 		logger.Error("regional API", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, tokensFile, callerTokenFile, stateDir string, rollout time.Duration, logger *slog.Logger) error {
+func run(listen, tokensFile, stateDir string, rollout time.Duration, logger *slog.Logger) error {
 	if stateDir == "" || tokensFile == "" {
 		return errors.New("--tokens and --state.dir are required")
 	}
@@ -56,17 +55,9 @@ func run(listen, tokensFile, callerTokenFile, stateDir string, rollout time.Dura
 	if err != nil {
 		return fmt.Errorf("%s: %w", tokensFile, err)
 	}
-	callerToken := ""
-	if callerTokenFile != "" {
-		b, err := os.ReadFile(callerTokenFile)
-		if err != nil {
-			return err
-		}
-		callerToken = strings.TrimSpace(string(b))
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
-	s := newServer(tokens, callerToken, stateDir, rollout, reg, logger)
+	s := newServer(tokens, stateDir, rollout, reg, logger)
 
 	// In-flight deployments come back before anything is served.
 	start := time.Now()
