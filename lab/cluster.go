@@ -136,15 +136,16 @@ func (l *lab) awaitFleetReady(ctx context.Context, nodes int) error {
 }
 
 // Sizing of the cluster shape's API server (measured on kube-apiserver
-// v1.37.2: about 280 MiB idle, 0.15 MiB more per node with its Lease, Node
-// and watch; each MiB of stored ConfigMaps costs about 2.2 MiB of resident
-// memory while serving, and 4 MiB while the watch cache loads at start).
+// v1.37.2: about 280 MiB idle, 0.27 MiB more per node with its Lease, Node
+// and watch (540 MiB at 1,000 nodes); each MiB of stored ConfigMaps costs
+// about 2.2 MiB of resident memory while serving, and 4 MiB more while
+// the watch cache loads them, at start or on a relist).
 const (
-	apiserverIdle      = 280 << 20
-	apiserverPerNode   = 150 << 10
-	apiserverHeadroom  = 220 << 20
-	releaseBytes       = 900 << 10 // a rendered Helm release: under etcd's 1.5 MiB request limit
-	restartCostPerByte = 4.5
+	apiserverIdle     = 280 << 20
+	apiserverPerNode  = 300 << 10
+	apiserverHeadroom = 220 << 20
+	releaseBytes      = 900 << 10 // a rendered Helm release: under etcd's 1.5 MiB request limit
+	remedyCostPerByte = 7
 )
 
 // runClusterShape is the cluster shape: one cluster whose API server runs
@@ -224,8 +225,11 @@ func (l *lab) runClusterShape(ctx context.Context) error {
 	if baseline >= limit*85/100 {
 		return fmt.Errorf("the API server already uses %s of its %s limit before any deployment: give --memory-limit more room", mib(baseline), mib(limit))
 	}
+	// The burst is 0.8 of the headroom: at 2.2 times its size in memory
+	// it overruns the limit nearly twofold, and the restart, at 4 times,
+	// too.
 	headroom := limit - baseline
-	plan := planDeployments(headroom*5/4, releaseBytes, 30)
+	plan := planDeployments(headroom*4/5, releaseBytes, 30)
 	if o.DryRun {
 		plan = planDeployments(headroom*15/100, releaseBytes, 10)
 	}
@@ -253,7 +257,10 @@ func (l *lab) runClusterShape(ctx context.Context) error {
 	if o.DryRun {
 		return l.finishDryRun(ctx, deployed, res)
 	}
-	sized := roundUp(max(3*limit, baseline+int64(restartCostPerByte*float64(plan.total()))), 256<<20)
+	// Enough for a replica that reloads its watch cache (4 times the
+	// releases) while serving them (2.2 times): the API server relists a
+	// resource whose watch fell behind etcd's compaction, every 5 minutes.
+	sized := roundUp(max(4*limit, baseline+int64(remedyCostPerByte*float64(plan.total()))), 256<<20)
 	mem1, err := l.remedy(ctx, "the API server", res, rep0, "apiserver-1", sized)
 	if err != nil {
 		return err

@@ -176,7 +176,7 @@ func Run(parent context.Context, o Options) (Figures, []check, error) {
 	if err := o.complete(); err != nil {
 		return Figures{}, nil, err
 	}
-	started := time.Now()
+	started, startLoad := time.Now(), loadAverage()
 	ctx, cancel := context.WithTimeout(parent, o.Timeout)
 	defer cancel()
 	if removed := testenv.RemoveStaleMemoryCgroups(cgroupPrefix); len(removed) > 0 {
@@ -234,18 +234,23 @@ func Run(parent context.Context, o Options) (Figures, []check, error) {
 		}
 	}()
 	if runErr != nil && parent.Err() != nil {
-		return Figures{}, nil, fmt.Errorf("interrupted: %w", parent.Err())
-	}
-	if runErr != nil {
+		runErr = fmt.Errorf("interrupted: %w", parent.Err())
+	} else if runErr != nil {
 		l.dumpLogs()
-		return Figures{}, nil, runErr
 	}
-	f := l.figures(started, l.killMechanism, l.limit, l.remedyLimit)
+	if l.tl.first(evFault, "*").IsZero() && l.tl.first(evDeploy, "*").IsZero() {
+		return Figures{}, nil, runErr // nothing happened worth writing
+	}
+	// Past the fault, what was seen is written even when the run broke off.
+	f := l.figures(started, startLoad, l.killMechanism, l.limit, l.remedyLimit)
 	checks := verdict(f)
 	if err := l.writeOutputs(f, checks); err != nil {
-		return f, checks, err
+		return f, checks, errors.Join(runErr, err)
 	}
-	return f, checks, nil
+	if runErr != nil {
+		fmt.Fprintf(o.Out, "lab: the run broke off; what it saw is in %s\n", o.OutputDir)
+	}
+	return f, checks, runErr
 }
 
 // dumpLogs prints the tail of every component's log after a failed run.

@@ -81,6 +81,9 @@ func TestVerdict(t *testing.T) {
 	twice := good
 	twice.Pages = 2
 	require.Equal(t, []string{"exactly one page"}, failed(twice))
+	early := good
+	early.OOMKillsBeforeFault = 1
+	require.Equal(t, []string{"the fault OOM-killed it, and nothing before"}, failed(early), "a limit too tight for the fleet is no fault")
 
 	region := Figures{Shape: "region", Clusters: 3, OOMKills: 2, Pages: 1, PageRootCause: "apiserver_oom", PageScope: "region",
 		PageShared: "regional-api", TimeToPageSeconds: ttp(45), ClustersHit: 3, ClustersHitReal: 3, GuardClusters: 3, GuardLeadSeconds: ttp(12)}

@@ -35,6 +35,9 @@ type Figures struct {
 	RemedyLimitMiB  int64  `json:"remedy_limit_mib,omitempty"`
 	WebhookCacheTTL string `json:"webhook_cache_ttl,omitempty"`
 	OOMKills        int    `json:"oom_kills"`
+	// OOMKillsBeforeFault are kills during the baseline: a limit too tight
+	// for the fleet, not the fault.
+	OOMKillsBeforeFault int `json:"oom_kills_before_fault"`
 
 	// Pages are firing notifications at the paging receiver.
 	Pages              int    `json:"pages"`
@@ -70,6 +73,19 @@ type Figures struct {
 	CascadeCPUCores   float64 `json:"cascade_run_cpu_cores"`
 	CascadePeakRSSMiB float64 `json:"cascade_run_peak_rss_mib"`
 	WallSeconds       float64 `json:"wall_seconds"`
+	// LoadAverage is the machine's 1-minute load at the start and the end:
+	// other work shares it.
+	LoadAverage string `json:"load_average"`
+}
+
+// loadAverage is the 1-minute load average, "?" where unknown.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	first, _, _ := strings.Cut(string(b), " ")
+	return first
 }
 
 // notification is one webhook delivery as the output keeps it.
@@ -90,7 +106,7 @@ func seconds(d time.Duration) *float64 {
 
 // figures computes the run's figures from its timeline, the webhooks and
 // Cascade's journal.
-func (l *lab) figures(started time.Time, killMechanism string, limit, remedy int64) Figures {
+func (l *lab) figures(started time.Time, startLoad, killMechanism string, limit, remedy int64) Figures {
 	o := l.opts
 	f := Figures{
 		Shape: o.Shape, DryRun: o.DryRun, Nodes: o.Nodes, Clusters: len(l.observers),
@@ -98,11 +114,21 @@ func (l *lab) figures(started time.Time, killMechanism string, limit, remedy int
 		MemoryLimitMiB: limit >> 20, RemedyLimitMiB: remedy >> 20,
 		OOMKills:    l.tl.count(evFirstOOM) + l.tl.count(evOOMKill),
 		WallSeconds: time.Since(started).Round(time.Second).Seconds(),
+		LoadAverage: startLoad + " → " + loadAverage(),
 	}
 	if o.Shape == "region" {
 		f.WebhookCacheTTL = o.WebhookCacheTTL.String()
 	}
 	firstOOM := l.tl.first(evFirstOOM, "*")
+	fault := l.tl.first(evFault, "*")
+	if fault.IsZero() {
+		fault = l.tl.first(evDeploy, "*")
+	}
+	for _, e := range l.tl.all() {
+		if (e.Name == evFirstOOM || e.Name == evOOMKill) && (fault.IsZero() || e.Time.Before(fault)) {
+			f.OOMKillsBeforeFault++
+		}
+	}
 	if l.hooks != nil {
 		for _, m := range l.hooks.Received("page") {
 			for _, a := range m.Alerts {
@@ -166,11 +192,7 @@ func (l *lab) figures(started time.Time, killMechanism string, limit, remedy int
 		f.GuardLeadSeconds = seconds(firstNotReady.Sub(lastGuard))
 	}
 	if l.gateway != nil {
-		from := l.tl.first(evFault, "*")
-		if from.IsZero() {
-			from = l.tl.first(evDeploy, "*")
-		}
-		if !from.IsZero() {
+		if from := fault; !from.IsZero() {
 			f.GatewayBaselineRPS = l.gateway.meanBetween(from.Add(-time.Minute), from)
 			peak, at := l.gateway.peakSince(from)
 			f.GatewayPeakRPS = peak
@@ -213,7 +235,7 @@ func verdict(f Figures) []check {
 		ttp = fmt.Sprintf("%.1f s", *f.TimeToPageSeconds)
 	}
 	checks := []check{
-		{"the fault OOM-killed it", f.OOMKills > 0, fmt.Sprintf("%d OOM kills", f.OOMKills)},
+		{"the fault OOM-killed it, and nothing before", f.OOMKills > 0 && f.OOMKillsBeforeFault == 0, fmt.Sprintf("%d OOM kills, %d before the fault", f.OOMKills, f.OOMKillsBeforeFault)},
 		{"exactly one page", f.Pages == 1, fmt.Sprintf("%d pages", f.Pages)},
 		{"root cause apiserver_oom", f.PageRootCause == "apiserver_oom", f.PageRootCause},
 		{"paged within 60 s of the first OOM kill", f.TimeToPageSeconds != nil && *f.TimeToPageSeconds <= 60, ttp},
@@ -350,6 +372,7 @@ func (l *lab) writeTimeline(w io.Writer, f Figures, checks []check, cascadeRepor
 	row("cascade run: CPU, mean cores, peak RSS", fmt.Sprintf("%.1f s, %.2f, %.0f MiB", f.CascadeCPUSeconds, f.CascadeCPUCores, f.CascadePeakRSSMiB))
 	row("tickets (symptoms paged nowhere)", fmt.Sprint(f.Tickets))
 	row("wall time of the run", fmt.Sprintf("%.0f s", f.WallSeconds))
+	row("load average (1 min), start → end", f.LoadAverage)
 	fmt.Fprintln(w, "\n## Verdict")
 	fmt.Fprintln(w)
 	for _, c := range checks {
