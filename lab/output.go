@@ -70,7 +70,8 @@ type Figures struct {
 	GatewayPeakRPS     float64 `json:"gateway_peak_rps"`
 
 	CascadeCPUSeconds float64 `json:"cascade_run_cpu_seconds"`
-	CascadeCPUCores   float64 `json:"cascade_run_cpu_cores"`
+	// CascadeCPUPercent is its mean CPU, in percent of one core.
+	CascadeCPUPercent float64 `json:"cascade_run_cpu_percent_of_a_core"`
 	CascadePeakRSSMiB float64 `json:"cascade_run_peak_rss_mib"`
 	WallSeconds       float64 `json:"wall_seconds"`
 	// LoadAverage is the machine's 1-minute load at the start and the end:
@@ -203,7 +204,7 @@ func (l *lab) figures(started time.Time, startLoad, killMechanism string, limit,
 	}
 	if l.runUsage != nil {
 		cpu, cores, rss := l.runUsage.summary()
-		f.CascadeCPUSeconds, f.CascadeCPUCores, f.CascadePeakRSSMiB = round1(cpu), round2(cores), round1(float64(rss)/(1<<20))
+		f.CascadeCPUSeconds, f.CascadeCPUPercent, f.CascadePeakRSSMiB = round1(cpu), round1(100*cores), round1(float64(rss)/(1<<20))
 	}
 	return f
 }
@@ -369,7 +370,7 @@ func (l *lab) writeTimeline(w io.Writer, f Figures, checks []check, cascadeRepor
 		row("token webhook cache TTL", f.WebhookCacheTTL)
 	}
 	row("gateway requests/s: before the fault, peak", fmt.Sprintf("%.0f, %.0f", f.GatewayBaselineRPS, f.GatewayPeakRPS))
-	row("cascade run: CPU, mean cores, peak RSS", fmt.Sprintf("%.1f s, %.2f, %.0f MiB", f.CascadeCPUSeconds, f.CascadeCPUCores, f.CascadePeakRSSMiB))
+	row("cascade run: CPU, mean share of a core, peak RSS", fmt.Sprintf("%.1f s, %.1f %%, %.0f MiB", f.CascadeCPUSeconds, f.CascadeCPUPercent, f.CascadePeakRSSMiB))
 	row("tickets (symptoms paged nowhere)", fmt.Sprint(f.Tickets))
 	row("wall time of the run", fmt.Sprintf("%.0f s", f.WallSeconds))
 	row("load average (1 min), start → end", f.LoadAverage)
