@@ -1,5 +1,6 @@
 # Every go command here carries -tags slicelabels: github.com/grafana/loki-client-go
-# needs Prometheus's slice-backed labels (see ../shared/DESIGN.md, dependency facts).
+# needed Prometheus's slice-backed labels (see ../shared/DESIGN.md, dependency facts);
+# Cascade no longer links it, and the tag stays until the whole tree is tested without it.
 GO        ?= go
 GOTAGS    := slicelabels
 GOFLAGS_T := -tags $(GOTAGS)
@@ -11,7 +12,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.Branch=main
 export PATH := $(TOOLS)/bin:$(PATH)
 
-.PHONY: all build image manifests demo lab vet test test-short deps fuzz bench-exporter bench-gateway bench-engine bench-detection dashboards-picture clean
+.PHONY: all build image manifests demo lab vet test test-short deps fuzz bench-exporter bench-gateway bench-engine bench-detection bench-distributed dashboards-picture clean
 
 all: build
 
@@ -103,10 +104,19 @@ bench-engine: deps build
 bench-detection:
 	$(GO) run $(GOFLAGS_T) ./hack/bench/detection -write BENCHMARKS.md
 
-# dashboards-picture redraws docs/dashboards/overview.png: the overview
-# dashboard's queries over the backtested incident scenario, in Prometheus.
+# bench-distributed measures the time to page through Thanos (Receive,
+# Query, Ruler) beside cascade run alone on the same API server OOM, and
+# the remote-write delivery delay (about 4 minutes a run).
+DISTRIBUTED_BENCH_FLAGS ?=
+bench-distributed: deps build
+	$(GO) run $(GOFLAGS_T) ./hack/bench/distributed $(DISTRIBUTED_BENCH_FLAGS)
+
+# dashboards-picture redraws docs/dashboards/overview.png and region.png: the
+# overview's queries over the backtested incident scenario, the regional
+# overview's over the regional outage, in Prometheus.
 dashboards-picture: deps
-	$(GO) test $(GOFLAGS_T) -count=1 -run 'TestDashboardsShowIncident$$' ./dashboards -args -picture $(CURDIR)/docs/dashboards/overview.png
+	$(GO) test $(GOFLAGS_T) -count=1 -run 'TestDashboardsShowIncident$$|TestRegionalDashboardShowsRegionalIncident$$' ./dashboards \
+		-args -picture $(CURDIR)/docs/dashboards/overview.png -region-picture $(CURDIR)/docs/dashboards/region.png
 
 clean:
 	rm -rf bin

@@ -7,11 +7,14 @@
 package collector
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -22,6 +25,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/util/logging"
 
 	// Service discovery mechanisms users can name in scrape_configs.
 	_ "github.com/prometheus/prometheus/discovery/file"
@@ -41,8 +45,16 @@ type Options struct {
 	// SDMetrics are the service discovery metrics, registered once per
 	// registry; nil registers them in Registerer.
 	SDMetrics map[string]discovery.DiscovererMetrics
-	Logger    *slog.Logger
+	// StorageCheckInterval is how often Run checks that the data directory
+	// is still the one the TSDB opened and still takes a write; zero means
+	// DefaultStorageCheckInterval.
+	StorageCheckInterval time.Duration
+	Logger               *slog.Logger
 }
+
+// DefaultStorageCheckInterval bounds how long the collector runs on a data
+// directory that was removed, replaced or made read-only before it stops.
+const DefaultStorageCheckInterval = 10 * time.Second
 
 // DefaultRetention keeps a day of data: enough for the incident, its
 // baselines and a post-incident report.
@@ -56,12 +68,18 @@ func (o Options) Validate() error {
 	if o.Retention < time.Hour {
 		return fmt.Errorf("collector: retention %s is shorter than an hour, too short for baselines", o.Retention)
 	}
+	if o.StorageCheckInterval < 0 {
+		return fmt.Errorf("collector: storage check interval %s is negative", o.StorageCheckInterval)
+	}
 	return nil
 }
 
 // Collector owns the TSDB and the scrape and discovery loops that fill it.
 type Collector struct {
 	logger    *slog.Logger
+	dataDir   string
+	dataInfo  os.FileInfo // of dataDir when the TSDB opened it
+	checkEach time.Duration
 	db        *tsdb.DB
 	remote    *remote.Storage
 	storage   storage.Storage
@@ -94,9 +112,20 @@ func Open(opts Options) (*Collector, error) {
 		return nil, fmt.Errorf("collector: open TSDB in %s: %w", opts.DataDir, err)
 	}
 
-	c := &Collector{logger: logger, db: db}
+	dataInfo, err := os.Stat(opts.DataDir)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("collector: %w", err)
+	}
+	c := &Collector{logger: logger, dataDir: opts.DataDir, dataInfo: dataInfo, db: db,
+		checkEach: cmp.Or(opts.StorageCheckInterval, DefaultStorageCheckInterval)}
 	scrapeGetter := &readyScrapeManager{}
 	c.remote = remote.NewStorage(logger.With("component", "remote"), reg, c.startTime, opts.DataDir, time.Minute, scrapeGetter, false)
+	// Remote write tails the WAL: told of every commit it sends at once;
+	// left alone it reads the WAL only every 15 s, and every sample would
+	// reach the store up to 15 s late (and the rules reading it there page
+	// that much later).
+	db.SetWriteNotified(c.remote)
 	c.storage = storage.NewFanout(logger, db, c.remote)
 
 	sdMetrics := opts.SDMetrics
@@ -114,7 +143,9 @@ func Open(opts Options) (*Collector, error) {
 		db.Close()
 		return nil, errors.New("collector: cannot create the discovery manager")
 	}
-	c.scrape, err = scrape.NewManager(&scrape.Options{}, logger.With("component", "scrape"), nil, c.storage, nil, reg)
+	// Prometheus's JSON file logger, as in Prometheus, for the scrape
+	// failures of the jobs that name a scrape_failure_log_file.
+	c.scrape, err = scrape.NewManager(&scrape.Options{}, logger.With("component", "scrape"), logging.NewJSONFileLogger, c.storage, nil, reg)
 	if err != nil {
 		cancel()
 		db.Close()
@@ -124,7 +155,9 @@ func Open(opts Options) (*Collector, error) {
 	return c, nil
 }
 
-// ApplyConfig applies the scrape_configs and remote_write sections of cfg.
+// ApplyConfig applies the scrape_configs, scrape_config_files and
+// remote_write sections of cfg, and the global scrape settings (including
+// scrape_failure_log_file).
 // On error the previous configuration stays in force where it could be kept.
 func (c *Collector) ApplyConfig(cfg *config.Config) error {
 	if err := c.remote.ApplyConfig(cfg); err != nil {
@@ -147,21 +180,76 @@ func (c *Collector) ApplyConfig(cfg *config.Config) error {
 	return nil
 }
 
-// Run scrapes until ctx is done, then stops scraping. Close the collector
-// afterwards to flush the TSDB.
+// Run scrapes until ctx is done, then stops scraping; close the collector
+// afterwards to flush the TSDB. It returns an error, having stopped scraping,
+// when a part of it fails on its own: the discovery or scrape manager ends,
+// or the data directory is removed, replaced or stops taking writes. The
+// TSDB itself only logs such failures (its WAL file stays open, so writes
+// seem to succeed until the next block is cut), and a collector that goes on
+// scraping into a directory that is gone loses everything at its next start:
+// better to stop, loudly, so the supervisor restarts it.
 func (c *Collector) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
-	go func() { errc <- c.discovery.Run() }()
-	go func() { errc <- c.scrape.Run(c.discovery.SyncCh()) }()
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		if err != nil {
-			c.logger.Error("collector stopped", "err", err)
+	go func() { errc <- managerStopped("discovery", c.discovery.Run()) }()
+	go func() { errc <- managerStopped("scrape", c.scrape.Run(c.discovery.SyncCh())) }()
+	check := time.NewTicker(c.checkEach)
+	defer check.Stop()
+	var err error
+	for err == nil && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case err = <-errc:
+		case <-check.C:
+			err = c.checkStorage()
 		}
 	}
 	c.scrape.Stop()
 	c.cancelSD()
+	return err
+}
+
+func managerStopped(name string, err error) error {
+	if err != nil {
+		return fmt.Errorf("collector: the %s manager stopped: %w", name, err)
+	}
+	return fmt.Errorf("collector: the %s manager stopped unexpectedly", name)
+}
+
+// storageCheckFile is created and removed in the data directory by each
+// storage check; the TSDB ignores files it does not know.
+const storageCheckFile = ".cascade-storage-check"
+
+// checkStorage reports whether the data directory is still the one the
+// TSDB opened and still takes a synced write.
+func (c *Collector) checkStorage() error {
+	fail := func(err error) error {
+		return fmt.Errorf("collector: the data directory %s fails: %w", c.dataDir, err)
+	}
+	fi, err := os.Stat(c.dataDir)
+	if err != nil {
+		return fail(err)
+	}
+	if !os.SameFile(fi, c.dataInfo) {
+		return fail(errors.New("it was replaced after the TSDB opened it"))
+	}
+	path := filepath.Join(c.dataDir, storageCheckFile)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fail(err)
+	}
+	_, err = f.Write([]byte("ok\n"))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if rerr := os.Remove(path); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return fail(err)
+	}
 	return nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/loki"
 	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
+	"github.com/grafana/grafana-foundation-sdk/go/stat"
+	"github.com/grafana/grafana-foundation-sdk/go/statetimeline"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 )
 
@@ -28,14 +30,13 @@ const (
 	lokiInput = "DS_LOKI"
 )
 
-// Label matchers of the queries. Raw series carry the target labels cluster
-// and region; the recording rules aggregate by cluster only. In a
-// single-cluster setup the cluster variable is empty and cluster="" matches
-// series without the label.
-const (
-	rawSel = `cluster="$cluster", region=~"$region"`
-	recSel = `cluster="$cluster"`
-)
+// clusterSel selects one cluster's series, raw or recorded: both carry the
+// target labels region and cluster. A shared regional component's series
+// carry shared and no cluster: shared="" keeps them out of a cluster's
+// panels even where the cluster variable is empty (a single cluster without
+// labels, where cluster="" matches series without the label). The region
+// keeps apart two clusters of the same name in different regions.
+const clusterSel = `cluster="$cluster", region=~"$region", shared=""`
 
 // cogLink is a dashboard or panel link under construction.
 type cogLink = cog.Builder[dashboard.DashboardLink]
@@ -69,10 +70,9 @@ func logQuery(expr string) *loki.DataqueryBuilder {
 	return loki.NewDataqueryBuilder().Datasource(lokiDS()).Expr(expr).QueryType("range")
 }
 
-// variables returns the data source, region and cluster variables, with
-// the region and cluster values read from metric, a series every cluster
-// has.
-func variables(metric string) []cog.Builder[dashboard.VariableModel] {
+// dataSourceVariables are the Prometheus and Loki data source variables,
+// whose defaults are the import inputs.
+func dataSourceVariables() []cog.Builder[dashboard.VariableModel] {
 	dsVar := func(name, label, plugin, input string) cog.Builder[dashboard.VariableModel] {
 		return dashboard.NewDatasourceVariableBuilder(name).
 			Label(label).
@@ -82,35 +82,47 @@ func variables(metric string) []cog.Builder[dashboard.VariableModel] {
 				Value: dashboard.StringOrArrayOfString{String: ptr("${" + input + "}")},
 			})
 	}
-	labelValues := func(name, query string) *dashboard.QueryVariableBuilder {
-		return dashboard.NewQueryVariableBuilder(name).
-			Label(name).
-			Datasource(promDS()).
-			Query(dashboard.StringOrMap{String: ptr(query)}).
-			Definition(query).
-			Refresh(dashboard.VariableRefreshOnTimeRangeChanged).
-			Sort(dashboard.VariableSortAlphabeticalAsc)
-	}
 	return []cog.Builder[dashboard.VariableModel]{
 		dsVar(PrometheusVar, "Prometheus", "prometheus", promInput),
 		dsVar(LokiVar, "Loki", "loki", lokiInput),
-		labelValues(RegionVar, "label_values("+metric+", region)").
-			IncludeAll(true).AllValue(".*"),
-		labelValues(ClusterVar, "label_values("+metric+`{region=~"$region"}, cluster)`),
 	}
 }
 
-// annotations are shared by every dashboard: firing alerts of Cascade's
-// rules, OOM kills, and the incident phase events Cascade ships to Loki.
-func annotations() []cog.Builder[dashboard.AnnotationQuery] {
+// labelValues is a variable holding the values of label in the series of
+// selector, refreshed with the time range.
+func labelValues(name, selector, label string) *dashboard.QueryVariableBuilder {
+	query := "label_values(" + selector + ", " + label + ")"
+	return dashboard.NewQueryVariableBuilder(name).
+		Label(name).
+		Datasource(promDS()).
+		Query(dashboard.StringOrMap{String: ptr(query)}).
+		Definition(query).
+		Refresh(dashboard.VariableRefreshOnTimeRangeChanged).
+		Sort(dashboard.VariableSortAlphabeticalAsc)
+}
+
+// clusterVariables returns the data source, region and cluster variables of
+// a cluster's dashboards, with the region and cluster values read from
+// metric, a series every cluster has.
+func clusterVariables(metric string) []cog.Builder[dashboard.VariableModel] {
+	return append(dataSourceVariables(),
+		labelValues(RegionVar, metric, "region").IncludeAll(true).AllValue(".*"),
+		labelValues(ClusterVar, metric+`{region=~"$region"}`, "cluster"))
+}
+
+// annotations are those every dashboard has: the incident events in Loki
+// (eventsSelector), Cascade's firing alerts (alertsSelector, matchers of
+// ALERTS) and the OOM kills of the API servers (oomSelector, matchers of
+// cascade_apiserver_oom_kills_total, each kill tagged by byLabels).
+func annotations(eventsSelector, alertsSelector, oomSelector, byLabels string) []cog.Builder[dashboard.AnnotationQuery] {
 	return []cog.Builder[dashboard.AnnotationQuery]{
 		dashboard.NewAnnotationQueryBuilder().
 			Name("Incident events (Loki)").
 			Datasource(lokiDS()).
 			Enable(true).
 			IconColor("red").
-			Expr(incidentEventsSelector).
-			Target(logQuery(incidentEventsSelector)).
+			Expr(eventsSelector).
+			Target(logQuery(eventsSelector)).
 			TitleFormat("{{phase}}").
 			TagKeys("phase,cluster"),
 		dashboard.NewAnnotationQueryBuilder().
@@ -118,7 +130,7 @@ func annotations() []cog.Builder[dashboard.AnnotationQuery] {
 			Datasource(promDS()).
 			Enable(true).
 			IconColor("orange").
-			Expr(`ALERTS{alertstate="firing", ` + recSel + `}`).
+			Expr(`ALERTS{alertstate="firing", ` + alertsSelector + `}`).
 			Step("15s").
 			TitleFormat("{{alertname}}").
 			TagKeys("alertname,root_cause,severity"),
@@ -127,28 +139,42 @@ func annotations() []cog.Builder[dashboard.AnnotationQuery] {
 			Datasource(promDS()).
 			Enable(true).
 			IconColor("purple").
-			Expr(`max by (replica) (increase(cascade_apiserver_oom_kills_total{` + rawSel + `}[1m])) > 0`).
+			Expr(`max by (` + byLabels + `) (increase(cascade_apiserver_oom_kills_total{` + oomSelector + `}[1m])) > 0`).
 			Step("15s").
 			TitleFormat("OOM kill").
-			TagKeys("replica"),
+			TagKeys(byLabels),
 	}
 }
 
-// incidentEventsSelector selects the phase events of incidents
-// (rules/incident) in Loki.
-const incidentEventsSelector = `{source="cascade", kind="incident", cluster="$cluster"}`
+// incidentEventsSelector selects, in Loki, the events of a cluster's
+// incidents and those of a regional incident about the cluster (hit,
+// recovered): rules/incident labels each with scope, phase, region and
+// cluster, leaving out the empty ones.
+const incidentEventsSelector = `{source="cascade", kind="incident", cluster="$cluster", region=~"$region"}`
 
-// links returns the dashboard links shown on every dashboard: the other
-// Cascade dashboards, keeping the time range and the variables.
-func links() []cog.Builder[dashboard.DashboardLink] {
-	return []cog.Builder[dashboard.DashboardLink]{
+// links returns the dashboard links of every dashboard: the other Cascade
+// dashboards, keeping the time range and the variables, and the extra
+// links given.
+func links(extra ...cog.Builder[dashboard.DashboardLink]) []cog.Builder[dashboard.DashboardLink] {
+	return append([]cog.Builder[dashboard.DashboardLink]{
 		dashboard.NewDashboardLinkBuilder("Cascade").
 			Type(dashboard.DashboardLinkTypeDashboards).
 			Tags([]string{Tag}).
 			AsDropdown(false).
 			IncludeVars(true).
 			KeepTime(true),
-	}
+	}, extra...)
+}
+
+// regionLink is a dashboard link to another dashboard of the same region,
+// keeping the time range.
+func regionLink(title, uid string) cog.Builder[dashboard.DashboardLink] {
+	return dashboard.NewDashboardLinkBuilder(title).
+		Type(dashboard.DashboardLinkTypeLink).
+		Url("/d/" + uid + "/" + uid + "?${" + RegionVar + ":queryparam}").
+		Icon("dashboard").
+		IncludeVars(false).
+		KeepTime(true)
 }
 
 // drillDown is a panel link to another Cascade dashboard, keeping time
@@ -161,8 +187,10 @@ func drillDown(title, uid string) cog.Builder[dashboard.DashboardLink] {
 		KeepTime(false)
 }
 
-// newDashboard starts a Cascade dashboard with the shared settings.
-func newDashboard(uid, title, description, varMetric string) *dashboard.DashboardBuilder {
+// baseDashboard starts a Cascade dashboard with the shared settings and the
+// given variables, annotations and links.
+func baseDashboard(uid, title, description string, vars []cog.Builder[dashboard.VariableModel],
+	anns []cog.Builder[dashboard.AnnotationQuery], dashLinks []cog.Builder[dashboard.DashboardLink]) *dashboard.DashboardBuilder {
 	return dashboard.NewDashboardBuilder(title).
 		Uid(uid).
 		Description(description).
@@ -172,9 +200,19 @@ func newDashboard(uid, title, description, varMetric string) *dashboard.Dashboar
 		Time("now-3h", "now").
 		Timezone(common.TimeZoneBrowser).
 		Refresh("30s").
-		Variables(variables(varMetric)).
-		Annotations(annotations()).
-		Links(links())
+		Variables(vars).
+		Annotations(anns).
+		Links(dashLinks)
+}
+
+// newDashboard starts a dashboard about one cluster: cluster and region
+// variables (values read from varMetric), the annotations of the cluster
+// (its own alerts, not its region's), and a link to its region's overview.
+func newDashboard(uid, title, description, varMetric string) *dashboard.DashboardBuilder {
+	return baseDashboard(uid, title, description,
+		clusterVariables(varMetric),
+		annotations(incidentEventsSelector, `scope!="region", `+clusterSel, clusterSel, "replica"),
+		links(regionLink("Regional overview", RegionUID)))
 }
 
 // series is a time series panel with the common look.
@@ -195,6 +233,73 @@ func series(title, unit string, w, h uint32) *timeseries.PanelBuilder {
 		Tooltip(common.NewVizTooltipOptionsBuilder().
 			Mode(common.TooltipDisplayModeMulti).
 			Sort(common.SortOrderDescending))
+}
+
+// incidentStat names the incidents firing now (the legend of each series),
+// or says noValue.
+func incidentStat(title, description, noValue string, w uint32, targets ...*prometheus.DataqueryBuilder) *stat.PanelBuilder {
+	p := stat.NewPanelBuilder().
+		Title(title).
+		Description(description).
+		Datasource(promDS()).
+		TextMode(common.BigValueTextModeName).
+		ColorMode(common.BigValueColorModeBackground).
+		GraphMode(common.BigValueGraphModeNone).
+		NoValue(noValue).
+		Mappings(valueText("1", "firing", "red")).
+		Thresholds(thresholds("red")).
+		Span(w).Height(4)
+	for _, t := range targets {
+		p = p.WithTarget(t)
+	}
+	return p
+}
+
+// guardStat says whether automation may auto-heal nodes now, from an
+// auto-heal guard that is 1 while on.
+func guardStat(title, description, expr string, w uint32) *stat.PanelBuilder {
+	return stat.NewPanelBuilder().
+		Title(title).
+		Description(description).
+		Datasource(promDS()).
+		WithTarget(promInstant(expr, "")).
+		ColorMode(common.BigValueColorModeBackground).
+		GraphMode(common.BigValueGraphModeNone).
+		Mappings(valueText("0", "nodes may be auto-healed", "green", "1", "DO NOT auto-heal nodes", "red")).
+		Thresholds(thresholds("green", 1.0, "red")).
+		Span(w).Height(4)
+}
+
+// stateRows is a full-width state timeline, one row per series.
+func stateRows(title, description string, h uint32, targets ...*prometheus.DataqueryBuilder) *statetimeline.PanelBuilder {
+	p := statetimeline.NewPanelBuilder().
+		Title(title).
+		Description(description).
+		Datasource(promDS()).
+		ShowValue(common.VisibilityModeNever).
+		RowHeight(0.8).
+		Span(24).Height(h)
+	for _, t := range targets {
+		p = p.WithTarget(t)
+	}
+	return p
+}
+
+// onOffRows shows series that are 1 while on and 0 while off (an incident,
+// a guard).
+func onOffRows(title, description string, h uint32, targets ...*prometheus.DataqueryBuilder) *statetimeline.PanelBuilder {
+	return stateRows(title, description, h, targets...).
+		Mappings(valueText("0", "clear", "green", "1", "on", "red")).
+		Thresholds(thresholds("green", 1.0, "red")).
+		MergeValues(true)
+}
+
+// whileRows shows indicators: 1 while they hold, absent otherwise.
+func whileRows(title, description string, h uint32, targets ...*prometheus.DataqueryBuilder) *statetimeline.PanelBuilder {
+	return stateRows(title, description, h, targets...).
+		Mappings(valueText("1", "yes", "red")).
+		Thresholds(thresholds("red")).
+		AlwaysInsertNulls()
 }
 
 // overrideProps is a shorthand for field override properties.

@@ -5,9 +5,12 @@
 //
 // Every dashboard is in Grafana's classic dashboard model with two import
 // inputs (DS_PROMETHEUS, DS_LOKI) that become the defaults of the data
-// source variables, the cluster and region variables, a stable UID, the
-// shared annotations (Cascade's alerts, OOM kills, incident phase events
-// from Loki) and links to the other Cascade dashboards. Queries use only the
+// source variables, the region variable (and the cluster variable on the
+// dashboards of a cluster; the regional overview shows one region), a
+// stable UID, the shared annotations (Cascade's alerts, OOM kills, incident
+// phase events from Loki) and links to the other Cascade dashboards. A
+// cluster's queries never read a shared regional component's series, nor
+// another region's. Queries use only the
 // metric contract, the recording rules of rules/*.yml and Cascade's own
 // instrumentation; the tests check that.
 package dashboards
@@ -21,6 +24,8 @@ import (
 	"sort"
 
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+
+	"github.com/cascade-sre/cascade/internal/atomicfile"
 )
 
 // Tag is carried by every Cascade dashboard; the dashboard links list the
@@ -35,6 +40,9 @@ const (
 	LeasesUID    = "cascade-node-leases"
 	GatewayUID   = "cascade-gateway"
 	SelfUID      = "cascade-self"
+	// RegionUID is the regional overview; the regional alerts link to it
+	// (/d/cascade-region/cascade-region?var-region=REGION).
+	RegionUID = "cascade-region"
 )
 
 // Definition is one dashboard: its file name and how to build it.
@@ -48,6 +56,7 @@ type Definition struct {
 func All() []Definition {
 	return []Definition{
 		{OverviewUID, "cascade-overview.json", overview},
+		{RegionUID, "cascade-region.json", regional},
 		{APIServerUID, "cascade-apiserver.json", apiserver},
 		{LeasesUID, "cascade-node-leases.json", leases},
 		{GatewayUID, "cascade-gateway.json", gateway},
@@ -90,7 +99,9 @@ func Write(dir string) ([]string, error) {
 	var paths []string
 	for _, name := range names {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, files[name], 0o644); err != nil {
+		// Atomic: Grafana's file provisioning, reading the folder, never
+		// sees a half-written dashboard.
+		if err := atomicfile.WriteFile(p, files[name], 0o644); err != nil {
 			return paths, err
 		}
 		paths = append(paths, p)

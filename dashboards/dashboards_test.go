@@ -8,12 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/grafana/grafana-foundation-sdk/go/cog/plugins"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/require"
 )
@@ -78,6 +80,7 @@ func TestCommittedJSONIsAGrafanaDashboard(t *testing.T) {
 		uids[d.UID] = true
 	}
 	require.True(t, uids["cascade-overview"], "alerts link to /d/cascade-overview/cascade-overview")
+	require.True(t, uids["cascade-region"], "regional alerts link to /d/cascade-region/cascade-region")
 	for name, b := range files {
 		t.Run(name, func(t *testing.T) {
 			var d dashboard.Dashboard
@@ -85,7 +88,7 @@ func TestCommittedJSONIsAGrafanaDashboard(t *testing.T) {
 			require.NoError(t, d.Validate())
 			require.NotNil(t, d.Uid)
 			require.True(t, uids[*d.Uid], "unknown uid %s", *d.Uid)
-			require.Contains(t, []string{"cascade-overview", "cascade-apiserver", "cascade-node-leases", "cascade-gateway", "cascade-self"}, *d.Uid, "UIDs are stable: links and bookmarks use them")
+			require.Contains(t, []string{"cascade-overview", "cascade-region", "cascade-apiserver", "cascade-node-leases", "cascade-gateway", "cascade-self"}, *d.Uid, "UIDs are stable: links and bookmarks use them")
 			require.Contains(t, d.Tags, Tag)
 
 			var raw struct {
@@ -108,7 +111,15 @@ func TestCommittedJSONIsAGrafanaDashboard(t *testing.T) {
 			for _, v := range d.Templating.List {
 				vars[v.Name] = v
 			}
-			for _, name := range []string{ClusterVar, RegionVar} {
+			// A cluster's dashboards choose a region and a cluster; the
+			// regional overview one region.
+			want := []string{RegionVar, ClusterVar}
+			if *d.Uid == RegionUID {
+				want = want[:1]
+				require.NotContains(t, vars, ClusterVar)
+				require.False(t, vars[RegionVar].IncludeAll != nil && *vars[RegionVar].IncludeAll, "the regional overview shows one region")
+			}
+			for _, name := range want {
 				require.Contains(t, vars, name)
 				require.Equal(t, dashboard.VariableTypeQuery, vars[name].Type)
 			}
@@ -258,4 +269,145 @@ func TestExpand(t *testing.T) {
 	_, err = Expand(`x{a="$nope"}`, testVars)
 	require.True(t, err != nil && strings.Contains(err.Error(), "nope"), "%v", err)
 	require.False(t, errors.Is(err, nil))
+}
+
+// TestQueriesKeepToTheirScope checks, for every query of the dashboards
+// about series of the metric contract, its recording rules and ALERTS, that
+// its selectors cannot read series they are not about (rules/README.md,
+// "Regions and shared components"): a cluster's dashboards never read a
+// shared component (which has no cluster, so cluster="" alone would match
+// it where the cluster variable is empty) or a cluster of the same name in
+// another region; the regional overview never reads another region, and
+// its shared components' panels never a cluster's own API server or
+// gateway; a cluster's alerts are its own, not its region's. Only the
+// matchers on region, cluster, shared and scope are weighed;
+// the others are taken as matching. A selector of the regional incident
+// (scope="region") on a cluster's dashboard is about the region on purpose.
+func TestQueriesKeepToTheirScope(t *testing.T) {
+	type foreign struct {
+		about      string
+		dashboards func(uid string) bool
+		vars       map[string]string
+		series     map[string]string // region, cluster, shared, scope ("" = absent)
+		metrics    *regexp.Regexp
+	}
+	clusterDashboards := func(uid string) bool { return uid != RegionUID && uid != SelfUID }
+	regionDashboard := func(uid string) bool { return uid == RegionUID }
+	contract := regexp.MustCompile(`^(cascade[_:]|ALERTS$)`)
+	component := regexp.MustCompile(`^cascade[_:](apiserver|gateway)_`)
+	cases := []foreign{
+		{"a shared component, on a single cluster's dashboards", clusterDashboards,
+			map[string]string{ClusterVar: "", RegionVar: ".*"},
+			map[string]string{"region": "fr-par", "shared": "regional-api"}, contract},
+		{"a regional incident or guard, on a single cluster's dashboards", clusterDashboards,
+			map[string]string{ClusterVar: "", RegionVar: ".*"},
+			map[string]string{"region": "fr-par", "scope": "region"}, regexp.MustCompile(`^ALERTS$`)},
+		{"a cluster of the same name in another region", clusterDashboards,
+			map[string]string{ClusterVar: "prod-1", RegionVar: "fr-par"},
+			map[string]string{"region": "nl-ams", "cluster": "prod-1"}, contract},
+		{"a cluster of another region", regionDashboard,
+			map[string]string{RegionVar: "fr-par"},
+			map[string]string{"region": "nl-ams", "cluster": "prod-1"}, contract},
+		{"a shared component of another region", regionDashboard,
+			map[string]string{RegionVar: "fr-par"},
+			map[string]string{"region": "nl-ams", "shared": "regional-api"}, contract},
+		{"a cluster's own API server or gateway, on the shared components' panels", regionDashboard,
+			map[string]string{RegionVar: "fr-par"},
+			map[string]string{"region": "fr-par", "cluster": "prod-1"}, component},
+	}
+	qs := allQueries(t)
+	for _, c := range cases {
+		checked := 0
+		for _, q := range qs {
+			if !c.dashboards(q.Dashboard) || q.Datasource != "prometheus" || q.PanelType == "variable" {
+				continue
+			}
+			for _, sel := range selectorsOf(t, q, c.vars) {
+				if !c.metrics.MatchString(sel.name) || (sel.requires("scope", "region") && clusterDashboards(q.Dashboard)) {
+					continue
+				}
+				checked++
+				admits := true
+				for _, l := range []string{"region", "cluster", "shared", "scope"} {
+					admits = admits && sel.matches(l, c.series[l])
+				}
+				if admits {
+					t.Errorf("%s / %s reads %s (%v): %s", q.Dashboard, q.Panel, c.about, c.series, q.Expr)
+				}
+			}
+		}
+		require.Positive(t, checked, c.about)
+	}
+}
+
+// selector is one vector selector of a query: its metric name and matchers.
+type selector struct {
+	name     string
+	matchers []*labels.Matcher
+}
+
+// matches reports whether every matcher on label accepts value ("" is
+// absent).
+func (s selector) matches(label, value string) bool {
+	for _, m := range s.matchers {
+		if m.Name == label && !m.Matches(value) {
+			return false
+		}
+	}
+	return true
+}
+
+// requires reports whether the selector asks for label="value".
+func (s selector) requires(label, value string) bool {
+	return slices.ContainsFunc(s.matchers, func(m *labels.Matcher) bool {
+		return m.Name == label && m.Type == labels.MatchEqual && m.Value == value
+	})
+}
+
+// selectorsOf returns the vector selectors of a PromQL query after
+// expanding its variables with vars.
+func selectorsOf(t *testing.T, q Query, vars map[string]string) []selector {
+	t.Helper()
+	all := map[string]string{"instance": ".*"}
+	for k, v := range vars {
+		all[k] = v
+	}
+	expr, err := Expand(q.Expr, all)
+	require.NoError(t, err)
+	e, err := parser.ParseExpr(expr)
+	require.NoError(t, err, expr)
+	var out []selector
+	parser.Inspect(e, func(node parser.Node, _ []parser.Node) error {
+		if vs, ok := node.(*parser.VectorSelector); ok {
+			out = append(out, selector{name: vs.Name, matchers: vs.LabelMatchers})
+		}
+		return nil
+	})
+	return out
+}
+
+// TestClusterAndRegionLinkEachOther: the cluster dashboards link to their
+// region's overview and back, keeping the time range and the region; the
+// regional overview's table opens each cluster's overview.
+func TestClusterAndRegionLinkEachOther(t *testing.T) {
+	files := committed(t)
+	type link struct {
+		Title    string `json:"title"`
+		URL      string `json:"url"`
+		KeepTime bool   `json:"keepTime"`
+	}
+	dashLinks := func(file string) []link {
+		var d struct {
+			Links []link `json:"links"`
+		}
+		require.NoError(t, json.Unmarshal(files[file], &d))
+		return d.Links
+	}
+	toRegion := link{"Regional overview", "/d/cascade-region/cascade-region?${region:queryparam}", true}
+	for _, file := range []string{"cascade-overview.json", "cascade-apiserver.json", "cascade-node-leases.json", "cascade-gateway.json"} {
+		require.Contains(t, dashLinks(file), toRegion, file)
+	}
+	require.Contains(t, dashLinks("cascade-region.json"), link{"Cluster overview", "/d/cascade-overview/cascade-overview?${region:queryparam}", true})
+	require.Contains(t, string(files["cascade-region.json"]),
+		`"url": "/d/cascade-overview/cascade-overview?${__url_time_range}&${region:queryparam}&var-cluster=${__value.raw}"`)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,10 +14,13 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"gonum.org/v1/plot/vg"
 
 	"github.com/cascade-sre/cascade/dashboards/picture"
+	"github.com/cascade-sre/cascade/internal/atomicfile"
 	"github.com/cascade-sre/cascade/internal/testenv"
 	"github.com/cascade-sre/cascade/rules/backtest"
+	"github.com/cascade-sre/cascade/rules/incident"
 	"github.com/cascade-sre/cascade/scenario"
 )
 
@@ -66,31 +70,16 @@ func TestDashboardsShowIncident(t *testing.T) {
 	require.False(t, firing[0].Before(oom.Time.Add(-time.Minute)), "incident shown at %s, before the first OOM at %s", firing[0], oom.Time)
 	require.True(t, firing[0].Before(oom.Time.Add(5*time.Minute)), "incident shown only at %s, first OOM at %s", firing[0], oom.Time)
 	t.Logf("incident panel: %s from %s to %s", truth.RootCause, firing[0].Format("15:04:05"), firing[len(firing)-1].Format("15:04:05"))
-	guard := inc.series[1]
+	require.Equal(t, regionalIncidentOfCluster, inc.queries[1].Expr)
+	require.Empty(t, inc.series[1], "a single cluster's incident shows as a regional one")
+	guard := inc.series[2]
 	require.NotEmpty(t, guard)
 	if truth.ExpectGuard {
 		require.True(t, anyValue(guard, "1"), "the auto-heal guard never came on")
 	}
 
 	// The picture, from the same results.
-	pic := overviewPicture(results, truth, run.start, run.end)
-	for _, p := range pic.Panels {
-		points := 0
-		for _, s := range p.Series {
-			points += len(s.Points)
-		}
-		require.NotZero(t, points, "the picture's panel %q would be empty", p.Title)
-	}
-	out := filepath.Join(t.TempDir(), "overview.png")
-	if *picturePath != "" {
-		out = *picturePath
-		require.NoError(t, os.MkdirAll(filepath.Dir(out), 0o755))
-	}
-	f, err := os.Create(out)
-	require.NoError(t, err)
-	require.NoError(t, picture.WritePNG(f, pic, 1000, 1100))
-	require.NoError(t, f.Close())
-	t.Logf("overview picture: %s", out)
+	writePicture(t, overviewPicture(results, truth, run.start, run.end), *picturePath, 1000, 1100)
 }
 
 // incidentRun is the incident scenario backtested and queried.
@@ -101,41 +90,84 @@ type incidentRun struct {
 }
 
 // runIncident backtests the incident scenario into a TSDB, serves it with
-// Prometheus and runs every Prometheus query of the incident dashboards
-// over the scenario; each panel must return data.
+// Prometheus and runs every Prometheus query of the incident dashboards of
+// a cluster over the scenario; each panel must return data.
 func runIncident(t *testing.T) incidentRun {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	var data bytes.Buffer
-	truth, err := scenario.Generate(&data, "incident", scenario.Options{Nodes: 50})
-	require.NoError(t, err)
-	require.True(t, truth.ExpectIncident)
-	tsdbDir := filepath.Join(t.TempDir(), "tsdb")
-	sum, err := backtest.Run(ctx, &data, backtest.Options{TSDBPath: tsdbDir}, func(backtest.Transition) {})
-	require.NoError(t, err)
-	require.NotZero(t, sum.Notifications["ControlPlaneCascadeIncident"], "the backtest found no incident to show")
-	prom := testenv.PrometheusOnForTest(t, "global: {scrape_interval: 15s}\n", tsdbDir)
-
+	bt := backtestScenario(ctx, t, "incident", scenario.Options{Nodes: 50})
+	truth := bt.truth
 	oom, ok := truth.Event(scenario.FirstOOM)
 	require.True(t, ok)
 	recovered, ok := truth.Event(scenario.Recovered)
 	require.True(t, ok)
-	start, end := truth.Start, truth.End
-	step := 30 * time.Second
-	vars := map[string]string{ClusterVar: truth.Cluster, RegionVar: ".*", "instance": ".*",
-		"__range": fmt.Sprintf("%ds", int(end.Sub(start).Seconds())), "__range_s": strconv.Itoa(int(end.Sub(start).Seconds()))}
 	t.Logf("incident scenario %s, cluster %q, %d nodes: first OOM %s, recovered %s", truth.Start.Format(time.RFC3339), truth.Cluster, truth.Nodes, oom.Time.Format("15:04:05"), recovered.Time.Format("15:04:05"))
+	vars := windowVars(truth, map[string]string{ClusterVar: truth.Cluster, RegionVar: ".*", "instance": ".*"})
+	clusterDashboards := func(uid string) bool { return uid != SelfUID && uid != RegionUID }
+	results := queryDashboards(ctx, t, bt, clusterDashboards, vars)
+	return incidentRun{truth: truth, start: truth.Start, end: truth.End, results: results}
+}
 
+// backtested is a scenario backtested with the embedded rules into a TSDB
+// that Prometheus serves.
+type backtested struct {
+	truth scenario.Truth
+	prom  *testenv.Prometheus
+	// events are the incident events the backtest found, as `cascade run`
+	// would ship them to Loki.
+	events []incident.Event
+}
+
+// backtestScenario generates a scenario, backtests it into a TSDB (raw
+// series, recording rules, ALERTS) and serves that with Debian's
+// Prometheus. The scenario must open its incident.
+func backtestScenario(ctx context.Context, t *testing.T, name string, opts scenario.Options) backtested {
+	t.Helper()
+	var data bytes.Buffer
+	truth, err := scenario.Generate(&data, name, opts)
+	require.NoError(t, err)
+	require.True(t, truth.ExpectIncident)
+	tsdbDir := filepath.Join(t.TempDir(), "tsdb")
+	var events []incident.Event
+	began := time.Now()
+	sum, err := backtest.Run(ctx, &data, backtest.Options{TSDBPath: tsdbDir}, func(tr backtest.Transition) {
+		if tr.Kind == backtest.KindIncident && tr.Event != nil {
+			events = append(events, *tr.Event)
+		}
+	})
+	require.NoError(t, err)
+	require.NotZero(t, sum.Notifications["ControlPlaneCascadeIncident"], "the backtest found no incident to show")
+	t.Logf("%s backtested in %s (%d steps, %d series)", name, time.Since(began).Round(time.Millisecond), sum.Steps, sum.Load.Series)
+	prom := testenv.PrometheusOnForTest(t, "global: {scrape_interval: 15s}\n", tsdbDir)
+	return backtested{truth: truth, prom: prom, events: events}
+}
+
+// windowVars adds to vars Grafana's range variables for the scenario's
+// whole span.
+func windowVars(truth scenario.Truth, vars map[string]string) map[string]string {
+	span := int(truth.End.Sub(truth.Start).Seconds())
+	vars["__range"] = fmt.Sprintf("%ds", span)
+	vars["__range_s"] = strconv.Itoa(span)
+	return vars
+}
+
+// queryPanels runs the Prometheus queries (of panels and annotations) that
+// keep selects through Prometheus's query API over the scenario's span,
+// with the template variables vars, and returns what each panel got and
+// the panels in order.
+func queryPanels(ctx context.Context, t *testing.T, bt backtested, keep func(Query) bool, vars map[string]string) (map[string]*panelResult, []string) {
+	t.Helper()
+	start, end, step := bt.truth.Start, bt.truth.End, 30*time.Second
 	results := map[string]*panelResult{} // "uid/title"
 	var order []string
 	for _, q := range allQueries(t) {
-		if q.Dashboard == SelfUID || q.Datasource != "prometheus" || q.PanelType == "variable" {
+		if !keep(q) || q.Datasource != "prometheus" || q.PanelType == "variable" {
 			continue
 		}
 		expr, err := Expand(q.Expr, vars)
 		require.NoError(t, err)
-		got, err := prom.QueryRange(ctx, expr, start, end, step)
+		got, err := bt.prom.QueryRange(ctx, expr, start, end, step)
 		require.NoError(t, err, "%s / %s: %s", q.Dashboard, q.Panel, expr)
 		key := q.Dashboard + "/" + q.Panel
 		r := results[key]
@@ -148,6 +180,15 @@ func runIncident(t *testing.T) incidentRun {
 		r.series = append(r.series, got)
 	}
 	require.NotEmpty(t, results)
+	return results, order
+}
+
+// queryDashboards runs every Prometheus query of the dashboards chosen by
+// uid over the scenario (queryPanels); each panel must return data, except
+// those of liveOnly.
+func queryDashboards(ctx context.Context, t *testing.T, bt backtested, dashboards func(uid string) bool, vars map[string]string) map[string]*panelResult {
+	t.Helper()
+	results, order := queryPanels(ctx, t, bt, func(q Query) bool { return dashboards(q.Dashboard) }, vars)
 	for _, key := range order {
 		r := results[key]
 		n := 0
@@ -159,11 +200,72 @@ func runIncident(t *testing.T) incidentRun {
 			continue
 		}
 		if n == 0 {
-			t.Errorf("%s returned no data over the incident window; queries: %v", key, exprs(r.queries))
+			t.Errorf("%s returned no data over the %s scenario; queries: %v", key, bt.truth.Scenario, exprs(r.queries))
 		}
 	}
+	return results
+}
 
-	return incidentRun{truth: truth, start: start, end: end, results: results}
+// pictureSeries turns the series query qi of a panel got into series of
+// the picture, named by the query's legend and styled by style.
+func pictureSeries(r *panelResult, qi int, style func(name string) picture.Series) []picture.Series {
+	var out []picture.Series
+	for _, rs := range r.series[qi] {
+		s := style(legend(r.queries[qi].Legend, rs.Metric))
+		for _, v := range rs.Values {
+			s.Points = append(s.Points, picture.Point{T: sampleTime(v), V: sampleValue(v)})
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func plainSeries(name string) picture.Series { return picture.Series{Name: name} }
+
+// statesPanel draws a state timeline panel: one row per series.
+func statesPanel(title string, r *panelResult) picture.Panel {
+	p := picture.Panel{Title: title, Kind: picture.States}
+	for qi := range r.queries {
+		got := pictureSeries(r, qi, plainSeries)
+		// A row that never held is drawn empty, if it has a fixed name.
+		if len(got) == 0 && !legendRE.MatchString(r.queries[qi].Legend) {
+			got = []picture.Series{{Name: r.queries[qi].Legend}}
+		}
+		p.Series = append(p.Series, got...)
+	}
+	return p
+}
+
+// oneLegend styles repeats of a series (one per replica or client) with one
+// legend entry, name.
+func oneLegend(name string, style picture.Series) func(string) picture.Series {
+	seen := false
+	return func(string) picture.Series {
+		s := style
+		s.Name, s.NoLegend = name, seen
+		seen = true
+		return s
+	}
+}
+
+// writePicture draws pic into path, or a temporary file when path is
+// empty; no panel of it may be empty.
+func writePicture(t *testing.T, pic picture.Picture, path string, width, height vg.Length) {
+	t.Helper()
+	for _, p := range pic.Panels {
+		points := 0
+		for _, s := range p.Series {
+			points += len(s.Points)
+		}
+		require.NotZero(t, points, "the picture's panel %q would be empty", p.Title)
+	}
+	out := filepath.Join(t.TempDir(), "picture.png")
+	if path != "" {
+		out = path
+		require.NoError(t, os.MkdirAll(filepath.Dir(out), 0o755))
+	}
+	require.NoError(t, atomicfile.Write(out, 0o644, func(w io.Writer) error { return picture.WritePNG(w, pic, width, height) }))
+	t.Logf("picture: %s", out)
 }
 
 func allZero(s picture.Series) bool {
@@ -218,41 +320,9 @@ func legend(format string, metric map[string]string) string {
 // panels of the picture, as the dashboard draws them.
 func overviewPicture(results map[string]*panelResult, truth scenario.Truth, start, end time.Time) picture.Picture {
 	get := func(title string) *panelResult { return results[OverviewUID+"/"+title] }
-	toSeries := func(r *panelResult, qi int, style func(name string) picture.Series) []picture.Series {
-		var out []picture.Series
-		for _, rs := range r.series[qi] {
-			s := style(legend(r.queries[qi].Legend, rs.Metric))
-			for _, v := range rs.Values {
-				s.Points = append(s.Points, picture.Point{T: sampleTime(v), V: sampleValue(v)})
-			}
-			out = append(out, s)
-		}
-		return out
-	}
-	plain := func(name string) picture.Series { return picture.Series{Name: name} }
-	states := func(title string) picture.Panel {
-		r := get(title)
-		p := picture.Panel{Title: title, Kind: picture.States}
-		for qi := range r.queries {
-			got := toSeries(r, qi, plain)
-			if len(got) == 0 {
-				got = []picture.Series{{Name: r.queries[qi].Legend}}
-			}
-			p.Series = append(p.Series, got...)
-		}
-		return p
-	}
+	toSeries, plain, once := pictureSeries, plainSeries, oneLegend
+	states := func(title string) picture.Panel { return statesPanel(title, get(title)) }
 
-	// Repeats of a series (one per replica or client) get one legend entry.
-	once := func(name string, style picture.Series) func(string) picture.Series {
-		seen := false
-		return func(string) picture.Series {
-			s := style
-			s.Name, s.NoLegend = name, seen
-			seen = true
-			return s
-		}
-	}
 	mem := get(MemoryPanel)
 	memory := picture.Panel{Title: MemoryPanel, YLabel: "GiB", Scale: 1 << 30, Height: 1.3}
 	memory.Series = append(memory.Series, toSeries(mem, 0, plain)...)

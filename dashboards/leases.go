@@ -21,15 +21,15 @@ func leases() (dashboard.Dashboard, error) {
 		OverrideByName("expired", []dashboard.DynamicConfigValue{color("red")}))
 	b.WithPanel(series("Nodes by Ready condition", "short", 12, 8).
 		Description("cascade_nodes by condition: ready, not_ready, unknown.").
-		WithTarget(prom(`max by (condition) (cascade_nodes{`+rawSel+`})`, "{{condition}}")).
+		WithTarget(prom(`max by (condition) (cascade_nodes{`+clusterSel+`})`, "{{condition}}")).
 		Stacking(common.NewStackingConfigBuilder().Mode(common.StackingModeNormal)).
 		OverrideByName("ready", []dashboard.DynamicConfigValue{color("green")}).
 		OverrideByName("not_ready", []dashboard.DynamicConfigValue{color("red")}).
 		OverrideByName("unknown", []dashboard.DynamicConfigValue{color("orange")}))
 	b.WithPanel(series("Share of leases late or expired, and of nodes not Ready", "percentunit", 12, 7).
 		Description("cascade:node_leases_not_fresh:ratio and cascade:nodes_not_ready:ratio: the node symptom holds at 50 % (and 10 or more).").
-		WithTarget(prom(`cascade:node_leases_not_fresh:ratio{`+recSel+`}`, "leases late or expired")).
-		WithTarget(prom(`cascade:nodes_not_ready:ratio{`+recSel+`}`, "nodes not Ready")).
+		WithTarget(prom(`cascade:node_leases_not_fresh:ratio{`+clusterSel+`}`, "leases late or expired")).
+		WithTarget(prom(`cascade:nodes_not_ready:ratio{`+clusterSel+`}`, "nodes not Ready")).
 		Thresholds(thresholds("green", 0.5, "red")).
 		ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeDashed)).
 		Min(0).Max(1))
@@ -45,18 +45,18 @@ func leases() (dashboard.Dashboard, error) {
 		Title("Lease watch").
 		Description("cascade_node_lease_watch_up: 1 while the lease watch is synced, error-free since its last success, and the API answers the probe.").
 		Datasource(promDS()).
-		WithTarget(prom(`max(cascade_node_lease_watch_up{`+rawSel+`})`, "lease watch")).
+		WithTarget(prom(`max(cascade_node_lease_watch_up{`+clusterSel+`})`, "lease watch")).
 		Mappings(valueText("0", "down", "red", "1", "up", "green")).
 		Thresholds(thresholds("red", 1.0, "green")).
 		ShowValue(common.VisibilityModeNever).
 		Span(12).Height(4))
 	b.WithPanel(series("Since the watch last heard from the API", "s", 12, 4).
 		Description("Seconds since the last lease event or successful list (cascade_node_lease_watch_last_event_timestamp_seconds).").
-		WithTarget(prom(`time() - max(cascade_node_lease_watch_last_event_timestamp_seconds{`+rawSel+`})`, "since last event")).
+		WithTarget(prom(`time() - max(cascade_node_lease_watch_last_event_timestamp_seconds{`+clusterSel+`})`, "since last event")).
 		Min(0))
 	b.WithPanel(series("Watch errors", "short", 12, 6).
 		Description("Failed list, watch and probe calls of the lease exporter per second (cascade_node_lease_watch_errors_total).").
-		WithTarget(prom(`sum by (resource) (rate(cascade_node_lease_watch_errors_total{`+rawSel+`}[$__rate_interval]))`, "{{resource}}")).
+		WithTarget(prom(`sum by (resource) (rate(cascade_node_lease_watch_errors_total{`+clusterSel+`}[$__rate_interval]))`, "{{resource}}")).
 		Min(0))
 	return b.Build()
 }

@@ -6,7 +6,8 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/heatmap"
 	"github.com/grafana/grafana-foundation-sdk/go/logs"
 	"github.com/grafana/grafana-foundation-sdk/go/stat"
-	"github.com/grafana/grafana-foundation-sdk/go/statetimeline"
+
+	"github.com/cascade-sre/cascade/rules"
 )
 
 // Titles of the overview panels that the tests and the picture look up.
@@ -21,16 +22,19 @@ const (
 
 // Queries shared by the overview and the detail dashboards.
 const (
-	incidentByRootCause = `max by (root_cause) (ALERTS{alertname="ControlPlaneCascadeIncident", alertstate="firing", ` + recSel + `})`
-	workingSetByReplica = `max by (replica) (cascade_apiserver_memory_working_set_bytes{` + rawSel + `})`
-	limitByReplica      = `max by (replica) (cascade_apiserver_memory_limit_bytes{` + rawSel + `})`
-	oomKillsByReplica   = `max by (replica) (increase(cascade_apiserver_oom_kills_total{` + rawSel + `}[$__rate_interval])) > 0`
-	leasesByState       = `max by (state) (cascade_node_leases{` + rawSel + `})`
-	nodesNotReady       = `sum(max by (condition) (cascade_nodes{condition=~"not_ready|unknown", ` + rawSel + `}))`
-	leaseAge            = `time() - max by (node) (cascade_node_lease_renew_timestamp_seconds{` + rawSel + `})`
-	requestsByClient    = `sum by (client) (rate(cascade_gateway_requests_total{` + rawSel + `}[$__rate_interval]))`
-	timeoutsByClient    = `sum by (client) (rate(cascade_gateway_timeouts_total{` + rawSel + `}[$__rate_interval]))`
-	requestsBaseline    = `cascade:gateway_requests:rate1m_baseline1h{` + recSel + `}`
+	incidentByRootCause = `max by (root_cause) (ALERTS{alertname="` + rules.IncidentAlert + `", alertstate="firing", scope!="region", ` + clusterSel + `})`
+	// The regional incident of the cluster's region, if any: its own API
+	// server may be healthy while a shared component fails its nodes.
+	regionalIncidentOfCluster = `max by (region, shared, root_cause) (ALERTS{alertname="` + rules.IncidentAlert + `", alertstate="firing", scope="region", region=~"$region"} and on (region) cascade:cluster:present{` + clusterSel + `})`
+	workingSetByReplica       = `max by (replica) (cascade_apiserver_memory_working_set_bytes{` + clusterSel + `})`
+	limitByReplica            = `max by (replica) (cascade_apiserver_memory_limit_bytes{` + clusterSel + `})`
+	oomKillsByReplica         = `max by (replica) (increase(cascade_apiserver_oom_kills_total{` + clusterSel + `}[$__rate_interval])) > 0`
+	leasesByState             = `max by (state) (cascade_node_leases{` + clusterSel + `})`
+	nodesNotReady             = `sum(max by (condition) (cascade_nodes{condition=~"not_ready|unknown", ` + clusterSel + `}))`
+	leaseAge                  = `time() - max by (node) (cascade_node_lease_renew_timestamp_seconds{` + clusterSel + `})`
+	requestsByClient          = `sum by (client) (rate(cascade_gateway_requests_total{` + clusterSel + `}[$__rate_interval]))`
+	timeoutsByClient          = `sum by (client) (rate(cascade_gateway_timeouts_total{` + clusterSel + `}[$__rate_interval]))`
+	requestsBaseline          = `cascade:gateway_requests:rate1m_baseline1h{` + clusterSel + `}`
 )
 
 func overview() (dashboard.Dashboard, error) {
@@ -40,32 +44,19 @@ func overview() (dashboard.Dashboard, error) {
 
 	// Now: the incident, its root cause, the guard, and the three signals in
 	// one number each.
-	b.WithPanel(stat.NewPanelBuilder().
-		Title("Incident now").
-		Description("ControlPlaneCascadeIncident firing for this cluster, named by its root cause.").
-		Datasource(promDS()).
-		WithTarget(promInstant(incidentByRootCause, "{{root_cause}}")).
-		TextMode(common.BigValueTextModeName).
-		ColorMode(common.BigValueColorModeBackground).
-		GraphMode(common.BigValueGraphModeNone).
-		NoValue("no incident").
-		Mappings(valueText("1", "firing", "red")).
-		Thresholds(thresholds("red")).
-		Span(6).Height(4))
-	b.WithPanel(stat.NewPanelBuilder().
-		Title("Auto-heal guard").
-		Description("cascade:autoheal_guard: 1 while nodes fail fleet-wide because of the control plane. Automation must not repair or replace nodes while it holds.").
-		Datasource(promDS()).
-		WithTarget(promInstant(`max(cascade:autoheal_guard{`+recSel+`})`, "")).
-		ColorMode(common.BigValueColorModeBackground).
-		GraphMode(common.BigValueGraphModeNone).
-		Mappings(valueText("0", "nodes may be auto-healed", "green", "1", "DO NOT auto-heal nodes", "red")).
-		Thresholds(thresholds("green", 1.0, "red")).
-		Span(6).Height(4))
+	b.WithPanel(incidentStat("Incident now",
+		rules.IncidentAlert+" firing for this cluster, named by its root cause, and the regional incident of its region (a shared component failed, or many clusters fell together): see the regional overview.",
+		"no incident", 6,
+		promInstant(incidentByRootCause, "{{root_cause}}"),
+		promInstant(regionalIncidentOfCluster, "regional: {{root_cause}} {{shared}}")).
+		Links([]cogLink{drillDown("Regional overview", RegionUID)}))
+	b.WithPanel(guardStat("Auto-heal guard",
+		"cascade:autoheal_guard: 1 while nodes fail fleet-wide because of the control plane. Automation must not repair or replace nodes while it holds.",
+		`max(cascade:autoheal_guard{`+clusterSel+`})`, 6))
 	b.WithPanel(stat.NewPanelBuilder().
 		Title("API server memory (peak replica)").
 		Datasource(promDS()).
-		WithTarget(promInstant(`cascade:apiserver_memory_utilisation:max{`+recSel+`}`, "")).
+		WithTarget(promInstant(`cascade:apiserver_memory_utilisation:max{`+clusterSel+`}`, "")).
 		Unit("percentunit").
 		Thresholds(thresholds("green", 0.6, "orange", 0.9, "red")).
 		Span(4).Height(4).
@@ -73,7 +64,7 @@ func overview() (dashboard.Dashboard, error) {
 	b.WithPanel(stat.NewPanelBuilder().
 		Title("Leases late or expired").
 		Datasource(promDS()).
-		WithTarget(promInstant(`cascade:node_leases_not_fresh:ratio{`+recSel+`}`, "")).
+		WithTarget(promInstant(`cascade:node_leases_not_fresh:ratio{`+clusterSel+`}`, "")).
 		Unit("percentunit").
 		NoValue("not visible").
 		Thresholds(thresholds("green", 0.1, "orange", 0.5, "red")).
@@ -82,7 +73,7 @@ func overview() (dashboard.Dashboard, error) {
 	b.WithPanel(stat.NewPanelBuilder().
 		Title("Gateway requests / baseline").
 		Datasource(promDS()).
-		WithTarget(promInstant(`cascade:gateway_requests:rate1m{`+recSel+`} / on (cluster) cascade:gateway_requests:rate1m_baseline1h{`+recSel+`}`, "")).
+		WithTarget(promInstant(`cascade:gateway_requests:rate1m{`+clusterSel+`} / on (region, cluster) cascade:gateway_requests:rate1m_baseline1h{`+clusterSel+`}`, "")).
 		Unit("x").
 		Decimals(1).
 		Thresholds(thresholds("green", 2.0, "orange", 3.0, "red")).
@@ -90,33 +81,19 @@ func overview() (dashboard.Dashboard, error) {
 		Links([]cogLink{drillDown("Gateway", GatewayUID)}))
 
 	// History on one time axis.
-	b.WithPanel(statetimeline.NewPanelBuilder().
-		Title(IncidentPanel).
-		Description("The incident alert (with its root cause) and the auto-heal guard over time.").
-		Datasource(promDS()).
-		WithTarget(prom(incidentByRootCause, "incident: {{root_cause}}")).
-		WithTarget(prom(`max(cascade:autoheal_guard{`+recSel+`})`, "auto-heal guard")).
-		Mappings(valueText("0", "clear", "green", "1", "on", "red")).
-		Thresholds(thresholds("green", 1.0, "red")).
-		ShowValue(common.VisibilityModeNever).
-		MergeValues(true).
-		RowHeight(0.8).
-		Span(24).Height(4))
-	b.WithPanel(statetimeline.NewPanelBuilder().
-		Title(SignalsPanel).
-		Description("The control-plane signals and the symptoms the incident rule correlates (cascade:*:active recording rules; shown while they hold).").
-		Datasource(promDS()).
-		WithTarget(prom(`cascade:apiserver_oom:active{`+recSel+`}`, "API server OOM kill")).
-		WithTarget(prom(`cascade:apiserver_memory_near_limit:active{`+recSel+`}`, "API server memory ≥ 90 %")).
-		WithTarget(prom(`cascade:apiserver_unreachable:active{`+recSel+`}`, "API server unreachable")).
-		WithTarget(prom(`cascade:node_symptoms:active{`+recSel+`}`, "node leases / readiness failing")).
-		WithTarget(prom(`cascade:gateway_symptoms:active{`+recSel+`}`, "kubelets failing at the gateway")).
-		Mappings(valueText("1", "yes", "red")).
-		Thresholds(thresholds("red")).
-		ShowValue(common.VisibilityModeNever).
-		AlwaysInsertNulls().
-		RowHeight(0.8).
-		Span(24).Height(6))
+	b.WithPanel(onOffRows(IncidentPanel,
+		"The incident alert (with its root cause), the regional incident of the cluster's region, and the auto-heal guard over time.", 4,
+		prom(incidentByRootCause, "incident: {{root_cause}}"),
+		prom(regionalIncidentOfCluster, "regional incident: {{root_cause}} {{shared}}"),
+		prom(`max(cascade:autoheal_guard{`+clusterSel+`})`, "auto-heal guard")).
+		Links([]cogLink{drillDown("Regional overview", RegionUID)}))
+	b.WithPanel(whileRows(SignalsPanel,
+		"The control-plane signals and the symptoms the incident rule correlates (cascade:*:active recording rules; shown while they hold).", 6,
+		prom(`cascade:apiserver_oom:active{`+clusterSel+`}`, "API server OOM kill"),
+		prom(`cascade:apiserver_memory_near_limit:active{`+clusterSel+`}`, "API server memory ≥ 90 %"),
+		prom(`cascade:apiserver_unreachable:active{`+clusterSel+`}`, "API server unreachable"),
+		prom(`cascade:node_symptoms:active{`+clusterSel+`}`, "node leases / readiness failing"),
+		prom(`cascade:gateway_symptoms:active{`+clusterSel+`}`, "kubelets failing at the gateway")))
 
 	// The three signals, stacked.
 	b.WithPanel(series(MemoryPanel, "bytes", 24, 8).
@@ -143,7 +120,7 @@ func overview() (dashboard.Dashboard, error) {
 		WithTarget(prom(requestsByClient, "{{client}}")).
 		WithTarget(prom(timeoutsByClient, "timeouts {{client}}")).
 		WithTarget(prom(requestsBaseline, "baseline")).
-		WithTarget(prom(`cascade:gateway_requests:rate1m{`+recSel+`}`, "total")).
+		WithTarget(prom(`cascade:gateway_requests:rate1m{`+clusterSel+`}`, "total")).
 		OverrideByRegexp("^timeouts ", append(dashed(), color("red"))).
 		OverrideByName("baseline", append(dashed(), color("text"))).
 		OverrideByName("total", overrideProps("custom.lineWidth", 2, "custom.fillOpacity", 0)).

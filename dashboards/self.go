@@ -56,11 +56,11 @@ func self() (dashboard.Dashboard, error) {
 		Span(6).Height(4))
 	b.WithPanel(series("Scrape duration by target", "s", 12, 8).
 		Description("How long each scrape of the collector took (scrape_duration_seconds, written by the scrape loop), and each exporter's share (cascade_exporter_scrape_duration_seconds).").
-		WithTarget(prom(`max by (job, instance) (scrape_duration_seconds{`+rawSel+`})`, "{{job}} {{instance}}")).
-		WithTarget(prom(`max by (exporter) (cascade_exporter_scrape_duration_seconds{`+rawSel+`})`, "exporter {{exporter}}")))
+		WithTarget(prom(`max by (job, instance) (scrape_duration_seconds{`+clusterSel+`})`, "{{job}} {{instance}}")).
+		WithTarget(prom(`max by (exporter) (cascade_exporter_scrape_duration_seconds{`+clusterSel+`})`, "exporter {{exporter}}")))
 	b.WithPanel(series("Scrape targets down", "short", 12, 8).
 		Description("Targets whose last scrape failed (up == 0), by job.").
-		WithTarget(prom(`count by (job) (up{`+rawSel+`} == 0) or sum by (job) (up{`+rawSel+`} * 0)`, "{{job}}")).
+		WithTarget(prom(`count by (job) (up{`+clusterSel+`} == 0) or sum by (job) (up{`+clusterSel+`} * 0)`, "{{job}}")).
 		Min(0))
 	b.WithPanel(series("Rule group evaluation duration", "s", 12, 8).
 		Description("Duration of the last evaluation of each rule group against its interval (dashed).").

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -70,7 +71,8 @@ func TestManifestsAcceptedByAPIServer(t *testing.T) {
 	}
 	require.Equal(t, map[string]int{
 		"Namespace": 1, "ServiceAccount": 2, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 2, "RoleBinding": 2,
-		"Service": 3, "Deployment": 2, "StatefulSet": 1, "ConfigMap": 7, "ServiceMonitor": 3,
+		// ConfigMaps: cascade run's, the gateway example's, one per dashboard.
+		"Service": 3, "Deployment": 2, "StatefulSet": 1, "ConfigMap": 2 + len(readGlob(t, filepath.Join(repoRoot(t), "dashboards", "json", "*.json"))), "ServiceMonitor": 3,
 		"PrometheusRule": len(ruleFiles(t)),
 	}, kinds, "every part of the chart is rendered and applied")
 

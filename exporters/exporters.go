@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cascade-sre/cascade/internal/contract"
 )
 
 // Collector is one exporter: it writes its current metrics to ch on every
@@ -39,14 +41,8 @@ type Named struct {
 }
 
 var (
-	scrapeDurationDesc = prometheus.NewDesc(
-		"cascade_exporter_scrape_duration_seconds",
-		"Time the exporter took to produce its metrics for this scrape.",
-		[]string{"exporter"}, nil)
-	scrapeSuccessDesc = prometheus.NewDesc(
-		"cascade_exporter_scrape_success",
-		"1 if the exporter produced its metrics without error in this scrape.",
-		[]string{"exporter"}, nil)
+	scrapeDurationDesc = contract.ExporterScrapeDuration.Desc()
+	scrapeSuccessDesc  = contract.ExporterScrapeSuccess.Desc()
 )
 
 // Set serves several exporters as one prometheus.Collector. Each exporter is

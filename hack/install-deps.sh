@@ -5,7 +5,8 @@
 #   kube-apiserver and kube-controller-manager v1.37.2, built once from
 #   hack/kube-tools into .tools/bin;
 #   VictoriaLogs (a Loki-protocol store), built once into .tools/bin;
-#   Helm and go-jsonnet (the chart's and the mixin's tests), built once into .tools/bin.
+#   Helm and go-jsonnet (the chart's and the mixin's tests), built once into .tools/bin;
+#   Thanos, VictoriaMetrics and vmalert (the distributed engines), built once into .tools/bin.
 # Safe to run again: it only does what is missing.
 #
 # Environment (for hack/install-deps_test.go, which runs this script against
@@ -147,5 +148,52 @@ build_deploy_tools() {
   go_tool jsonnet github.com/google/go-jsonnet/cmd/jsonnet v0.22.0
 }
 
+# The distributed engines the rule files also run in (rules/distributed):
+# VictoriaMetrics single-node and vmalert, pure Go; and Thanos, which
+# `go install` refuses (its go.mod has replace directives) and which needs a
+# newer Go than this module's: it is built in a throwaway module holding
+# Thanos's own replace lines, with that Go release (the module proxy serves
+# it) for this build alone. About 4 minutes on 2 cores, once.
+#
+# The build tags are the ones Thanos's releases are built with (its
+# .promu.yml): without slicelabels its gRPC codec reads Prometheus's labels
+# as the wrong type, and Receive panics on the first Store API call.
+build_thanos() {
+  local version=v0.42.5 toolchain=go1.26.10 tags=netgo,slicelabels start tmp gomod
+  if [ -x "$tools/thanos" ] && [ "$(cat "$tools/thanos.version" 2>/dev/null)" = "$version $toolchain $tags" ]; then
+    return
+  fi
+  log "building thanos $version with $toolchain into .tools/bin (about 4 minutes, once)"
+  start=$(date +%s)
+  tmp=$(mktemp -d)
+  # Its go.mod, from the module cache: the JSON's "GoMod" field.
+  if ! gomod=$(cd "$tmp" && GOTOOLCHAIN=$toolchain go mod download -json "github.com/thanos-io/thanos@$version" |
+    sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p') || [ -z "$gomod" ] || [ ! -f "$gomod" ]; then
+    rm -rf "$tmp"
+    die "go mod download github.com/thanos-io/thanos@$version failed"
+  fi
+  {
+    printf 'module cascade.local/thanos-build\n\ngo %s\n\n' "${toolchain#go}"
+    sed -n '/^replace (/,/^)/p; /^replace [^(]/p' "$gomod"
+  } > "$tmp/go.mod"
+  # go get lists every module it adds: keep that for a failure.
+  if ! (cd "$tmp" && { GOTOOLCHAIN=$toolchain go get "github.com/thanos-io/thanos/cmd/thanos@$version" 2>get.log || { cat get.log >&2; exit 1; }; } &&
+    CGO_ENABLED=0 GOTOOLCHAIN=$toolchain go build -tags "$tags" -ldflags "-X github.com/prometheus/common/version.Version=${version#v}" \
+      -o "$tools/thanos" github.com/thanos-io/thanos/cmd/thanos); then
+    rm -rf "$tmp"
+    die "building thanos $version failed"
+  fi
+  rm -rf "$tmp"
+  echo "$version $toolchain $tags" > "$tools/thanos.version"
+  log "thanos built in $(( $(date +%s) - start ))s"
+}
+
+build_distributed_tools() {
+  go_tool victoria-metrics github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics v1.151.0
+  go_tool vmalert github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert v1.151.0
+  build_thanos
+}
+
 case "$steps" in *" packages "*) install_packages ;; esac
 case "$steps" in *" tools "*) build_tools; build_deploy_tools ;; esac
+case "$steps" in *" tools "*) build_distributed_tools ;; esac

@@ -29,7 +29,7 @@ type machine struct {
 }
 
 // realTools are what a bare Debian machine has and the scripts use.
-var realTools = []string{"bash", "cat", "chmod", "cut", "date", "dirname", "env", "mkdir", "rm", "sha256sum", "sort", "tee"}
+var realTools = []string{"bash", "cat", "chmod", "cut", "date", "dirname", "env", "mkdir", "mktemp", "rm", "sed", "sha256sum", "sort", "tee"}
 
 func newMachine(t *testing.T, uid int, withSudo bool, installed ...string) *machine {
 	t.Helper()
@@ -206,10 +206,15 @@ func TestInstallDepsToolsWithoutGo(t *testing.T) {
 
 // goStandIn is a go command that builds nothing: `go build -o OUT` and
 // `go install PKG@V` write a script that prints its name, and every call is
-// recorded. GO_FAIL=PKG makes building or installing PKG fail. `go list
-// ... PKG` prints the modules PKG is built from: $STATE/deps-NAME (NAME the
-// package's last element) if present, else one line.
-const goStandIn = `echo "go $*" >> "$STATE/calls"
+// recorded, with GOTOOLCHAIN when set. GO_FAIL=PKG makes building,
+// installing or getting PKG fail. `go list ... PKG` prints the modules PKG
+// is built from: $STATE/deps-NAME (NAME the package's last element) if
+// present, else one line. `go mod download -json MOD@V` answers as the real
+// one does, pointing at a go.mod with replace directives in the state
+// directory (none with GO_FAIL=download); a build in a module copies that
+// module's go.mod and directory name there as built-with.go.mod and
+// built-in.
+const goStandIn = `echo "go $*${GOTOOLCHAIN:+ GOTOOLCHAIN=$GOTOOLCHAIN}" >> "$STATE/calls"
 case "$1" in
 list)
   pkg=${!#}
@@ -217,12 +222,18 @@ list)
 build)
   pkg=${!#}
   [ "$pkg" = "$GO_FAIL" ] && { echo "go: $pkg: build failed" >&2; exit 1; }
+  [ -f go.mod ] && { cat go.mod > "$STATE/built-with.go.mod"; pwd > "$STATE/built-in"; }
   while [ "$1" != -o ]; do shift; done
   printf '#!%s\necho Kubernetes v1.37.2\n' "$BASH" > "$2"; chmod +x "$2";;
-install)
+install|get)
   pkg=${2%@*}
   [ "$pkg" = "$GO_FAIL" ] && { echo "go: $pkg: build failed" >&2; exit 1; }
+  [ "$1" = get ] && exit 0
   printf '#!%s\necho %s\n' "$BASH" "$pkg" > "$GOBIN/${pkg##*/}"; chmod +x "$GOBIN/${pkg##*/}";;
+mod)
+  [ "$GO_FAIL" = download ] && { echo "go: github.com/thanos-io/thanos@v0.42.5: not found" >&2; exit 1; }
+  printf 'module github.com/thanos-io/thanos\n\ngo 1.26.10\n\nrequire (\n\tgithub.com/a/b v1.0.0\n)\n\nreplace (\n\t// why\n\tgithub.com/a/b => github.com/c/b v1.0.1\n)\n\nreplace github.com/d/e => github.com/f/e v0.1.0\n' > "$STATE/thanos.mod"
+  printf '{\n\t"Path": "github.com/thanos-io/thanos",\n\t"Version": "v0.42.5",\n\t"GoMod": "%s",\n\t"Sum": "h1:x="\n}\n' "$STATE/thanos.mod";;
 *) exit 2;;
 esac`
 
@@ -249,8 +260,10 @@ func TestInstallDepsBuildsToolsOnce(t *testing.T) {
 		"github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@v1.52.1",
 		"helm.sh/helm/v3/cmd/helm@v3.22.0",
 		"github.com/google/go-jsonnet/cmd/jsonnet@v0.22.0",
+		"github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@v1.151.0",
+		"github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert@v1.151.0",
 	}, m.goInstalls())
-	for _, tool := range []string{"kube-apiserver", "victoria-logs", "helm", "jsonnet"} {
+	for _, tool := range []string{"kube-apiserver", "victoria-logs", "helm", "jsonnet", "victoria-metrics", "vmalert", "thanos"} {
 		require.FileExists(t, filepath.Join(tools, tool))
 	}
 	b, err := os.ReadFile(filepath.Join(tools, "helm.version"))
@@ -262,6 +275,7 @@ func TestInstallDepsBuildsToolsOnce(t *testing.T) {
 	code, out = m.run("hack/install-deps.sh", env...)
 	require.Equal(t, 0, code, out)
 	require.Empty(t, m.goInstalls(), out)
+	require.Empty(t, m.thanosCalls(), out)
 
 	// A tool at another version than the script pins is built again, alone.
 	require.NoError(t, os.WriteFile(filepath.Join(tools, "jsonnet.version"), []byte("v0.21.0\n"), 0o644))
@@ -270,13 +284,18 @@ func TestInstallDepsBuildsToolsOnce(t *testing.T) {
 	require.Equal(t, []string{"github.com/google/go-jsonnet/cmd/jsonnet@v0.22.0"}, m.goInstalls())
 }
 
-// goBuilds are the packages of the `go build` calls recorded.
+// goBuilds are the Kubernetes commands of the `go build` calls recorded
+// (the other builds, such as Thanos's, are not these tests' business).
 func (m *machine) goBuilds() []string {
 	var pkgs []string
 	for _, c := range m.calls() {
-		if strings.HasPrefix(c, "go build ") {
-			f := strings.Fields(c)
-			pkgs = append(pkgs, f[len(f)-1])
+		if !strings.HasPrefix(c, "go build ") {
+			continue
+		}
+		for _, f := range strings.Fields(c) {
+			if strings.HasPrefix(f, "k8s.io/kubernetes/cmd/") {
+				pkgs = append(pkgs, f)
+			}
 		}
 	}
 	return pkgs
@@ -378,4 +397,90 @@ func TestCIWithoutGo(t *testing.T) {
 	require.NotEqual(t, 0, code, out)
 	require.Contains(t, out, "Go not found")
 	require.Empty(t, m.calls())
+}
+
+// thanosCalls are the go calls recorded with GOTOOLCHAIN set: Thanos's
+// build, and only it.
+func (m *machine) thanosCalls() []string {
+	var out []string
+	for _, c := range m.calls() {
+		if strings.Contains(c, " GOTOOLCHAIN=") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Thanos is built in a throwaway module holding Thanos's own replace
+// directives, with Go 1.26.10 for that build alone, once, and again when
+// its pin changes; the module is removed afterwards.
+func TestInstallDepsBuildsThanosInAThrowawayModule(t *testing.T) {
+	m := newMachine(t, 0, false, packages...)
+	m.standIn("go", goStandIn)
+	tools := filepath.Join(t.TempDir(), "bin")
+	tmp := t.TempDir()
+	env := []string{"CASCADE_DEPS_STEPS=tools", "CASCADE_TOOLS_DIR=" + tools, "TMPDIR=" + tmp}
+
+	code, out := m.run("hack/install-deps.sh", env...)
+	require.Equal(t, 0, code, out)
+	require.Equal(t, []string{
+		"go mod download -json github.com/thanos-io/thanos@v0.42.5 GOTOOLCHAIN=go1.26.10",
+		"go get github.com/thanos-io/thanos/cmd/thanos@v0.42.5 GOTOOLCHAIN=go1.26.10",
+		"go build -tags netgo,slicelabels -ldflags -X github.com/prometheus/common/version.Version=0.42.5 -o " + filepath.Join(tools, "thanos") + " github.com/thanos-io/thanos/cmd/thanos GOTOOLCHAIN=go1.26.10",
+	}, m.thanosCalls(), "only Thanos's build uses another Go")
+	for _, c := range m.calls() {
+		if strings.Contains(c, "kube-apiserver") || strings.HasPrefix(c, "go install ") {
+			require.NotContains(t, c, "GOTOOLCHAIN", "the other tools build with the machine's Go")
+		}
+	}
+	gomod, err := os.ReadFile(filepath.Join(m.state, "built-with.go.mod"))
+	require.NoError(t, err)
+	require.Equal(t, "module cascade.local/thanos-build\n\ngo 1.26.10\n\n"+
+		"replace (\n\t// why\n\tgithub.com/a/b => github.com/c/b v1.0.1\n)\n"+
+		"replace github.com/d/e => github.com/f/e v0.1.0\n", string(gomod), "Thanos's replace directives, nothing of its requirements")
+	builtIn, err := os.ReadFile(filepath.Join(m.state, "built-in"))
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(string(builtIn), tmp+"/"), "built in a temporary module, not in %s", builtIn)
+	require.NoDirExists(t, strings.TrimSpace(string(builtIn)), "the throwaway module is removed")
+	b, err := os.ReadFile(filepath.Join(tools, "thanos.version"))
+	require.NoError(t, err)
+	require.Equal(t, "v0.42.5 go1.26.10 netgo,slicelabels\n", string(b), "the pin: version, Go and the build tags of Thanos's releases")
+	require.Contains(t, out, "thanos built in")
+
+	// Built once.
+	require.NoError(t, os.Remove(filepath.Join(m.state, "calls")))
+	code, out = m.run("hack/install-deps.sh", env...)
+	require.Equal(t, 0, code, out)
+	require.Empty(t, m.thanosCalls())
+
+	// Rebuilt when the pin changes.
+	require.NoError(t, os.WriteFile(filepath.Join(tools, "thanos.version"), []byte("v0.42.5 go1.26.10\n"), 0o644))
+	code, out = m.run("hack/install-deps.sh", env...)
+	require.Equal(t, 0, code, out)
+	require.Len(t, m.thanosCalls(), 3)
+}
+
+// A failed download or build of Thanos stops the script with its name,
+// leaves no version (so it is tried again) and no temporary module.
+func TestInstallDepsThanosBuildFails(t *testing.T) {
+	for fail, want := range map[string][]string{
+		"download":                               {"go mod download github.com/thanos-io/thanos@v0.42.5 failed", "go: github.com/thanos-io/thanos@v0.42.5: not found"},
+		"github.com/thanos-io/thanos/cmd/thanos": {"building thanos v0.42.5 failed", "go: github.com/thanos-io/thanos/cmd/thanos: build failed"},
+	} {
+		t.Run(fail, func(t *testing.T) {
+			m := newMachine(t, 0, false, packages...)
+			m.standIn("go", goStandIn)
+			tools := filepath.Join(t.TempDir(), "bin")
+			tmp := t.TempDir()
+			code, out := m.run("hack/install-deps.sh", "CASCADE_DEPS_STEPS=tools", "CASCADE_TOOLS_DIR="+tools, "TMPDIR="+tmp, "GO_FAIL="+fail)
+			require.Equal(t, 1, code, out)
+			for _, w := range want {
+				require.Contains(t, out, w, "the failure and go's own words")
+			}
+			require.NoFileExists(t, filepath.Join(tools, "thanos.version"))
+			left, err := os.ReadDir(tmp)
+			require.NoError(t, err)
+			require.Empty(t, left, "the throwaway module is removed")
+		})
+	}
 }

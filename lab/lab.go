@@ -18,6 +18,7 @@ import (
 
 	"github.com/cascade-sre/cascade/internal/atomicfile"
 	"github.com/cascade-sre/cascade/internal/testenv"
+	"github.com/cascade-sre/cascade/rules"
 	"github.com/cascade-sre/cascade/rules/incident"
 )
 
@@ -280,7 +281,7 @@ func (l *lab) noteNotification(receiver string, m testenv.WebhookMessage) {
 	var names []string
 	for _, a := range m.Alerts {
 		about := a.Labels["alertname"]
-		for _, k := range []string{"scope", "root_cause", "shared", "cluster"} {
+		for _, k := range []string{rules.ScopeLabel, rules.RootCauseLabel, rules.SharedLabel, rules.ClusterLabel} {
 			if v := a.Labels[k]; v != "" {
 				about += " " + k + "=" + v
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cascade-sre/cascade/internal/testenv"
+	"github.com/cascade-sre/cascade/rules"
 )
 
 // testLog prints the timeline into the test's log as it happens.
@@ -55,13 +56,13 @@ func TestLab(t *testing.T) {
 				assert.True(t, c.OK, "%s: got %s", c.What, c.Got)
 			}
 			require.Equal(t, 1, f.Pages, "exactly one page")
-			require.Equal(t, "apiserver_oom", f.PageRootCause)
+			require.Equal(t, rules.CauseOOM, f.PageRootCause)
 			require.NotNil(t, f.TimeToPageSeconds)
 			require.LessOrEqual(t, *f.TimeToPageSeconds, 60.0)
 			require.Zero(t, f.SymptomsAtPager)
 			if shape == "region" {
-				require.Equal(t, "region", f.PageScope)
-				require.Equal(t, "regional-api", f.PageShared)
+				require.Equal(t, rules.ScopeRegion, f.PageScope)
+				require.Equal(t, sharedAPI, f.PageShared)
 				require.Equal(t, 3, f.ClustersHit)
 				require.Zero(t, f.ClusterScopedPages)
 			}

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/cascade-sre/cascade/internal/atomicfile"
+	"github.com/cascade-sre/cascade/rules"
 	"github.com/cascade-sre/cascade/rules/incident"
-	"github.com/cascade-sre/cascade/rules/routing"
 )
 
 // Figures are what a run measured, for its verdict, the test and
@@ -133,7 +133,7 @@ func (l *lab) figures(started time.Time, startLoad, killMechanism string, limit,
 	if l.hooks != nil {
 		for _, m := range l.hooks.Received("page") {
 			for _, a := range m.Alerts {
-				if a.Labels["alertname"] != routing.IncidentAlert {
+				if a.Labels["alertname"] != rules.IncidentAlert {
 					f.SymptomsAtPager++
 				}
 			}
@@ -146,11 +146,11 @@ func (l *lab) figures(started time.Time, startLoad, killMechanism string, limit,
 				continue
 			}
 			a := m.Alerts[0]
-			if a.Labels["scope"] == "cluster" {
+			if a.Labels[rules.ScopeLabel] == rules.ScopeCluster {
 				f.ClusterScopedPages++
 			}
 			if f.Pages == 1 {
-				f.PageRootCause, f.PageScope, f.PageShared = a.Labels["root_cause"], a.Labels["scope"], a.Labels["shared"]
+				f.PageRootCause, f.PageScope, f.PageShared = a.Labels[rules.RootCauseLabel], a.Labels[rules.ScopeLabel], a.Labels[rules.SharedLabel]
 				f.PageSummary = a.Annotations["summary"]
 				if !firstOOM.IsZero() {
 					f.TimeToPageSeconds = seconds(m.Received.Sub(firstOOM))
@@ -210,7 +210,6 @@ func (l *lab) figures(started time.Time, startLoad, killMechanism string, limit,
 }
 
 func round1(v float64) float64 { return float64(int64(v*10+0.5)) / 10 }
-func round2(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }
 
 // check is one criterion of the "done when", and whether the run
 // met it.
@@ -238,7 +237,7 @@ func verdict(f Figures) []check {
 	checks := []check{
 		{"the fault OOM-killed it, and nothing before", f.OOMKills > 0 && f.OOMKillsBeforeFault == 0, fmt.Sprintf("%d OOM kills, %d before the fault", f.OOMKills, f.OOMKillsBeforeFault)},
 		{"exactly one page", f.Pages == 1, fmt.Sprintf("%d pages", f.Pages)},
-		{"root cause apiserver_oom", f.PageRootCause == "apiserver_oom", f.PageRootCause},
+		{"root cause " + rules.CauseOOM, f.PageRootCause == rules.CauseOOM, f.PageRootCause},
 		{"paged within 60 s of the first OOM kill", f.TimeToPageSeconds != nil && *f.TimeToPageSeconds <= 60, ttp},
 		{"no symptom alert at the pager", f.SymptomsAtPager == 0, fmt.Sprintf("%d", f.SymptomsAtPager)},
 	}
@@ -250,7 +249,7 @@ func verdict(f Figures) []check {
 			guard = fmt.Sprintf("%d of %d hit clusters, the last %.1f s before the first NotReady", f.GuardClusters, f.ClustersHitReal, *f.GuardLeadSeconds)
 		}
 		checks = append(checks,
-			check{"a regional page naming the regional API", f.PageScope == "region" && f.PageShared == "regional-api", f.PageScope + " " + f.PageShared},
+			check{"a regional page naming the regional API", f.PageScope == rules.ScopeRegion && f.PageShared == sharedAPI, f.PageScope + " " + f.PageShared},
 			check{"every cluster hit, as Cascade names them", f.ClustersHit == f.Clusters, fmt.Sprintf("%d of %d", f.ClustersHit, f.Clusters)},
 			check{"no per-cluster page", f.ClusterScopedPages == 0, fmt.Sprintf("%d", f.ClusterScopedPages)},
 			check{"the guard on in every hit cluster before the first NotReady", guardOK, guard},

@@ -15,11 +15,19 @@ import (
 
 	"github.com/cascade-sre/cascade/internal/atomicfile"
 	"github.com/cascade-sre/cascade/internal/testenv"
+	"github.com/cascade-sre/cascade/rules"
 )
 
 // tokenReviewPath is where the API servers send TokenReviews; the regional
 // API serves it (lab/regionalapi).
 const tokenReviewPath = "/apis/authentication.k8s.io/v1/tokenreviews"
+
+// The region's shared components, by their shared label: the regional API
+// the page must name, and the gateway in front of it.
+const (
+	sharedAPI     = "regional-api"
+	sharedGateway = "regional-gateway"
+)
 
 // Sizing of the regional API (lab/regionalapi): a deployment in progress
 // holds its manifests and their rendering, twice its size.
@@ -198,16 +206,16 @@ func (l *lab) runRegionShape(ctx context.Context) error {
 		return err
 	}
 	for _, c := range clusters {
-		if err := l.startExporter(c.name, map[string]string{"region": Region, "cluster": c.name},
+		if err := l.startExporter(c.name, map[string]string{rules.RegionLabel: Region, rules.ClusterLabel: c.name},
 			append(memoryArgs("apiserver", c.api.URL+"/metrics", c.tokenFile, nil), "--kubeconfig="+c.kubeconfig)...); err != nil {
 			return err
 		}
 	}
-	sharedAPI := map[string]string{"region": Region, "shared": "regional-api"}
-	if err := l.startExporter("regional-api-0", sharedAPI, append(memoryArgs("regional-api-0", reg0.url+"/metrics", "", mem0), "--no-exporter.nodelease")...); err != nil {
+	sharedLabels := map[string]string{rules.RegionLabel: Region, rules.SharedLabel: sharedAPI}
+	if err := l.startExporter("regional-api-0", sharedLabels, append(memoryArgs("regional-api-0", reg0.url+"/metrics", "", mem0), "--no-exporter.nodelease")...); err != nil {
 		return err
 	}
-	if err := l.startExporter("regional-gateway", map[string]string{"region": Region, "shared": "regional-gateway"},
+	if err := l.startExporter("regional-gateway", map[string]string{rules.RegionLabel: Region, rules.SharedLabel: sharedGateway},
 		"--no-exporter.nodelease", "--no-exporter.apimemory", "--exporter.gateway", "--gateway.log=nginx-json:"+gw.AccessLog); err != nil {
 		return err
 	}
@@ -276,7 +284,7 @@ func (l *lab) runRegionShape(ctx context.Context) error {
 		return err
 	}
 	l.tl.add(evRemedy, "", "REMEDY: the regional API's memory limit raised from %s to %s, a second replica regional-api-1 started and added to the gateway", mib(limit), mib(l.remedyLimit))
-	if err := l.startExporter("regional-api-1", sharedAPI, append(memoryArgs("regional-api-1", reg1.url+"/metrics", "", mem1), "--no-exporter.nodelease")...); err != nil {
+	if err := l.startExporter("regional-api-1", sharedLabels, append(memoryArgs("regional-api-1", reg1.url+"/metrics", "", mem1), "--no-exporter.nodelease")...); err != nil {
 		return err
 	}
 	return l.finishIncident(ctx, deployed, res)

@@ -9,6 +9,7 @@
     'cascade-gateway.json': import 'dashboards/cascade-gateway.json',
     'cascade-node-leases.json': import 'dashboards/cascade-node-leases.json',
     'cascade-overview.json': import 'dashboards/cascade-overview.json',
+    'cascade-region.json': import 'dashboards/cascade-region.json',
     'cascade-self.json': import 'dashboards/cascade-self.json',
   },
 }

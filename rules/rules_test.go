@@ -17,38 +17,21 @@ import (
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 
+	"github.com/cascade-sre/cascade/internal/contract"
 	"github.com/cascade-sre/cascade/internal/testenv"
 )
 
-// contractMetrics are the metric names of the contract (DESIGN.md, README.md
-// "Metrics"): the only raw series a rule may read.
-var contractMetrics = []string{
-	"cascade_apiserver_memory_working_set_bytes",
-	"cascade_apiserver_memory_limit_bytes",
-	"cascade_apiserver_oom_kills_total",
-	"cascade_apiserver_restarts_total",
-	"cascade_apiserver_up",
-	"cascade_apiserver_pod_watch_up",
-	"cascade_apiserver_source_errors_total",
-	"cascade_gateway_requests_total",
-	"cascade_gateway_request_duration_seconds_bucket",
-	"cascade_gateway_request_duration_seconds_sum",
-	"cascade_gateway_request_duration_seconds_count",
-	"cascade_gateway_timeouts_total",
-	"cascade_gateway_log_lines_total",
-	"cascade_node_lease_renew_timestamp_seconds",
-	"cascade_node_lease_duration_seconds",
-	"cascade_node_leases",
-	"cascade_nodes",
-	"cascade_node_lease_watch_up",
-	"cascade_node_lease_watch_last_event_timestamp_seconds",
-	"cascade_node_lease_watch_errors_total",
+// contractSeries are the series of the metric contract: the only raw
+// series a rule may read.
+func contractSeries() []string {
+	var out []string
+	for _, m := range contract.All {
+		out = append(out, m.Series()...)
+	}
+	return out
 }
 
 const (
-	incidentAlert = "ControlPlaneCascadeIncident"
-	guardAlert    = "ControlPlaneAutoHealGuard"
-	guardRecord   = "cascade:autoheal_guard"
 	runbookPrefix = "https://github.com/cascade-sre/cascade/blob/main/docs/runbooks/"
 	// dashboard links: a cluster's (or a shared component's) alerts open the
 	// overview, a region's the regional overview.
@@ -59,7 +42,7 @@ const (
 // regional says whether a rule is about regions rather than clusters: its
 // aggregations and matches keep region but may drop cluster.
 func regional(r rulefmt.Rule) bool {
-	return strings.HasPrefix(r.Record, "cascade:region_") || r.Labels["scope"] == "region"
+	return strings.HasPrefix(r.Record, "cascade:region_") || r.Labels[ScopeLabel] == ScopeRegion
 }
 
 var recordName = regexp.MustCompile(`^cascade:[a-z0-9_]+:[a-z0-9_]+$`)
@@ -93,6 +76,52 @@ func TestEmbeddedFiles(t *testing.T) {
 	loadGroups(t)
 }
 
+// TestNames checks the names of names.go against the files: every alert
+// is in Alerts and nothing else, the incident group and every recording
+// rule named exist, and every root cause is one the incident rules give.
+func TestNames(t *testing.T) {
+	alerts := map[string]bool{}
+	records := map[string]bool{}
+	groups := map[string]bool{}
+	for _, gs := range loadGroups(t) {
+		for _, g := range gs.Groups {
+			groups[g.Name] = true
+			for _, r := range g.Rules {
+				if r.Alert != "" {
+					alerts[r.Alert] = true
+				}
+				if r.Record != "" {
+					records[r.Record] = true
+				}
+			}
+		}
+	}
+	if !groups[IncidentGroup] {
+		t.Errorf("no group %s", IncidentGroup)
+	}
+	if got := slices.Sorted(maps.Keys(alerts)); !slices.Equal(got, slices.Sorted(slices.Values(Alerts))) {
+		t.Errorf("alerts in the files %v, in names.go %v", got, Alerts)
+	}
+	for _, r := range []string{
+		OOMActive, OOMFirst, MemoryNearLimitActive, MemoryNearLimitFirst, UnreachableActive, UnreachableFirst,
+		IncidentSymptoms, MemoryUtilisation, OOMKills, ReplicasUp, LeasesNotFresh, LeaseWatchUp, KubeletErrors,
+		RegionClusters, RegionClustersHit, ClusterHit, ClusterHitStart, AutoHealGuard,
+	} {
+		if !records[r] {
+			t.Errorf("no recording rule %s", r)
+		}
+	}
+	incident, err := fs.ReadFile(Files(), "incident.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{CauseOOM, CauseMemoryPressure, CauseUnreachable, CauseRegionalCommon} {
+		if !bytes.Contains(incident, []byte(`"`+c+`"`)) {
+			t.Errorf("incident.yml gives no root cause %q", c)
+		}
+	}
+}
+
 // TestConventions checks what Alertmanager routing, the dashboards and the
 // runbooks rely on: names, labels, annotations, and that every rule reads
 // only contract metrics and recording rules and keeps region and cluster
@@ -111,7 +140,7 @@ func TestConventions(t *testing.T) {
 				t.Errorf("recording rule %s defined twice", r.Record)
 			}
 			recorded[r.Record] = true
-			if r.Record != guardRecord && !recordName.MatchString(r.Record) {
+			if r.Record != AutoHealGuard && !recordName.MatchString(r.Record) {
 				t.Errorf("recording rule %s: want cascade:<what>:<agg>", r.Record)
 			}
 		}
@@ -128,24 +157,24 @@ func TestConventions(t *testing.T) {
 		name := r.Alert
 		sev := r.Labels["severity"]
 		switch name {
-		case incidentAlert:
-			if sev != "page" || r.Labels["cascade_incident"] != "true" {
+		case IncidentAlert:
+			if sev != "page" || r.Labels[IncidentLabel] != "true" {
 				t.Errorf("%s: labels %v, want severity=page, cascade_incident=true", name, r.Labels)
 			}
 			if r.KeepFiringFor == 0 {
 				t.Errorf("%s: no keep_firing_for", name)
 			}
-			scopes[name+"/"+r.Labels["scope"]]++
-		case guardAlert:
-			if sev != "info" || r.Labels["cascade_guard"] != "true" {
+			scopes[name+"/"+r.Labels[ScopeLabel]]++
+		case GuardAlert:
+			if sev != "info" || r.Labels[GuardLabel] != "true" {
 				t.Errorf("%s: labels %v, want severity=info, cascade_guard=true", name, r.Labels)
 			}
-			scopes[name+"/"+r.Labels["scope"]]++
+			scopes[name+"/"+r.Labels[ScopeLabel]]++
 		default:
 			if sev != "warning" && sev != "critical" {
 				t.Errorf("%s: severity %q, want warning or critical", name, sev)
 			}
-			if r.Labels["cascade_symptom"] != "true" {
+			if r.Labels[SymptomLabel] != "true" {
 				t.Errorf("%s: symptom alert without cascade_symptom=\"true\" (Alertmanager inhibits by it)", name)
 			}
 			if r.KeepFiringFor == 0 {
@@ -181,7 +210,7 @@ func TestConventions(t *testing.T) {
 		t.Errorf("%d alerts, want 11", alerts)
 	}
 	// The incident and the guard: one rule per scope, no other scope.
-	want := map[string]int{incidentAlert + "/cluster": 1, incidentAlert + "/region": 1, guardAlert + "/cluster": 1, guardAlert + "/region": 1}
+	want := map[string]int{IncidentAlert + "/" + ScopeCluster: 1, IncidentAlert + "/" + ScopeRegion: 1, GuardAlert + "/" + ScopeCluster: 1, GuardAlert + "/" + ScopeRegion: 1}
 	if !maps.Equal(scopes, want) {
 		t.Errorf("incident and guard rules by scope: %v, want %v", scopes, want)
 	}
@@ -194,7 +223,7 @@ func checkExpr(t *testing.T, r rulefmt.Rule, recorded map[string]bool) {
 	t.Helper()
 	name := r.Record + r.Alert
 	known := func(metric string) bool {
-		return recorded[metric] || slices.Contains(contractMetrics, metric)
+		return recorded[metric] || slices.Contains(contractSeries(), metric)
 	}
 	// What names a cluster (or a shared component): its region and its
 	// cluster; regional rules keep the region.

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/cascade-sre/cascade/internal/contract"
 )
 
 // The three exporters, as `cascade exporter` exposes them, each scraped
@@ -27,11 +29,11 @@ type memorySeries struct {
 func newMemorySeries(st *store, tg target) memorySeries {
 	return memorySeries{
 		tg:        tg,
-		ws:        st.family("cascade_apiserver_memory_working_set_bytes", "gauge", "Working set of the API server replica."),
-		limit:     st.family("cascade_apiserver_memory_limit_bytes", "gauge", "Effective memory limit of the API server replica."),
-		ooms:      st.family("cascade_apiserver_oom_kills", "counter", "OOM kills of the API server replica observed."),
-		restarts:  st.family("cascade_apiserver_restarts", "counter", "Restarts of the API server replica observed."),
-		up:        st.family("cascade_apiserver_up", "gauge", "1 when the last probe of the API server replica succeeded."),
+		ws:        st.family(contract.APIServerWorkingSet),
+		limit:     st.family(contract.APIServerLimit),
+		ooms:      st.family(contract.APIServerOOMKills),
+		restarts:  st.family(contract.APIServerRestarts),
+		up:        st.family(contract.APIServerUp),
 		byReplica: map[string][5]*series{},
 	}
 }
@@ -84,19 +86,19 @@ type nodeSeries struct{ renew, duration *series }
 func newLeaseSeries(st *store, tg target) leaseSeries {
 	l := leaseSeries{
 		tg:        tg,
-		watchUp:   st.family("cascade_node_lease_watch_up", "gauge", "1 while the lease watch is healthy."),
-		lastEvent: st.family("cascade_node_lease_watch_last_event_timestamp_seconds", "gauge", "Last event or successful relist of the lease watch."),
-		leases:    st.family("cascade_node_leases", "gauge", "Node leases by state."),
-		nodes:     st.family("cascade_nodes", "gauge", "Nodes by Ready condition."),
-		renew:     st.family("cascade_node_lease_renew_timestamp_seconds", "gauge", "renewTime of the node's lease."),
-		duration:  st.family("cascade_node_lease_duration_seconds", "gauge", "leaseDurationSeconds of the node's lease."),
+		watchUp:   st.family(contract.NodeLeaseWatchUp),
+		lastEvent: st.family(contract.NodeLeaseWatchLastEvent),
+		leases:    st.family(contract.NodeLeases),
+		nodes:     st.family(contract.Nodes),
+		renew:     st.family(contract.NodeLeaseRenewTimestamp),
+		duration:  st.family(contract.NodeLeaseDuration),
 	}
 	l.watchUpS = l.watchUp.newSeries("", tg)
 	l.lastEventS = l.lastEvent.newSeries("", tg)
-	for i, state := range []string{"fresh", "late", "expired"} {
+	for i, state := range contract.LeaseStates {
 		l.states[i] = l.leases.newSeries("", tg, "state", state)
 	}
-	for i, c := range []string{"ready", "not_ready", "unknown"} {
+	for i, c := range contract.NodeConditions {
 		l.conditions[i] = l.nodes.newSeries("", tg, "condition", c)
 	}
 	return l
@@ -186,8 +188,8 @@ type histogram struct {
 	sumS, countS *series
 }
 
-// Bucket bounds of cascade_gateway_request_duration_seconds.
-var bounds = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}
+// bounds are the buckets of the gateway's latency histogram.
+var bounds = contract.GatewayDurationBuckets
 
 const (
 	routeLease   = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
@@ -202,10 +204,10 @@ const (
 func newGateway(st *store, tg target) *gateway {
 	return &gateway{
 		tg:       tg,
-		requests: st.family("cascade_gateway_requests", "counter", "Requests seen in the gateway's access log."),
-		duration: st.family("cascade_gateway_request_duration_seconds", "histogram", "Request latency."),
-		tmo:      st.family("cascade_gateway_timeouts", "counter", "Upstream timeouts."),
-		lines:    st.family("cascade_gateway_log_lines", "counter", "Access log lines read, by result."),
+		requests: st.family(contract.GatewayRequests),
+		duration: st.family(contract.GatewayRequestDuration),
+		tmo:      st.family(contract.GatewayTimeouts),
+		lines:    st.family(contract.GatewayLogLines),
 		counts:   map[stream]float64{}, reqS: map[stream]*series{},
 		buckets: map[routeClient]*histogram{}, timeouts: map[routeClient]float64{}, tmoS: map[routeClient]*series{},
 	}
@@ -245,13 +247,13 @@ type mix []struct {
 // clients adds the other clients' requests over step seconds at their
 // rates per second, failing a share fail, slower when overloaded.
 func (g *gateway) clients(step, controller, kubectl, other, fail float64, overloaded bool) {
-	g.serve(routeLease, "PUT", "kubelet", g.pendingRenew, g.pendingFail*kubeletRetry, overloaded)
-	g.serve(routeStatus, "PATCH", "kubelet", g.pendingOK/60, g.pendingFailing*0.1, overloaded)
-	g.serve(routePods, "GET", "kubelet", g.pendingOK*0.02, g.pendingFailing*0.05, overloaded)
-	g.serve(routeCSR, "POST", "kubelet", 0, g.pendingBootstrap*20, overloaded)
+	g.serve(routeLease, "PUT", contract.ClientKubelet, g.pendingRenew, g.pendingFail*kubeletRetry, overloaded)
+	g.serve(routeStatus, "PATCH", contract.ClientKubelet, g.pendingOK/60, g.pendingFailing*0.1, overloaded)
+	g.serve(routePods, "GET", contract.ClientKubelet, g.pendingOK*0.02, g.pendingFailing*0.05, overloaded)
+	g.serve(routeCSR, "POST", contract.ClientKubelet, 0, g.pendingBootstrap*20, overloaded)
 	if g.pendingAuthFail+g.pendingAuthFailing > 0 {
-		g.serveMix(routeLease, "PUT", "kubelet", 0, g.pendingAuthFail*kubeletRetry, overloaded, authMix)
-		g.serveMix(routeStatus, "PATCH", "kubelet", 0, g.pendingAuthFailing*0.1, overloaded, authMix)
+		g.serveMix(routeLease, "PUT", contract.ClientKubelet, 0, g.pendingAuthFail*kubeletRetry, overloaded, authMix)
+		g.serveMix(routeStatus, "PATCH", contract.ClientKubelet, 0, g.pendingAuthFailing*0.1, overloaded, authMix)
 	}
 	g.pendingRenew, g.pendingFail, g.pendingOK, g.pendingFailing, g.pendingBootstrap = 0, 0, 0, 0, 0
 	g.pendingAuthFail, g.pendingAuthFailing = 0, 0
@@ -259,11 +261,11 @@ func (g *gateway) clients(step, controller, kubectl, other, fail float64, overlo
 		route, method, client string
 		rate                  float64
 	}{
-		{routeDeploys, "PUT", "controller", controller * 0.4},
-		{routeNSPods, "GET", "controller", controller * 0.6},
-		{routeNSPods, "GET", "kubectl", kubectl},
-		{routeVersion, "GET", "other", other * 0.2},
-		{routePods, "GET", "other", other * 0.8},
+		{routeDeploys, "PUT", contract.ClientController, controller * 0.4},
+		{routeNSPods, "GET", contract.ClientController, controller * 0.6},
+		{routeNSPods, "GET", contract.ClientKubectl, kubectl},
+		{routeVersion, "GET", contract.ClientOther, other * 0.2},
+		{routePods, "GET", contract.ClientOther, other * 0.8},
 	} {
 		n := c.rate * step
 		g.serve(c.route, c.method, c.client, n*(1-fail), n*fail, overloaded)
@@ -367,8 +369,8 @@ func (g *gateway) scrape(s *sim, t float64) {
 		}
 	}
 	if g.parsedS == nil {
-		g.parsedS = g.lines.newSeries("_total", g.tg, "result", "parsed")
-		g.malformedS = g.lines.newSeries("_total", g.tg, "result", "malformed")
+		g.parsedS = g.lines.newSeries("_total", g.tg, "result", contract.LinesParsed)
+		g.malformedS = g.lines.newSeries("_total", g.tg, "result", contract.LinesMalformed)
 	}
 	g.parsedS.add(t, math.Floor(g.parsed))
 	g.malformedS.add(t, math.Floor(g.malformed))

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/cascade-sre/cascade/internal/contract"
 )
 
 // store holds every series of a scenario until it is written, because
@@ -33,12 +35,18 @@ type series struct {
 
 func newStore() *store { return &store{byName: map[string]*family{}} }
 
-// family returns the family of that name, added at its first use.
-func (st *store) family(name, typ, help string) *family {
+// family returns the family of a contract metric, added at its first use.
+// OpenMetrics names a counter's family without its _total, which its
+// samples carry.
+func (st *store) family(m contract.Metric) *family {
+	name := m.Name
+	if m.Type == contract.Counter {
+		name = strings.TrimSuffix(name, "_total")
+	}
 	if f, ok := st.byName[name]; ok {
 		return f
 	}
-	f := &family{name: name, typ: typ, help: help}
+	f := &family{name: name, typ: string(m.Type), help: escape(m.Help)}
 	st.families = append(st.families, f)
 	st.byName[name] = f
 	return f
@@ -66,7 +74,7 @@ func (f *family) newSeries(suffix string, tg target, pairs ...string) *series {
 		}
 		b.WriteString(p.k)
 		b.WriteString(`="`)
-		b.WriteString(escapeLabel(p.v))
+		b.WriteString(escape(p.v))
 		b.WriteByte('"')
 	}
 	s := &series{name: f.name + suffix, labels: b.String()}
@@ -74,9 +82,8 @@ func (f *family) newSeries(suffix string, tg target, pairs ...string) *series {
 	return s
 }
 
-func escapeLabel(v string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(v)
-}
+// escape escapes a label value or a HELP text as OpenMetrics wants.
+var escape = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace
 
 // add appends a sample at unix seconds t (kept to the millisecond).
 func (s *series) add(t, v float64) {

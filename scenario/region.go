@@ -258,6 +258,9 @@ func newRegionSim(rp *regionPlan, o Options) *regionSim {
 		store: st, rng: rand.New(rand.NewPCG(o.Seed, 0x5ca1ab1e)),
 		labels: []string{"region", o.Region, "shared", sharedAPI}, instance: "regional-", gw: gw,
 	})
+	for i, rep := range r.shared.replicas {
+		rep.name = fmt.Sprintf("%s-%d", sharedAPI, i)
+	}
 	order := rand.New(rand.NewPCG(o.Seed, 0x0c1a55e5)).Perm(o.Clusters)
 	hit := make([]bool, o.Clusters)
 	if r.shared.p.failure != nil {

@@ -55,6 +55,12 @@ type Options struct {
 // MaxNodes is the largest fleet a scenario simulates.
 const MaxNodes = 5000
 
+// MinInterval and MaxInterval bound the scrape interval of the series.
+const (
+	MinInterval = time.Second
+	MaxInterval = 5 * time.Minute
+)
+
 // Event is one injected fault, or the end of recovery.
 type Event struct {
 	Time   time.Time `json:"time"`
@@ -193,8 +199,8 @@ func (o *Options) normalise() error {
 
 func (o *Options) normaliseInterval() error {
 	o.Interval = cmp.Or(o.Interval, 15*time.Second)
-	if o.Interval < time.Second || o.Interval > 5*time.Minute {
-		return fmt.Errorf("interval must be between 1s and 5m, not %s", o.Interval)
+	if o.Interval < MinInterval || o.Interval > MaxInterval {
+		return fmt.Errorf("interval must be between %s and %s, not %s", MinInterval, MaxInterval, o.Interval)
 	}
 	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/prometheus/model/textparse"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cascade-sre/cascade/internal/contract"
 )
 
 // parsed is a scenario's output read back with Prometheus's own
@@ -251,4 +253,37 @@ func TestBadRegionalOptionsWriteNothing(t *testing.T) {
 		require.ErrorContains(t, err, c.want)
 		require.Zero(t, b.Len())
 	}
+}
+
+// TestWritesTheContract: a scenario writes exactly the families of the
+// contract's signals, each with its type and help, as the exporters do.
+func TestWritesTheContract(t *testing.T) {
+	b, _ := generate(t, "incident", Options{Nodes: 10})
+	type family struct{ typ, help string }
+	got := map[string]family{}
+	p := textparse.NewOpenMetricsParser(b, labels.NewSymbolTable())
+	for {
+		e, err := p.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+		switch e {
+		case textparse.EntryType:
+			name, typ := p.Type()
+			f := got[string(name)]
+			f.typ = string(typ)
+			got[string(name)] = f
+		case textparse.EntryHelp:
+			name, help := p.Help()
+			f := got[string(name)]
+			f.help = string(help)
+			got[string(name)] = f
+		}
+	}
+	want := map[string]family{}
+	for _, m := range contract.Signals {
+		want[strings.TrimSuffix(m.Name, "_total")] = family{string(m.Type), m.Help}
+	}
+	require.Equal(t, want, got)
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
+	"github.com/cascade-sre/cascade/internal/atomicfile"
 	"github.com/cascade-sre/cascade/rules/backtest"
 	"github.com/cascade-sre/cascade/rules/report"
 	"github.com/cascade-sre/cascade/scenario"
@@ -33,6 +33,9 @@ type replayCommands struct {
 	scenarioOut  string
 	truthOut     string
 	scenarioFrom string
+	// which scenario flags were given, to refuse 0 and "" instead of
+	// taking them for the defaults
+	nodesSet, clustersSet, clusterSet, regionSet bool
 
 	backtest *kingpin.CmdClause
 	data     string
@@ -52,19 +55,25 @@ func addReplayCommands(app *kingpin.Application) *replayCommands {
 	c.scenario = app.Command("scenario", "Write a scenario's series (OpenMetrics text with timestamps, the input of cascade backtest and of promtool tsdb create-blocks-from openmetrics) and its ground truth.")
 	c.scenario.Arg("name", "Scenario name (see --list).").StringVar(&c.scenarioName)
 	c.scenario.Flag("list", "List the scenarios and exit.").BoolVar(&c.scenarioList)
-	c.scenario.Flag("nodes", fmt.Sprintf("Fleet size, 1 to %d.", scenario.MaxNodes)).Default("500").IntVar(&c.scenarioOpts.Nodes)
-	c.scenario.Flag("cluster", "Value of the cluster label.").Default("demo").StringVar(&c.scenarioOpts.Cluster)
+	c.scenario.Flag("nodes", fmt.Sprintf("Fleet size, 1 to %d (default 500); in a regional scenario, the nodes of each cluster (default %d; %d in all at most).", scenario.MaxNodes, scenario.DefaultClusterNodes, scenario.MaxRegionNodes)).
+		IsSetByUser(&c.nodesSet).IntVar(&c.scenarioOpts.Nodes)
+	c.scenario.Flag("cluster", "Value of the cluster label of a single-cluster scenario (default demo); regional scenarios name their clusters cluster-000, cluster-001...").
+		IsSetByUser(&c.clusterSet).StringVar(&c.scenarioOpts.Cluster)
+	c.scenario.Flag("clusters", fmt.Sprintf("Clusters of a regional scenario, 1 to %d (default %d).", scenario.MaxClusters, scenario.DefaultClusters)).
+		IsSetByUser(&c.clustersSet).IntVar(&c.scenarioOpts.Clusters)
+	c.scenario.Flag("region", fmt.Sprintf("Value of the region label (default: none; %s for regional scenarios).", scenario.DefaultRegion)).
+		IsSetByUser(&c.regionSet).StringVar(&c.scenarioOpts.Region)
 	c.scenario.Flag("start", "Start time (RFC 3339); empty: the scenario's own (the incident starts at 23:18 CET).").StringVar(&c.scenarioFrom)
 	c.scenario.Flag("scrape-interval", "Scrape interval of the generated series.").Default("15s").DurationVar(&c.scenarioOpts.Interval)
 	c.scenario.Flag("seed", "Seed of the noise; the same seed gives the same data.").Default("1").Uint64Var(&c.scenarioOpts.Seed)
 	c.scenario.Flag("no-per-node-series", "Leave out the per-node lease series, as the exporter's --no-nodelease.per-node-series does.").BoolVar(&c.scenarioOpts.NoPerNodeSeries)
-	c.scenario.Flag("output", "File to write (gzip if it ends in .gz); empty: standard output. Written whole or not at all.").Short('o').StringVar(&c.scenarioOut)
-	c.scenario.Flag("truth", "Also write the ground truth as JSON to this file.").StringVar(&c.truthOut)
+	c.scenario.Flag("output", "File to write (gzip if it ends in .gz); empty or -: standard output. Written whole or not at all.").Short('o').StringVar(&c.scenarioOut)
+	c.scenario.Flag("truth", "Also write the ground truth as JSON to this file; - writes it to standard output (then give -o).").StringVar(&c.truthOut)
 
 	c.backtest = app.Command("backtest", "Evaluate the rule files over recorded series with the engine of cascade run, and print every alert transition and incident event with its time.")
 	c.backtest.Flag("data", "OpenMetrics text with timestamps (or a gzip of it); - reads standard input.").Required().StringVar(&c.data)
 	c.backtest.Flag("format", "Output: text for people, json for one JSON object per line (time, kind, name, state, labels, and phase and root_cause for incidents).").Default("text").EnumVar(&c.format, "text", "json")
-	c.backtest.Flag("rule-file", "Rule file to evaluate instead of the embedded ones; repeatable.").StringsVar(&c.btOpts.RuleFiles)
+	c.backtest.Flag("rule-file", "Rule file (or glob) to evaluate instead of the embedded ones; repeatable.").StringsVar(&c.btOpts.RuleFiles)
 	c.backtest.Flag("eval-interval", "Rule evaluation interval.").Default("15s").DurationVar(&c.btOpts.Interval)
 	c.backtest.Flag("scrape-interval", "Interval the data was scraped at: a series silent for twice as long is marked stale, as Prometheus does.").Default("15s").DurationVar(&c.btOpts.ScrapeInterval)
 	c.backtest.Flag("tsdb.path", "Keep the TSDB (raw series, recording rules, ALERTS) in this empty or new directory, as blocks Prometheus can open; empty: a temporary one.").StringVar(&c.btOpts.TSDBPath)
@@ -72,9 +81,9 @@ func addReplayCommands(app *kingpin.Application) *replayCommands {
 
 	c.report = app.Command("report", "Write the post-incident timeline in Markdown from incident events: cascade backtest --format json output, or the events.jsonl journal of cascade run.")
 	c.report.Flag("events", "Events file (JSON lines); - reads standard input.").Required().StringVar(&c.events)
-	c.report.Flag("truth", "Ground truth of a scenario (cascade scenario --truth): adds the injected faults and measures detection from the first one.").StringVar(&c.truthIn)
+	c.report.Flag("truth", "Ground truth of a scenario (cascade scenario --truth): adds the injected faults and measures detection from the first one; - reads standard input.").StringVar(&c.truthIn)
 	c.report.Flag("timezone", "Time zone of the timeline (an IANA name, Local or UTC).").Default("UTC").StringVar(&c.reportZone)
-	c.report.Flag("output", "File to write; empty: standard output.").Short('o').StringVar(&c.reportOutput)
+	c.report.Flag("output", "File to write; empty or -: standard output.").Short('o').StringVar(&c.reportOutput)
 	return c
 }
 
@@ -103,14 +112,21 @@ func (c *replayCommands) runScenario(stdout io.Writer) error {
 		for _, s := range scenario.List() {
 			kind := "lookalike"
 			if s.Incident {
-				kind = "incident"
+				kind = s.Scope + " incident"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, kind, s.Summary)
+			shape := "one cluster"
+			if s.Regional {
+				shape = "region"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, shape, kind, s.Summary)
 		}
 		return tw.Flush()
 	}
 	if c.scenarioName == "" {
 		return errors.New("name a scenario (cascade scenario --list names them)")
+	}
+	if err := c.checkScenarioFlags(); err != nil {
+		return err
 	}
 	if c.scenarioFrom != "" {
 		t, err := time.Parse(time.RFC3339, c.scenarioFrom)
@@ -119,59 +135,91 @@ func (c *replayCommands) runScenario(stdout io.Writer) error {
 		}
 		c.scenarioOpts.Start = t
 	}
+	if c.truthOut == "-" && (c.scenarioOut == "" || c.scenarioOut == "-") {
+		return errors.New("--truth - and the data would both go to standard output: write the data to a file with -o")
+	}
 	var truth scenario.Truth
 	write := func(w io.Writer) (err error) {
 		truth, err = scenario.Generate(w, c.scenarioName, c.scenarioOpts)
 		return err
 	}
-	if c.scenarioOut == "" {
-		if err := write(stdout); err != nil {
-			return err
-		}
-	} else if err := writeAtomically(c.scenarioOut, strings.HasSuffix(c.scenarioOut, ".gz"), write); err != nil {
+	if err := writeOutput(c.scenarioOut, stdout, strings.HasSuffix(c.scenarioOut, ".gz"), write); err != nil {
 		return err
 	}
-	if c.truthOut != "" {
-		return writeAtomically(c.truthOut, false, func(w io.Writer) error {
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			return enc.Encode(truth)
-		})
+	if c.truthOut == "" {
+		return nil
+	}
+	return writeOutput(c.truthOut, stdout, false, func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(truth)
+	})
+}
+
+// checkScenarioFlags refuses values of the scenario flags that the
+// scenario package would take for "the default", and flags that do not
+// apply to the scenario: given on the command line, 0 nodes or an empty
+// cluster is a mistake, not a wish for the default, and --cluster of a
+// regional scenario would be ignored.
+func (c *replayCommands) checkScenarioFlags() error {
+	return checkScenarioOptions(c.scenarioName, c.scenarioOpts, c.nodesSet, c.clustersSet, c.clusterSet, c.regionSet)
+}
+
+// checkScenarioOptions checks the flags of scenario and demo that were set.
+func checkScenarioOptions(name string, o scenario.Options, nodesSet, clustersSet, clusterSet, regionSet bool) error {
+	regional := false
+	for _, info := range scenario.List() {
+		if info.Name == name {
+			regional = info.Regional
+		}
+	}
+	switch {
+	case nodesSet && regional && (o.Nodes < 1 || o.Nodes > scenario.MaxRegionNodes):
+		return fmt.Errorf("--nodes must be between 1 and %d, not %d", scenario.MaxRegionNodes, o.Nodes)
+	case nodesSet && !regional && (o.Nodes < 1 || o.Nodes > scenario.MaxNodes):
+		return fmt.Errorf("--nodes must be between 1 and %d, not %d", scenario.MaxNodes, o.Nodes)
+	case clusterSet && regional:
+		return fmt.Errorf("--cluster names the cluster of a single-cluster scenario; %s names its clusters cluster-000, cluster-001...", name)
+	case clusterSet && o.Cluster == "":
+		return errors.New("--cluster must not be empty")
+	case clustersSet && !regional:
+		return fmt.Errorf("--clusters is for the regional scenarios; %s is a single cluster", name)
+	case clustersSet && (o.Clusters < 1 || o.Clusters > scenario.MaxClusters):
+		return fmt.Errorf("--clusters must be between 1 and %d, not %d", scenario.MaxClusters, o.Clusters)
+	case regionSet && o.Region == "":
+		return errors.New("--region must not be empty (leave it out for no region label)")
+	case o.Interval < scenario.MinInterval || o.Interval > scenario.MaxInterval:
+		return fmt.Errorf("--scrape-interval must be between %s and %s, not %s", scenario.MinInterval, scenario.MaxInterval, o.Interval)
 	}
 	return nil
 }
 
-// writeAtomically writes a file through a temporary one renamed into place,
-// so a failure (a full disk, an interrupt) leaves nothing half-written.
-func writeAtomically(path string, gz bool, write func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // a no-op after the rename
-	var w io.Writer = f
-	var zw *gzip.Writer
+// writeOutput writes what write produces to stdout when path is empty or
+// "-", else to the file at path through atomicfile: a regular file whole or
+// not at all, a special one (a FIFO, a terminal) written through. gz
+// compresses what is written.
+func writeOutput(path string, stdout io.Writer, gz bool, write func(io.Writer) error) error {
 	if gz {
-		zw, _ = gzip.NewWriterLevel(f, gzip.BestSpeed)
-		w = zw
+		write = gzipped(write)
 	}
-	err = write(w)
-	if err == nil && zw != nil {
-		err = zw.Close()
+	if path == "" || path == "-" {
+		return write(stdout)
 	}
-	if err == nil {
-		err = f.Sync()
+	return atomicfile.Write(path, 0o644, write)
+}
+
+// gzipped wraps write so that what it writes is gzip-compressed.
+func gzipped(write func(io.Writer) error) func(io.Writer) error {
+	return func(w io.Writer) error {
+		zw, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
+		if err != nil {
+			return err
+		}
+		if err := write(zw); err != nil {
+			return err
+		}
+		return zw.Close()
 	}
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return os.Rename(f.Name(), path)
 }
 
 func openInput(name string) (io.ReadCloser, int64, error) {
@@ -296,6 +344,9 @@ func (c *replayCommands) runReport(stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--timezone: %w", err)
 	}
+	if c.events == "-" && c.truthIn == "-" {
+		return errors.New("--events and --truth cannot both read standard input")
+	}
 	in, _, err := openInput(c.events)
 	if err != nil {
 		return err
@@ -307,18 +358,15 @@ func (c *replayCommands) runReport(stdout io.Writer) error {
 	}
 	opts := report.Options{Location: loc}
 	if c.truthIn != "" {
-		f, err := os.Open(c.truthIn)
+		in, _, err := openInput(c.truthIn)
 		if err != nil {
 			return err
 		}
-		opts.Faults, err = report.ReadFaults(f)
-		f.Close()
+		opts.Faults, err = report.ReadFaults(in)
+		in.Close()
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.truthIn, err)
 		}
 	}
-	if c.reportOutput == "" {
-		return report.Write(stdout, events, opts)
-	}
-	return writeAtomically(c.reportOutput, false, func(w io.Writer) error { return report.Write(w, events, opts) })
+	return writeOutput(c.reportOutput, stdout, false, func(w io.Writer) error { return report.Write(w, events, opts) })
 }

@@ -18,7 +18,7 @@ import (
 func TestDashboardsBuild(t *testing.T) {
 	run := func(args ...string) (int, string, string) {
 		c := newCLI()
-		cmd, err := c.app.Parse(args)
+		cmd, err := c.parse(args)
 		require.NoError(t, err)
 		var stdout, stderr bytes.Buffer
 		code, ok := c.dash.dispatch(cmd, &stdout, &stderr)

@@ -77,3 +77,45 @@ func TestVersion(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(out), "cascade, version")
 }
+
+// TestMistakesAreRefusedByName: values that used to be taken silently for
+// a default, or accepted and failed later, stop the command with the flag
+// or setting they are wrong in, and write nothing.
+func TestMistakesAreRefusedByName(t *testing.T) {
+	bin := cascadeBinary(t)
+	dir := t.TempDir()
+	aFile := filepath.Join(dir, "a-file")
+	require.NoError(t, os.WriteFile(aFile, nil, 0o644))
+	configWithStorage := func(path string) string {
+		return writeRunConfig(t, t.TempDir(), "cascade:\n  storage: {path: "+path+"}\n")
+	}
+	out := filepath.Join(dir, "out.om")
+
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"no nodes":               {[]string{"scenario", "incident", "--nodes", "0", "-o", out}, "--nodes must be between 1 and 5000, not 0"},
+		"too many nodes":         {[]string{"scenario", "incident", "--nodes=5001", "-o", out}, "--nodes must be between 1 and 5000, not 5001"},
+		"no cluster":             {[]string{"scenario", "incident", "--cluster", "", "-o", out}, "--cluster must not be empty"},
+		"no scrape interval":     {[]string{"scenario", "incident", "--scrape-interval", "0s", "-o", out}, "--scrape-interval must be between 1s and 5m0s, not 0s"},
+		"demo without nodes":     {[]string{"demo", "--nodes", "0", "--output.dir", filepath.Join(dir, "demo")}, "--nodes must be between 1 and 50000, not 0"},
+		"storage is a file":      {[]string{"run", "--config.check", "--config.file", configWithStorage(aFile)}, "cascade.storage.path " + aFile + " is not a directory"},
+		"storage under a file":   {[]string{"run", "--config.check", "--config.file", configWithStorage(aFile + "/data")}, "cascade.storage.path: stat " + aFile + "/data: not a directory"},
+		"run on storage a file":  {[]string{"run", "--no-exporter.nodelease", "--no-exporter.apimemory", "--web.listen-address", freeAddr(t), "--config.file", configWithStorage(aFile)}, "is not a directory"},
+		"backtest of empty data": {[]string{"backtest", "--data", aFile}, "the data is empty"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(bin, tc.args...)
+			cmd.Dir = dir
+			got, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			require.ErrorAs(t, err, &exit, "%s", got)
+			require.Equal(t, 1, exit.ExitCode(), "%s", got)
+			require.Contains(t, string(got), tc.want)
+			require.NotContains(t, string(got), "truncated")
+			require.NoFileExists(t, out)
+			require.NoDirExists(t, filepath.Join(dir, "demo"))
+		})
+	}
+}

@@ -29,28 +29,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/cascade-sre/cascade/internal/contract"
 	"github.com/cascade-sre/cascade/internal/testenv"
 )
-
-// contractMetrics are the metric contract's series from the lease and memory
-// exporters (../shared/DESIGN.md).
-var contractMetrics = []string{
-	"cascade_apiserver_memory_working_set_bytes",
-	"cascade_apiserver_memory_limit_bytes",
-	"cascade_apiserver_oom_kills_total",
-	"cascade_apiserver_restarts_total",
-	"cascade_apiserver_up",
-	"cascade_node_lease_renew_timestamp_seconds",
-	"cascade_node_lease_duration_seconds",
-	"cascade_node_leases",
-	"cascade_nodes",
-	"cascade_node_lease_watch_up",
-	"cascade_node_lease_watch_last_event_timestamp_seconds",
-	"cascade_gateway_requests_total",
-	"cascade_gateway_request_duration_seconds_bucket",
-	"cascade_gateway_timeouts_total",
-	"cascade_gateway_log_lines_total",
-}
 
 // TestPrometheusScrapesExporter runs `cascade exporter` against a real API
 // server and the access log of a real nginx in front of it, behind TLS and
@@ -127,7 +108,11 @@ scrape_configs:
 	}, 60*time.Second, 250*time.Millisecond, "Prometheus never reported the exporter up")
 	require.False(t, exp.Exited(), "the exporter exited:\n%s", exp.LogTail(2000))
 
-	for _, name := range contractMetrics {
+	var names []string // the contract's signals, as stored
+	for _, m := range contract.Signals {
+		names = append(names, m.Series()...)
+	}
+	for _, name := range names {
 		var got []testenv.Sample
 		require.Eventually(t, func() bool {
 			got, err = prom.Query(ctx, name)

@@ -21,13 +21,21 @@ import (
 // deliveries as "page", "ticket" and "guard".
 func routedAlertmanager(t *testing.T, groupWait time.Duration) (*testenv.Alertmanager, *testenv.Webhooks) {
 	t.Helper()
+	cfg, hooks := routedConfig(t, groupWait)
+	return testenv.AlertmanagerForTest(t, cfg), hooks
+}
+
+// routedConfig is the generated routing delivering to a new recorder as
+// "page", "ticket" and "guard".
+func routedConfig(t *testing.T, groupWait time.Duration) (string, *testenv.Webhooks) {
+	t.Helper()
 	hooks := testenv.WebhooksForTest(t)
 	o := routing.DefaultOptions()
 	o.PageURL, o.TicketURL, o.AutomationURL = hooks.URL("page"), hooks.URL("ticket"), hooks.URL("guard")
 	o.GroupWait = groupWait
 	cfg, err := routing.AlertmanagerConfig(o)
 	require.NoError(t, err)
-	return testenv.AlertmanagerForTest(t, string(cfg)), hooks
+	return string(cfg), hooks
 }
 
 // freeAddr is a free loopback address for `cascade run` to listen on.
@@ -48,13 +56,14 @@ func writeRunConfig(t *testing.T, dir, config string) string {
 }
 
 // startRun starts `cascade run` in dir with the configuration at cfgPath,
-// listening on addr, with the node-lease and API-memory exporters off. It
-// is killed when the test ends, and its log's tail is shown if the test
-// failed.
-func startRun(t *testing.T, bin, dir, cfgPath, addr string) *testenv.Process {
+// listening on addr, with the node-lease and API-memory exporters off, and
+// the extra flags given. It is killed when the test ends, and its log's tail
+// is shown if the test failed.
+func startRun(t *testing.T, bin, dir, cfgPath, addr string, extra ...string) *testenv.Process {
 	t.Helper()
-	proc, err := testenv.StartProcess(dir, "cascade-run", bin, "run", "--config.file="+cfgPath,
-		"--web.listen-address="+addr, "--no-exporter.nodelease", "--no-exporter.apimemory")
+	args := append([]string{"run", "--config.file=" + cfgPath,
+		"--web.listen-address=" + addr, "--no-exporter.nodelease", "--no-exporter.apimemory"}, extra...)
+	proc, err := testenv.StartProcess(dir, "cascade-run", bin, args...)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		proc.Kill()

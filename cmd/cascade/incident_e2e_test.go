@@ -104,8 +104,9 @@ cascade:
 `, target.Listener.Addr().String(), strings.TrimPrefix(am.URL, "http://"), logs.LokiPushURL()))
 	proc := startRun(t, bin, dir, cfgPath, addr)
 
-	// A healthy minute's worth of baseline, compressed: no incident.
-	time.Sleep(8 * time.Second)
+	// A healthy minute's worth of baseline, compressed: no incident after
+	// eight evaluations of each rule group.
+	evaluatedAtLeast(t, addr, 8)
 	require.Zero(t, hooks.Count("page"), "no page while healthy")
 
 	f.faultAt.Store(time.Now().UnixNano())
@@ -130,7 +131,9 @@ cascade:
 	// Killed mid-incident and restarted: no second page, no second onset.
 	proc.Kill()
 	startRun(t, bin, dir, cfgPath, addr)
-	time.Sleep(10 * time.Second)
+	require.Eventually(t, func() bool { return scrapeValue(t, addr, "prometheus_notifications_sent_total") > 0 },
+		30*time.Second, 250*time.Millisecond, "the restarted run never sent the firing incident again")
+	time.Sleep(3 * time.Second) // a second page would come within group_wait: waiting is the test
 	require.Equal(t, 1, hooks.Count("page"), "a restart must not page again")
 	events, err := incident.Journal(filepath.Join(dir, "data", "incidents"))
 	require.NoError(t, err)
@@ -142,6 +145,29 @@ cascade:
 	require.Eventually(t, func() bool { return scrapeValue(t, addr, "prometheus_rule_evaluations_total") > before+20 },
 		30*time.Second, 250*time.Millisecond, "evaluation stalled while Loki was down")
 	require.Empty(t, hooks.Received("ticket"), "every symptom alert was inhibited")
+}
+
+// evaluatedAtLeast waits until every rule group of the run at addr was
+// evaluated n times.
+func evaluatedAtLeast(t *testing.T, addr string, n float64) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		mf, ok := parseText(t, resp)["prometheus_rule_group_iterations_total"]
+		if !ok || len(mf.Metric) == 0 {
+			return false
+		}
+		for _, m := range mf.Metric {
+			if m.GetCounter().GetValue() < n {
+				return false
+			}
+		}
+		return true
+	}, 60*time.Second, 250*time.Millisecond, "the rule groups were not evaluated %v times", n)
 }
 
 func assertEventually(cond func() bool, wait time.Duration) bool {

@@ -50,7 +50,7 @@ cascade:
 	startRun(t, bin, dir, cfgPath, addr)
 	require.Eventually(t, func() bool { return scrapeValue(t, addr, "prometheus_rule_evaluations_total") > 0 },
 		30*time.Second, 100*time.Millisecond, "the engine never evaluated")
-	time.Sleep(5 * time.Second) // a healthy baseline
+	evaluatedAtLeast(t, addr, 5) // a healthy baseline
 
 	// evaluating requires every rule group to have been evaluated within
 	// the last few intervals.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/promslog"
@@ -46,9 +48,58 @@ func newCLI() *cli {
 	return c
 }
 
+// parse parses the command line and returns the command it names.
+func (c *cli) parse(args []string) (string, error) {
+	return c.app.Parse(joinDashValues(c.app.Model(), args))
+}
+
+// joinDashValues works around kingpin (v2.4.0), which reads a lone "-" as
+// an empty argument: "--data -" set --data to "" (open : no such file),
+// and "--truth -" wrote to a file named "". A "-" that is the value of the
+// flag before it is joined to that flag ("--data=-", "-o-"), which kingpin
+// reads as "-". What follows "--" is left alone.
+func joinDashValues(model *kingpin.ApplicationModel, args []string) []string {
+	long, short := map[string]bool{}, map[rune]bool{}
+	addFlags := func(flags []*kingpin.FlagModel) {
+		for _, f := range flags {
+			if f.IsBoolFlag() {
+				continue
+			}
+			long[f.Name] = true
+			if f.Short != 0 {
+				short[f.Short] = true
+			}
+		}
+	}
+	addFlags(model.Flags)
+	for cmds := slices.Clone(model.Commands); len(cmds) > 0; cmds = cmds[1:] {
+		addFlags(cmds[0].Flags)
+		cmds = append(cmds, cmds[0].Commands...)
+	}
+	out := make([]string, 0, len(args))
+	for i, arg := range args {
+		if arg == "--" {
+			return append(out, args[i:]...)
+		}
+		if arg == "-" && len(out) > 0 {
+			prev := out[len(out)-1]
+			if name, ok := strings.CutPrefix(prev, "--"); ok && long[name] {
+				out[len(out)-1] = prev + "=-"
+				continue
+			}
+			if r := []rune(prev); len(r) == 2 && r[0] == '-' && short[r[1]] {
+				out[len(out)-1] = prev + "-"
+				continue
+			}
+		}
+		out = append(out, arg)
+	}
+	return out
+}
+
 func runMain(args []string) int {
 	c := newCLI()
-	cmd, err := c.app.Parse(args)
+	cmd, err := c.parse(args)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cascade: %v (try --help)\n", err)
 		return 2

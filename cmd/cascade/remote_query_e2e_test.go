@@ -53,7 +53,7 @@ cascade:
 `, strings.TrimPrefix(am.URL, "http://"), prom.URL))
 	proc := startRun(t, bin, dir, cfgPath, addr)
 
-	time.Sleep(8 * time.Second)
+	evaluatedAtLeast(t, addr, 8)
 	require.Zero(t, hooks.Count("page"), "no page while healthy")
 	require.Greater(t, scrapeValue(t, addr, "prometheus_rule_evaluations_total"), 0.0)
 	require.Zero(t, scrapeValue(t, addr, "prometheus_rule_evaluation_failures_total"))

@@ -22,7 +22,7 @@ import (
 func replay(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	c := newCLI()
-	cmd, err := c.app.Parse(args)
+	cmd, err := c.parse(args)
 	require.NoError(t, err)
 	var out, errOut bytes.Buffer
 	code, ok := c.replay.dispatch(cmd, &out, &errOut)
@@ -126,7 +126,8 @@ func TestScenarioList(t *testing.T) {
 }
 
 // make demo, the README's first command, as a newcomer runs it (at full
-// speed here): the incident unfolds, one page naming the OOM, the report.
+// speed here): the seed's regional outage unfolds, one page naming the
+// shared API's OOM and the clusters hit, the report.
 func TestMakeDemo(t *testing.T) {
 	root, err := testenv.RepoRoot()
 	require.NoError(t, err)
@@ -136,7 +137,9 @@ func TestMakeDemo(t *testing.T) {
 	b, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", b)
 	s := string(b)
-	require.Contains(t, s, "INCIDENT  ESCALATION ControlPlaneCascadeIncident, root cause apiserver_oom  → PAGE")
+	require.Regexp(t, `INCIDENT  ESCALATION regional ControlPlaneCascadeIncident in fr-par, root cause apiserver_oom of shared regional-api, \d+ of 20 clusters hit  → PAGE`, s)
+	require.Contains(t, s, "# Regional incident region:fr-par@")
+	require.Contains(t, s, "## Clusters hit")
 	require.Contains(t, s, "Pages sent: 1.")
 	require.Contains(t, s, "- Time to detect: ")
 	for _, f := range []string{"transitions.jsonl", "loki-events.jsonl", "truth.json", "report.md"} {
@@ -146,7 +149,21 @@ func TestMakeDemo(t *testing.T) {
 	}
 	loki, err := os.ReadFile(filepath.Join(out, "loki-events.jsonl"))
 	require.NoError(t, err)
-	require.Equal(t, 5, strings.Count(string(loki), `"kind":"incident"`), "one Loki push per phase")
+	pushes := map[string]int{} // by the stream's phase label
+	for _, line := range strings.Split(strings.TrimSpace(string(loki)), "\n") {
+		var push struct {
+			Streams []struct {
+				Stream map[string]string `json:"stream"`
+			} `json:"streams"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(line), &push), line)
+		require.Len(t, push.Streams, 1)
+		pushes[push.Streams[0].Stream["phase"]]++
+	}
+	for _, phase := range []string{"onset", "escalation", "mitigation", "recovery", "resolved"} {
+		require.Equal(t, 1, pushes[phase], "one Loki push of the %s: %v", phase, pushes)
+	}
+	require.Greater(t, pushes["cluster_hit"], 2, "a Loki push per cluster hit: %v", pushes)
 }
 
 // The demo's alerts through a real Alertmanager running the generated

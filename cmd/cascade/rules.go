@@ -75,9 +75,7 @@ func (c *rulesCommand) dispatch(cmd string, stdout, stderr io.Writer) (code int,
 func (c *rulesCommand) runCheck(stdout, stderr io.Writer) int {
 	files := c.checkFiles
 	if len(files) == 0 {
-		for _, n := range rules.FileNames() {
-			files = append(files, engine.EmbeddedPrefix+n)
-		}
+		files, _ = engine.RuleFiles(rules.Files()) // the embedded files: no pattern to fail
 	}
 	failed := false
 	for _, f := range files {

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/cascade-sre/cascade/collector"
+	"github.com/cascade-sre/cascade/exporters/server"
 	"github.com/cascade-sre/cascade/internal/loki"
 	"github.com/cascade-sre/cascade/internal/runconfig"
 	"github.com/cascade-sre/cascade/internal/tracing"
@@ -36,16 +37,18 @@ import (
 // runCommand is `cascade run`: exporters, collector and engine in one process.
 type runCommand struct {
 	cmd        *kingpin.CmdClause
-	exp        *exporterCommand
+	exporters  *server.Server
 	configFile string
 	check      bool
+	lifecycle  bool
 }
 
 func addRunCommand(app *kingpin.Application) *runCommand {
 	cmd := app.Command("run", "Run everything: the exporters, the collector scraping them (and any other target) into the embedded TSDB, and the rule engine sending alerts to Alertmanager.")
-	r := &runCommand{cmd: cmd, exp: addExporterFlags(cmd)}
+	r := &runCommand{cmd: cmd, exporters: server.AddFlags(cmd)}
 	cmd.Flag("config.file", "Configuration file: a Prometheus configuration plus a cascade: section. Empty: the embedded default, which scrapes this process's own exporters at 127.0.0.1:9847.").StringVar(&r.configFile)
 	cmd.Flag("config.check", "Check the configuration and rule files, then exit: 0 if they load.").BoolVar(&r.check)
+	cmd.Flag("web.enable-lifecycle", "Serve POST /-/reload and /-/quit (behind the web config's TLS and basic auth). Off: they answer 403; SIGHUP reloads, SIGTERM stops.").BoolVar(&r.lifecycle)
 	return r
 }
 
@@ -57,11 +60,7 @@ func (r *runCommand) load(logger *slog.Logger) (*runconfig.Config, error) {
 		}
 		return runconfig.Parse([]byte(runconfig.Default), dir, logger)
 	}
-	cfg, err := runconfig.Load(r.configFile, logger)
-	if err == nil {
-		err = tracing.Validate(cfg.Cascade.Tracing)
-	}
-	return cfg, err
+	return runconfig.Load(r.configFile, logger)
 }
 
 func (r *runCommand) run(logger *slog.Logger) int {
@@ -73,13 +72,17 @@ func (r *runCommand) run(logger *slog.Logger) int {
 	if r.check {
 		return r.checkOnly(cfg)
 	}
-	parts, err := r.exp.build(logger, true)
+	if err := checkStoragePath(cfg.Cascade.Storage.Path); err != nil {
+		logger.Error("invalid configuration", "err", err)
+		return 1
+	}
+	parts, err := r.exporters.Build(logger, true)
 	if err != nil {
 		logger.Error("cannot start the exporters", "err", err)
 		return 1
 	}
-	if err := r.exp.validateWeb(); err != nil {
-		logger.Error("invalid --web.config.file", "file", *r.exp.web.WebConfigFile, "err", err)
+	if err := r.exporters.ValidateWeb(); err != nil {
+		logger.Error("invalid --web.config.file", "file", r.exporters.WebConfigFile(), "err", err)
 		return 1
 	}
 
@@ -106,7 +109,7 @@ func (r *runCommand) run(logger *slog.Logger) int {
 			logger.Error("closing the TSDB", "err", err)
 		}
 	}()
-	externalURL, err := externalURL(cfg, *r.exp.web.WebListenAddresses)
+	externalURL, err := externalURL(cfg, r.exporters.ListenAddresses())
 	if err != nil {
 		logger.Error("invalid external URL", "err", err)
 		return 1
@@ -154,7 +157,7 @@ func (r *runCommand) run(logger *slog.Logger) int {
 		_ = tracer.Shutdown(ctx) // flush the last spans
 	}()
 	rl := &reloader{load: r.load, logger: logger, apply: []func(*runconfig.Config) error{
-		func(c *runconfig.Config) error { return tracer.ApplyConfig(c.Cascade.Tracing) },
+		func(c *runconfig.Config) error { return tracer.ApplyConfig(c.Prometheus.TracingConfig) },
 		func(c *runconfig.Config) error { return coll.ApplyConfig(c.Prometheus) },
 		func(c *runconfig.Config) error { return eng.ApplyConfig(c.Prometheus) },
 	}}
@@ -167,16 +170,20 @@ func (r *runCommand) run(logger *slog.Logger) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var g run.Group
-	r.exp.addToGroup(&g, ctx, cancel, parts, reg, logger, func(mux *http.ServeMux) {
-		mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, _ *http.Request) {
-			if err := rl.reload(); err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
-				return
-			}
-			fmt.Fprintln(w, "reloaded")
-		})
+	quit := make(chan struct{})
+	var quitOnce sync.Once
+	r.exporters.AddToGroup(&g, ctx, cancel, parts, reg, logger, func(mux *http.ServeMux) {
+		r.lifecycleRoutes(mux, rl, func() { quitOnce.Do(func() { close(quit) }) })
 		mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Ready") })
 	})
+	g.Add(func() error {
+		select {
+		case <-quit:
+			logger.Info("stopping: asked to by /-/quit")
+		case <-ctx.Done():
+		}
+		return nil
+	}, func(error) { cancel() })
 	g.Add(func() error { return coll.Run(ctx) }, func(error) { cancel() })
 	g.Add(func() error { return eng.Run(ctx) }, func(error) { cancel() })
 	g.Add(func() error {
@@ -196,10 +203,49 @@ func (r *runCommand) run(logger *slog.Logger) int {
 	return runGroup(&g, logger, "cascade run")
 }
 
-// checkOnly is --config.check: the configuration loaded already; check the
-// rule files it names (or the embedded ones).
+// lifecycleRoutes serves /-/reload and /-/quit (POST or PUT) when
+// --web.enable-lifecycle is on and refuses them with 403 when it is off, as
+// Prometheus does: anyone who reaches the port could otherwise reload or stop
+// the process. The server's TLS and basic auth stand in front of them.
+func (r *runCommand) lifecycleRoutes(mux *http.ServeMux, rl *reloader, quit func()) {
+	reload := func(w http.ResponseWriter, _ *http.Request) {
+		if err := rl.reload(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "reloaded")
+	}
+	stop := func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "stopping")
+		quit()
+	}
+	if !r.lifecycle {
+		forbidden := func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "the lifecycle API is not enabled: start cascade run with --web.enable-lifecycle, or send SIGHUP to reload", http.StatusForbidden)
+		}
+		reload, stop = forbidden, forbidden
+	}
+	for _, method := range []string{http.MethodPost, http.MethodPut} {
+		mux.HandleFunc(method+" /-/reload", reload)
+		mux.HandleFunc(method+" /-/quit", stop)
+	}
+	// Any other method: 405, not the landing page's 404.
+	onlyPostOrPut := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Allow", "POST, PUT")
+		http.Error(w, "only POST or PUT requests are allowed", http.StatusMethodNotAllowed)
+	}
+	mux.HandleFunc("/-/reload", onlyPostOrPut)
+	mux.HandleFunc("/-/quit", onlyPostOrPut)
+}
+
+// checkOnly is --config.check: the configuration loaded already; check its
+// storage path and the rule files it names (or the embedded ones).
 func (r *runCommand) checkOnly(cfg *runconfig.Config) int {
-	if err := checkRules(cfg); err != nil {
+	err := checkStoragePath(cfg.Cascade.Storage.Path)
+	if err == nil {
+		err = checkRules(cfg)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "cascade: %v\n", err)
 		return 1
 	}
@@ -207,21 +253,28 @@ func (r *runCommand) checkOnly(cfg *runconfig.Config) int {
 	return 0
 }
 
+// checkStoragePath refuses a cascade.storage.path that cannot hold the
+// TSDB: one that is a file, or lies under a file, or cannot be looked at.
+// One that does not exist yet is created at start.
+func checkStoragePath(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("cascade.storage.path: %w", err)
+	case !fi.IsDir():
+		return fmt.Errorf("cascade.storage.path %s is not a directory", path)
+	}
+	return nil
+}
+
 // checkRules parses the rule files cfg names, or the embedded ones, without
 // loading them into anything.
 func checkRules(cfg *runconfig.Config) error {
-	var files []string
-	for _, pattern := range cfg.Prometheus.RuleFiles {
-		matches, err := filepath.Glob(pattern)
-		if err != nil || len(matches) == 0 {
-			return fmt.Errorf("rule_files %q matches no file", pattern)
-		}
-		files = append(files, matches...)
-	}
-	if len(files) == 0 {
-		for _, n := range rules.FileNames() {
-			files = append(files, engine.EmbeddedPrefix+n)
-		}
+	files, err := engine.RuleFiles(rules.Files(), cfg.Prometheus.RuleFiles...)
+	if err != nil {
+		return err
 	}
 	if err := engine.CheckRules(rules.Files(), files...); err != nil {
 		return fmt.Errorf("rule files: %w", err)

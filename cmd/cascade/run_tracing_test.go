@@ -40,8 +40,9 @@ cascade:
   storage: {path: data}
 `+tracing)
 	}
-	cfgPath := writeConfig(fmt.Sprintf("  tracing: {endpoint: %q, insecure: true}\n", first.Endpoint()))
-	startRun(t, bin, dir, cfgPath, addr)
+	// By OTLP/HTTP first, then by OTLP/gRPC (Prometheus's default client).
+	cfgPath := writeConfig(fmt.Sprintf("tracing: {client_type: http, endpoint: %q, insecure: true, sampling_fraction: 1}\n", first.Endpoint()))
+	startRun(t, bin, dir, cfgPath, addr, "--web.enable-lifecycle")
 
 	cycles := func(r *testenv.OTLPReceiver) []testenv.Span {
 		var out []testenv.Span
@@ -96,22 +97,22 @@ cascade:
 			n = m
 			return quiet
 		}, 15*time.Second, 1500*time.Millisecond)
-		time.Sleep(2 * time.Second)
+		time.Sleep(2 * time.Second) // nothing more arrives: waiting is the test
 		require.Equal(t, n, len(r.Spans()), "spans still arrive at a receiver no longer configured")
 	}
 
 	// Reload to the second receiver: the spans move there.
-	writeConfig(fmt.Sprintf("  tracing: {endpoint: %q, insecure: true}\n", second.Endpoint()))
+	writeConfig(fmt.Sprintf("tracing: {endpoint: %q, insecure: true, sampling_fraction: 1}\n", second.GRPCEndpoint()))
 	code, body := reload()
 	require.Equal(t, http.StatusOK, code, body)
 	require.Eventually(t, func() bool { return wholeCycle(second, false) }, 30*time.Second, 100*time.Millisecond)
 	waitQuiet(first)
 
 	// A bad endpoint: the reload fails, says why, and tracing goes on.
-	writeConfig("  tracing: {endpoint: \"no-port\"}\n")
+	writeConfig("tracing: {endpoint: \"no-port\"}\n")
 	code, body = reload()
 	require.Equal(t, http.StatusInternalServerError, code)
-	require.Contains(t, body, `tracing: endpoint "no-port"`)
+	require.Contains(t, body, `tracing.endpoint "no-port"`)
 	before := len(cycles(second))
 	require.Eventually(t, func() bool { return len(cycles(second)) > before+2 }, 30*time.Second, 100*time.Millisecond,
 		"a failed reload stopped tracing")

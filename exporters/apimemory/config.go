@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/cascade-sre/cascade/internal/redact"
 )
 
 // Defaults, exported so the command can show them in its flag help.
@@ -24,6 +26,7 @@ const (
 	DefaultPodNamespace  = "kube-system"
 	DefaultPodSelector   = "component=kube-apiserver"
 	DefaultPodContainer  = "kube-apiserver"
+	DefaultForgetAfter   = 5 * time.Minute
 	defaultMetricsPath   = "/metrics"
 	pidSpecPrefix        = "pid:"
 	maxReplicaNameLength = 253 // a pod name's limit; longer is a mistake
@@ -58,6 +61,12 @@ type Config struct {
 	PollInterval time.Duration
 	// Timeout bounds one probe of one endpoint.
 	Timeout time.Duration
+	// ForgetAfter is how long a replica that is gone (its pod deleted) is
+	// remembered: re-created within it, as a static pod's mirror is, it
+	// continues its counts; after it, it is forgotten, so that rollouts of
+	// pods with new names do not add state and series for good. Replicas of
+	// endpoints and cgroups are never gone.
+	ForgetAfter time.Duration
 }
 
 // EndpointSpec is one API server /metrics endpoint and the replica it feeds.
@@ -95,13 +104,24 @@ func DefaultConfig() Config {
 		},
 		PollInterval: DefaultPollInterval,
 		Timeout:      DefaultTimeout,
+		ForgetAfter:  DefaultForgetAfter,
 	}
 }
 
 // ParseEndpointSpec parses a flag value "[replica=]URL". Without a replica
 // name the URL's host:port names the replica; a URL without a path gets
-// /metrics.
+// /metrics. A password in the URL is used for basic auth and masked in
+// errors and logs.
 func ParseEndpointSpec(s string) (EndpointSpec, error) {
+	spec, err := parseEndpointSpec(s)
+	if err != nil {
+		// Whatever part of s it quotes, masked.
+		return EndpointSpec{}, errors.New(redact.URL(err.Error()))
+	}
+	return spec, nil
+}
+
+func parseEndpointSpec(s string) (EndpointSpec, error) {
 	replica, rawURL := "", s
 	if !strings.HasPrefix(s, "http://") && !strings.HasPrefix(s, "https://") {
 		var ok bool
@@ -164,7 +184,7 @@ func (c *Config) Validate() error {
 			bad("Endpoints[%d].Replica: %w", i, err)
 		}
 		if _, err := parseEndpointURL(e.URL); err != nil {
-			bad("Endpoints[%d].URL %q: %w", i, e.URL, err)
+			bad("Endpoints[%d].URL %q: %w", i, redact.URL(e.URL), err)
 		}
 		if seen[e.Replica] {
 			bad("Endpoints[%d].Replica %q: given to two endpoints", i, e.Replica)
@@ -231,11 +251,19 @@ func (c *Config) Validate() error {
 	} else if c.PollInterval > 0 && c.Timeout > c.PollInterval {
 		bad("Timeout %s: longer than PollInterval %s, probes would pile up", c.Timeout, c.PollInterval)
 	}
+	if c.ForgetAfter < 0 {
+		bad("ForgetAfter %s: must not be negative", c.ForgetAfter)
+	}
 	return errors.Join(errs...)
 }
 
+// parseEndpointURL parses an endpoint's URL. Its errors do not quote the
+// URL, which may hold a password: callers name it, masked.
 func parseEndpointURL(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
+	if uerr := (*url.Error)(nil); errors.As(err, &uerr) {
+		return nil, uerr.Err
+	}
 	if err != nil {
 		return nil, err
 	}

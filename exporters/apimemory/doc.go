@@ -39,4 +39,11 @@
 // Failures are counted in cascade_apiserver_source_errors_total{source},
 // source being metrics, cgroup or pods, and the pod watch's health is
 // cascade_apiserver_pod_watch_up.
+//
+// A replica that is gone (its pod deleted) loses its series at once and is
+// forgotten after Config.ForgetAfter: re-created within it, as a static
+// pod's mirror is, it continues its counts; after it, it starts again from
+// what its sources say, as a counter reset, so that rollouts of pods with new
+// names do not keep state and series for good. Replicas of endpoints and
+// cgroups are always served, so never forgotten.
 package apimemory

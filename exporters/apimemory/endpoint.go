@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cascade-sre/cascade/internal/redact"
 )
 
 // startTimeTolerance is how much process_start_time_seconds must rise to
@@ -55,7 +57,7 @@ func newEndpointSource(spec EndpointSpec, cfg Config, client *http.Client, error
 		client:    client,
 		tokenFile: cfg.BearerTokenFile,
 		errors:    errorCount,
-		logger:    logger.With("source", kindMetrics, "replica", spec.Replica, "url", spec.URL),
+		logger:    logger.With("source", kindMetrics, "replica", spec.Replica, "url", redact.URL(spec.URL)),
 	}
 }
 
@@ -112,11 +114,11 @@ func (s *endpointSource) probe(ctx context.Context) (processMetrics, error) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
-		return processMetrics{}, fmt.Errorf("GET %s: %s", s.spec.URL, resp.Status)
+		return processMetrics{}, fmt.Errorf("GET %s: %s", redact.URL(s.spec.URL), resp.Status)
 	}
 	pm, err := parseProcessMetrics(resp.Body)
 	if err != nil {
-		return processMetrics{}, fmt.Errorf("GET %s: %w", s.spec.URL, err)
+		return processMetrics{}, fmt.Errorf("GET %s: %w", redact.URL(s.spec.URL), err)
 	}
 	return pm, nil
 }

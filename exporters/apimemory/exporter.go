@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/cascade-sre/cascade/internal/contract"
 )
 
 // Source kinds, the values of the source label of the self-metrics.
@@ -19,24 +21,12 @@ const (
 )
 
 var (
-	workingSetDesc = prometheus.NewDesc("cascade_apiserver_memory_working_set_bytes",
-		"Working set of the API server replica: cgroup usage minus inactive file, or RSS when only that is known.",
-		[]string{"replica"}, nil)
-	limitDesc = prometheus.NewDesc("cascade_apiserver_memory_limit_bytes",
-		"Effective memory limit of the API server replica; absent when unknown or unlimited.",
-		[]string{"replica"}, nil)
-	oomKillsDesc = prometheus.NewDesc("cascade_apiserver_oom_kills_total",
-		"OOM kills of the API server replica observed by any source.",
-		[]string{"replica"}, nil)
-	restartsDesc = prometheus.NewDesc("cascade_apiserver_restarts_total",
-		"Process restarts of the API server replica observed by any source.",
-		[]string{"replica"}, nil)
-	upDesc = prometheus.NewDesc("cascade_apiserver_up",
-		"1 when the last probe of the API server replica succeeded.",
-		[]string{"replica"}, nil)
-	podWatchUpDesc = prometheus.NewDesc("cascade_apiserver_pod_watch_up",
-		"1 while the watch on API server pods is healthy: their status is current.",
-		nil, nil)
+	workingSetDesc = contract.APIServerWorkingSet.Desc()
+	limitDesc      = contract.APIServerLimit.Desc()
+	oomKillsDesc   = contract.APIServerOOMKills.Desc()
+	restartsDesc   = contract.APIServerRestarts.Desc()
+	upDesc         = contract.APIServerUp.Desc()
+	podWatchUpDesc = contract.APIServerPodWatchUp.Desc()
 )
 
 // observation is what one source currently knows about one replica.
@@ -93,15 +83,20 @@ type Exporter struct {
 	pods      *podSource // nil when the pod source is off
 
 	sourceErrors *prometheus.CounterVec
+	now          func() time.Time
 
 	mu sync.Mutex
 	// exported holds each replica's counters as last served. A source can
 	// leave a replica (its pod deleted) while others stay, and the maximum
-	// over those left may be lower: the counters never go below these.
+	// over those left may be lower: the counters never go below these. A
+	// replica no source has served for cfg.ForgetAfter is forgotten.
 	exported map[string]replicaCounters
 }
 
-type replicaCounters struct{ oomKills, restarts float64 }
+type replicaCounters struct {
+	oomKills, restarts float64
+	lastServed         time.Time
+}
 
 // New validates cfg and builds the exporter. kube is the client of the
 // cluster for the pod source; it may be nil when that source is off.
@@ -113,12 +108,10 @@ func New(cfg Config, kube kubernetes.Interface, logger *slog.Logger) (*Exporter,
 		logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Exporter{
-		cfg:      cfg,
-		exported: map[string]replicaCounters{},
-		sourceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cascade_apiserver_source_errors_total",
-			Help: "Failed reads of a source of API server memory: probes, cgroup reads, pod list and watch calls.",
-		}, []string{"source"}),
+		cfg:          cfg,
+		now:          time.Now,
+		exported:     map[string]replicaCounters{},
+		sourceErrors: prometheus.NewCounterVec(contract.APIServerSourceErrors.CounterOpts(), contract.APIServerSourceErrors.Labels),
 	}
 	for _, spec := range cfg.Cgroups {
 		e.cgroups = append(e.cgroups, newCgroupSource(spec, cfg, e.sourceErrors.WithLabelValues(kindCgroup), logger))
@@ -137,7 +130,7 @@ func New(cfg Config, kube kubernetes.Interface, logger *slog.Logger) (*Exporter,
 			return nil, errors.New("pod source enabled but no Kubernetes client given")
 		}
 		var err error
-		e.pods, err = newPodSource(cfg.Pods, kube, e.sourceErrors.WithLabelValues(kindPods), logger)
+		e.pods, err = newPodSource(cfg.Pods, cfg.ForgetAfter, kube, e.sourceErrors.WithLabelValues(kindPods), logger)
 		if err != nil {
 			return nil, err
 		}
@@ -182,12 +175,18 @@ func (e *Exporter) Update(ch chan<- prometheus.Metric) error {
 		ch <- prometheus.MustNewConstMetric(podWatchUpDesc, prometheus.GaugeValue, boolValue(watchUp))
 	}
 
+	now := e.now()
 	e.mu.Lock()
 	for replica, m := range replicas {
 		before := e.exported[replica]
 		m.oomKills = m.oomKills.atLeast(before.oomKills)
 		m.restarts = m.restarts.atLeast(before.restarts)
-		e.exported[replica] = replicaCounters{oomKills: m.oomKills.value, restarts: m.restarts.value}
+		e.exported[replica] = replicaCounters{oomKills: m.oomKills.value, restarts: m.restarts.value, lastServed: now}
+	}
+	for replica, c := range e.exported {
+		if _, served := replicas[replica]; !served && now.Sub(c.lastServed) >= e.cfg.ForgetAfter {
+			delete(e.exported, replica)
+		}
 	}
 	e.mu.Unlock()
 

@@ -19,10 +19,12 @@ import (
 // a real API server in the integration tests.
 func testPodSource() *podSource {
 	return &podSource{
-		container: DefaultPodContainer,
-		errors:    prometheus.NewCounter(prometheus.CounterOpts{Name: "unused"}),
-		pods:      map[string]*podState{},
-		watchUp:   true,
+		container:   DefaultPodContainer,
+		forgetAfter: DefaultForgetAfter,
+		now:         time.Now,
+		errors:      prometheus.NewCounter(prometheus.CounterOpts{Name: "unused"}),
+		pods:        map[string]*podState{},
+		watchUp:     true,
 	}
 }
 
@@ -140,7 +142,9 @@ cascade_apiserver_up{replica="kube-apiserver-node-a"} 1
 func TestPodStatus(t *testing.T) {
 	s := testPodSource()
 	e := &Exporter{
+		cfg:          DefaultConfig(),
 		pods:         s,
+		now:          time.Now,
 		sourceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cascade_apiserver_source_errors_total"}, []string{"source"}),
 		exported:     map[string]replicaCounters{},
 	}

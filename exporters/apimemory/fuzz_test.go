@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/cascade-sre/cascade/internal/redact"
 )
 
 func readFixture(f *testing.F, rel string) []byte {
@@ -91,5 +93,24 @@ func FuzzMetricsParse(f *testing.F) {
 		}
 		require.NoError(t, err, "the whole exposition parses to %+v", want)
 		require.Equal(t, want, got)
+	})
+}
+
+// FuzzEndpointSpecPassword: whatever surrounds it, a password in an
+// endpoint's URL never appears in ParseEndpointSpec's error, nor in the
+// URL the exporter logs.
+func FuzzEndpointSpecPassword(f *testing.F) {
+	f.Add("r=", "http", "user", "host:6443/metrics")
+	f.Add("", "https", "u", "")
+	f.Add("r=", "ftp", "user", "host:bad port/x")
+	f.Add("a b=", "http", "", "[::1]:x/%zz")
+	f.Fuzz(func(t *testing.T, prefix, scheme, user, rest string) {
+		const password = "Pa55w0rdSecret"
+		spec, err := ParseEndpointSpec(prefix + scheme + "://" + user + ":" + password + "@" + rest)
+		if err != nil {
+			require.NotContains(t, err.Error(), password)
+			return
+		}
+		require.NotContains(t, redact.URL(spec.URL), password)
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cascade-sre/cascade/exporters"
+	"github.com/cascade-sre/cascade/internal/contract"
 )
 
 // promCollector serves an exporters.Collector as a prometheus.Collector, as
@@ -29,26 +30,26 @@ var (
 )
 
 // memoryMetrics are the contract's series; self-metrics are checked apart.
-var memoryMetrics = []string{
-	"cascade_apiserver_memory_working_set_bytes",
-	"cascade_apiserver_memory_limit_bytes",
-	"cascade_apiserver_oom_kills_total",
-	"cascade_apiserver_restarts_total",
-	"cascade_apiserver_up",
+var memoryMetrics = names(contract.APIServerWorkingSet, contract.APIServerLimit, contract.APIServerOOMKills,
+	contract.APIServerRestarts, contract.APIServerUp)
+
+func names(ms ...contract.Metric) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Name)
+	}
+	return out
 }
 
-const memoryHelp = `
-# HELP cascade_apiserver_memory_working_set_bytes Working set of the API server replica: cgroup usage minus inactive file, or RSS when only that is known.
-# TYPE cascade_apiserver_memory_working_set_bytes gauge
-# HELP cascade_apiserver_memory_limit_bytes Effective memory limit of the API server replica; absent when unknown or unlimited.
-# TYPE cascade_apiserver_memory_limit_bytes gauge
-# HELP cascade_apiserver_oom_kills_total OOM kills of the API server replica observed by any source.
-# TYPE cascade_apiserver_oom_kills_total counter
-# HELP cascade_apiserver_restarts_total Process restarts of the API server replica observed by any source.
-# TYPE cascade_apiserver_restarts_total counter
-# HELP cascade_apiserver_up 1 when the last probe of the API server replica succeeded.
-# TYPE cascade_apiserver_up gauge
-`
+// headers are the HELP and TYPE lines of every family the exporter serves.
+func headers() string {
+	var b strings.Builder
+	for _, m := range []contract.Metric{contract.APIServerWorkingSet, contract.APIServerLimit, contract.APIServerOOMKills,
+		contract.APIServerRestarts, contract.APIServerUp, contract.APIServerSourceErrors, contract.APIServerPodWatchUp} {
+		b.WriteString(m.Header())
+	}
+	return b.String()
+}
 
 // requireMetrics compares what e serves for names with expected samples,
 // given without HELP and TYPE lines.
@@ -65,15 +66,8 @@ func compareMetrics(e *Exporter, expected string, names ...string) error {
 	if err := reg.Register(promCollector{e}); err != nil {
 		return err
 	}
-	return testutil.GatherAndCompare(reg, strings.NewReader(memoryHelp+selfHelp+expected+"\n"), names...)
+	return testutil.GatherAndCompare(reg, strings.NewReader(headers()+expected+"\n"), names...)
 }
-
-const selfHelp = `
-# HELP cascade_apiserver_source_errors_total Failed reads of a source of API server memory: probes, cgroup reads, pod list and watch calls.
-# TYPE cascade_apiserver_source_errors_total counter
-# HELP cascade_apiserver_pod_watch_up 1 while the watch on API server pods is healthy: their status is current.
-# TYPE cascade_apiserver_pod_watch_up gauge
-`
 
 func requireLintClean(t testing.TB, e *Exporter) {
 	t.Helper()

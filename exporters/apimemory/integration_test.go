@@ -189,6 +189,7 @@ func TestAPIServerPods(t *testing.T) {
 
 	cfg := DefaultConfig()
 	cfg.Pods.Enabled = true
+	cfg.ForgetAfter = 2 * time.Second
 	e, err := New(cfg, kube, nil)
 	require.NoError(t, err)
 	runExporter(t, e)
@@ -252,6 +253,25 @@ func TestAPIServerPods(t *testing.T) {
 	eventually(t, 10*time.Second, expectSamples(t, e, "kube-apiserver-node-a", map[string]*float64{
 		up: value(1), restarts: value(1), oomKills: value(1)}))
 	requireLintClean(t, e)
+
+	// A pod deleted (a rollout): its series go at once, and what the
+	// exporter kept of it after ForgetAfter.
+	require.NoError(t, pods.Delete(ctx, "kube-apiserver-node-b", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}))
+	eventually(t, 10*time.Second, expectSamples(t, e, "kube-apiserver-node-b", map[string]*float64{
+		up: absent, limit: absent, restarts: absent, oomKills: absent}))
+	eventually(t, 10*time.Second, func() error {
+		sampleOf(t, e, up, "kube-apiserver-node-a") // a scrape, which forgets
+		e.mu.Lock()
+		_, exported := e.exported["kube-apiserver-node-b"]
+		e.mu.Unlock()
+		e.pods.mu.Lock()
+		_, watched := e.pods.pods["kube-apiserver-node-b"]
+		e.pods.mu.Unlock()
+		if exported || watched {
+			return fmt.Errorf("kube-apiserver-node-b still kept: exported %v, in the pod map %v", exported, watched)
+		}
+		return nil
+	})
 }
 
 // setStatus changes the kube-apiserver container's status of a pod the way

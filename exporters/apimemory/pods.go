@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
@@ -13,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/cascade-sre/cascade/internal/kube"
 )
 
 const oomKilledReason = "OOMKilled"
@@ -20,10 +23,12 @@ const oomKilledReason = "OOMKilled"
 // podSource watches the API server pods and keeps, per pod, what their
 // status says about the API server container.
 type podSource struct {
-	container string
-	informer  cache.SharedIndexInformer
-	errors    prometheus.Counter
-	logger    *slog.Logger
+	container   string
+	forgetAfter time.Duration
+	informer    cache.SharedIndexInformer
+	errors      prometheus.Counter
+	logger      *slog.Logger
+	now         func() time.Time
 
 	mu sync.Mutex
 	// watchUp is true while the last list or watch call succeeded. While it
@@ -31,31 +36,35 @@ type podSource struct {
 	watchUp bool
 	failing bool // logged as failing
 	// pods is keyed by pod name. A deleted pod's entry stays (not
-	// present), so that a pod re-created under the same name, as a static
-	// pod is, continues its counts instead of starting them again.
+	// present) for forgetAfter, so that a pod re-created under the same
+	// name, as a static pod is, continues its counts instead of starting
+	// them again; then it is forgotten.
 	pods map[string]*podState
 }
 
 type podState struct {
-	present  bool
-	ready    bool
-	limit    float64 // 0: none
-	restarts monotonicCounter
-	oomKills float64
+	present   bool
+	deletedAt time.Time // zero unless deleted
+	ready     bool
+	limit     float64 // 0: none
+	restarts  monotonicCounter
+	oomKills  float64
 	// recentTerminations are the last two terminations seen: a status shows
 	// at most two (state and lastState) and they only move forward, so an
 	// OOM kill is counted once however often the same status is delivered.
 	recentTerminations [2]string
 }
 
-func newPodSource(cfg PodsConfig, kube kubernetes.Interface, errorCount prometheus.Counter, logger *slog.Logger) (*podSource, error) {
+func newPodSource(cfg PodsConfig, forgetAfter time.Duration, client kubernetes.Interface, errorCount prometheus.Counter, logger *slog.Logger) (*podSource, error) {
 	s := &podSource{
-		container: cfg.Container,
-		errors:    errorCount,
-		logger:    logger.With("source", kindPods, "namespace", cfg.Namespace, "selector", cfg.LabelSelector),
-		pods:      map[string]*podState{},
+		container:   cfg.Container,
+		forgetAfter: forgetAfter,
+		now:         time.Now,
+		errors:      errorCount,
+		logger:      logger.With("source", kindPods, "namespace", cfg.Namespace, "selector", cfg.LabelSelector),
+		pods:        map[string]*podState{},
 	}
-	pods := kube.CoreV1().Pods(cfg.Namespace)
+	pods := client.CoreV1().Pods(cfg.Namespace)
 	// Wrapping list and watch is how the source learns whether the API
 	// answers: the informer itself keeps serving its cache when it does not.
 	lw := &cache.ListWatch{
@@ -72,9 +81,13 @@ func newPodSource(cfg PodsConfig, kube kubernetes.Interface, errorCount promethe
 			return w, err
 		},
 	}
-	s.informer = cache.NewSharedIndexInformerWithOptions(
-		cache.ToListWatcherWithWatchListSemantics(lw, kube), &corev1.Pod{}, cache.SharedIndexInformerOptions{})
+	s.informer = cache.NewSharedIndexInformerWithOptions(kube.ListThenWatch(lw), &corev1.Pod{}, cache.SharedIndexInformerOptions{})
 	if err := s.informer.SetTransform(stripManagedFields); err != nil {
+		return nil, err
+	}
+	// Failed calls are counted and logged once per outage by callDone;
+	// client-go's default handler would log every retry.
+	if err := s.informer.SetWatchErrorHandlerWithContext(func(context.Context, *cache.Reflector, error) {}); err != nil {
 		return nil, err
 	}
 	_, err := s.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -129,7 +142,7 @@ func (s *podSource) update(obj any) {
 		st = &podState{}
 		s.pods[pod.Name] = st
 	}
-	st.present, st.ready, st.limit = false, false, 0
+	st.present, st.ready, st.limit, st.deletedAt = false, false, 0, time.Time{}
 	for _, c := range pod.Spec.Containers {
 		if c.Name == s.container {
 			st.present = true
@@ -169,18 +182,32 @@ func (s *podSource) delete(obj any) {
 	if !ok {
 		return
 	}
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if st := s.pods[pod.Name]; st != nil {
-		st.present = false
+		st.present, st.deletedAt = false, now
+	}
+	s.forgetDeleted(now)
+}
+
+// forgetDeleted drops the pods deleted forgetAfter ago or more. s.mu must
+// be held.
+func (s *podSource) forgetDeleted(now time.Time) {
+	for name, st := range s.pods {
+		if !st.deletedAt.IsZero() && now.Sub(st.deletedAt) >= s.forgetAfter {
+			delete(s.pods, name)
+		}
 	}
 }
 
 // observe adds an observation for every present pod and reports whether
 // the watch is healthy.
 func (s *podSource) observe(add func(replica string, o observation)) bool {
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.forgetDeleted(now)
 	for name, st := range s.pods {
 		if !st.present {
 			continue

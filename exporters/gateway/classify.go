@@ -3,14 +3,8 @@ package gateway
 import (
 	"bytes"
 	"strconv"
-)
 
-// Client classes, the values of the client label.
-const (
-	ClientKubelet    = "kubelet"
-	ClientController = "controller"
-	ClientKubectl    = "kubectl"
-	ClientOther      = "other"
+	"github.com/cascade-sre/cascade/internal/contract"
 )
 
 type clientClass uint8
@@ -23,7 +17,8 @@ const (
 	numClasses
 )
 
-var classNames = [numClasses]string{ClientKubelet, ClientController, ClientKubectl, ClientOther}
+// classNames are the values of the client label (see the contract).
+var classNames = [numClasses]string{contract.ClientKubelet, contract.ClientController, contract.ClientKubectl, contract.ClientOther}
 
 // controllerProducts are user agent products of control-plane components
 // that reconcile state, matched exactly.

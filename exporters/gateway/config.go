@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/cascade-sre/cascade/internal/loki"
+	"github.com/cascade-sre/cascade/internal/tail"
 )
 
 // Format is an access log format the exporter reads.
@@ -30,32 +31,6 @@ const (
 // Formats lists every format, for flag help.
 var Formats = []Format{FormatNginxJSON, FormatEnvoyJSON, FormatCombined}
 
-// NginxJSONLogFormat is the nginx log_format the nginx-json format reads;
-// users paste it into the http block of nginx.conf and log with
-// `access_log /var/log/nginx/access.log cascade_json;`. Keys it does not
-// read are ignored, so more may be added.
-const NginxJSONLogFormat = `log_format cascade_json escape=json '{'
-    '"time":"$time_iso8601","msec":"$msec","remote_addr":"$remote_addr",'
-    '"method":"$request_method","uri":"$request_uri","status":"$status",'
-    '"request_time":"$request_time","upstream_status":"$upstream_status",'
-    '"upstream_response_time":"$upstream_response_time",'
-    '"bytes_sent":"$bytes_sent","user_agent":"$http_user_agent"}';`
-
-// EnvoyJSONFormat is the json_format of an Envoy file access log that the
-// envoy-json format reads (in the access_log of the HTTP connection
-// manager). ":method", ":path" and "user-agent" are accepted as key aliases;
-// other keys are ignored.
-const EnvoyJSONFormat = `json_format:
-  start_time: "%START_TIME%"
-  method: "%REQ(:METHOD)%"
-  path: "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%"
-  protocol: "%PROTOCOL%"
-  response_code: "%RESPONSE_CODE%"
-  response_flags: "%RESPONSE_FLAGS%"
-  duration: "%DURATION%"
-  upstream_host: "%UPSTREAM_HOST%"
-  user_agent: "%REQ(USER-AGENT)%"`
-
 // Defaults, exported so the command can show them in its flag help.
 const (
 	DefaultPollInterval      = 250 * time.Millisecond
@@ -63,8 +38,6 @@ const (
 	DefaultMaxLineBytes      = 64 << 10
 	DefaultRotationGrace     = 5 * time.Second
 	DefaultMaxRoutes         = 1000
-	// maxMaxLineBytes keeps one file's buffer within reason.
-	maxMaxLineBytes = 16 << 20
 )
 
 // LogSpec is one access log to follow.
@@ -121,27 +94,9 @@ func formatList() string {
 type Config struct {
 	// Logs are the access logs to follow, each by its path (like tail -F).
 	Logs []LogSpec
-	// PositionsFile keeps, for each log, the file (device and inode) and
-	// the offset after the last line counted, so that a restart neither
-	// loses nor counts twice. Empty: no positions are kept, and every start
-	// begins at the end of the logs (or at their start with FromBeginning).
-	PositionsFile string
-	// PositionsInterval is how often positions are written (atomically);
-	// they are written on shutdown too.
-	PositionsInterval time.Duration
-	// PollInterval is how often the logs are checked for new lines and
-	// rotation.
-	PollInterval time.Duration
-	// FromBeginning reads a log that has no saved position from its start
-	// instead of its end. Files that appear after start (rotation) are
-	// always read from their start.
-	FromBeginning bool
-	// MaxLineBytes bounds a line; a longer one is counted malformed and
-	// skipped without being buffered.
-	MaxLineBytes int
-	// RotationGrace is how long a rotated-away file is still read after it
-	// stopped growing, for writers that reopen their log late.
-	RotationGrace time.Duration
+	// Config says how the logs are followed: positions, polling, the line
+	// limit, rotation.
+	tail.Config
 	// TimeoutThreshold, when positive, counts a request that is not a watch
 	// and took at least this long as a timeout, whatever its status. Set it
 	// to the gateway's upstream read timeout to catch requests it cut after
@@ -165,12 +120,14 @@ func DefaultConfig() Config {
 	lc := loki.DefaultConfig()
 	lc.Component = "gateway"
 	return Config{
-		PositionsInterval: DefaultPositionsInterval,
-		PollInterval:      DefaultPollInterval,
-		MaxLineBytes:      DefaultMaxLineBytes,
-		RotationGrace:     DefaultRotationGrace,
-		MaxRoutes:         DefaultMaxRoutes,
-		Loki:              lc,
+		Config: tail.Config{
+			PositionsInterval: DefaultPositionsInterval,
+			PollInterval:      DefaultPollInterval,
+			MaxLineBytes:      DefaultMaxLineBytes,
+			RotationGrace:     DefaultRotationGrace,
+		},
+		MaxRoutes: DefaultMaxRoutes,
+		Loki:      lc,
 	}
 }
 
@@ -190,23 +147,13 @@ func (c Config) Validate() error {
 		}
 		seen[p] = true
 	}
-	if c.PositionsFile != "" {
-		if !filepath.IsAbs(c.PositionsFile) {
-			return fmt.Errorf("gateway: positions file %q must be an absolute path", c.PositionsFile)
-		}
-		if seen[filepath.Clean(c.PositionsFile)] {
-			return fmt.Errorf("gateway: positions file %q is also a log", c.PositionsFile)
-		}
+	if err := c.Config.Validate(); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	if c.PositionsFile != "" && seen[filepath.Clean(c.PositionsFile)] {
+		return fmt.Errorf("gateway: positions file %q is also a log", c.PositionsFile)
 	}
 	switch {
-	case c.PositionsInterval <= 0:
-		return fmt.Errorf("gateway: positions interval %s must be positive", c.PositionsInterval)
-	case c.PollInterval <= 0:
-		return fmt.Errorf("gateway: poll interval %s must be positive", c.PollInterval)
-	case c.MaxLineBytes < 256 || c.MaxLineBytes > maxMaxLineBytes:
-		return fmt.Errorf("gateway: max line bytes %d must be between 256 and %d", c.MaxLineBytes, maxMaxLineBytes)
-	case c.RotationGrace < 0:
-		return fmt.Errorf("gateway: rotation grace %s must not be negative", c.RotationGrace)
 	case c.TimeoutThreshold < 0:
 		return fmt.Errorf("gateway: timeout threshold %s must not be negative", c.TimeoutThreshold)
 	case c.MaxRoutes < 1:

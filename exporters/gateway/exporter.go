@@ -1,10 +1,17 @@
 // Package gateway exports the request rate of the API gateway in front of
 // the Kubernetes control plane (cascade_gateway_*) from its access logs:
-// nginx JSON, Envoy JSON or combined log format, followed like tail -F
-// through rename and copytruncate rotation, with a positions file so a
-// restart neither loses nor counts twice. Raw paths become bounded route
-// templates of the Kubernetes API grammar and user agents bounded client
-// classes; parsed lines can be forwarded to Loki.
+// nginx JSON, Envoy JSON or combined log format, followed by internal/tail
+// (rename and copytruncate rotation, a positions file so a restart neither
+// loses nor counts twice). Raw paths become bounded route templates of the
+// Kubernetes API grammar and user agents bounded client classes; parsed
+// lines can be forwarded to Loki.
+//
+// Files: this one (the exporter), config.go and factory.go (its
+// configuration and flags), pipeline.go (a line to metric updates, the hot
+// path), parse.go with parse_nginx.go, parse_envoy.go and
+// parse_combined.go (one per format) and jsonscan.go, route.go with
+// resources.go (route templates), classify.go (client classes), metrics.go
+// (the families).
 package gateway
 
 import (
@@ -12,13 +19,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
+	"os"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cascade-sre/cascade/internal/loki"
+	"github.com/cascade-sre/cascade/internal/redact"
+	"github.com/cascade-sre/cascade/internal/tail"
 )
 
 // lokiCloseTimeout bounds how long shutdown waits for the last lines to
@@ -36,11 +45,19 @@ type Exporter struct {
 }
 
 // New validates cfg and returns an exporter; no file is read until Run.
-// With cfg.Loki.URL set it starts the Loki client, which does not contact
-// the store before the first batch is due.
+// A log that exists must be a regular file: a FIFO, a directory or a device
+// is refused here, at start. With cfg.Loki.URL set it starts the Loki
+// client, which does not contact the store before the first batch is due.
 func New(cfg Config, logger *slog.Logger) (*Exporter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	for _, l := range cfg.Logs {
+		if fi, err := os.Stat(l.Path); err == nil {
+			if err := tail.CheckRegular(l.Path, fi); err != nil {
+				return nil, fmt.Errorf("gateway: log %w", err)
+			}
+		}
 	}
 	cfg.Logs = append([]LogSpec(nil), cfg.Logs...)
 	e := &Exporter{
@@ -89,31 +106,27 @@ func (e *Exporter) Run(ctx context.Context) error {
 	if !e.running.CompareAndSwap(false, true) {
 		return errors.New("gateway: Run called twice")
 	}
-	saved, err := loadPositions(e.cfg.PositionsFile)
-	if err != nil {
-		return err
-	}
-	store := newPositionStore(e.cfg.PositionsFile, saved)
-	var wg sync.WaitGroup
+	files := make([]tail.File, 0, len(e.cfg.Logs))
 	for _, spec := range e.cfg.Logs {
-		f := newFollower(spec, e, store)
-		entries := saved[spec.Path]
-		wg.Go(func() { f.run(ctx, entries) })
+		files = append(files, tail.File{
+			Path:       spec.Path,
+			Lines:      newPipeline(spec.Format, e.m, e.routes, &e.cfg, e.loki),
+			ReadErrors: e.m.readErrors.WithLabelValues(spec.Path),
+			Renames:    e.m.rotations.WithLabelValues(spec.Path, "rename"),
+			Truncates:  e.m.rotations.WithLabelValues(spec.Path, "truncate"),
+			Abandoned:  e.m.abandoned.WithLabelValues(spec.Path),
+		})
 	}
-	e.logger.Info("following gateway access logs", "logs", len(e.cfg.Logs), "positions_file", e.cfg.PositionsFile)
-
-	ticker := time.NewTicker(e.cfg.PositionsInterval)
-	defer ticker.Stop()
-	for done := false; !done; {
-		select {
-		case <-ctx.Done():
-			done = true
-		case <-ticker.C:
-			e.writePositions(store)
-		}
+	t, err := tail.New(tail.Options{Config: e.cfg.Config, PositionsWriteErrors: e.m.positionErrors, Logger: e.logger}, files...)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
 	}
-	wg.Wait()
-	e.writePositions(store)
+	attrs := []any{"logs", len(e.cfg.Logs), "positions_file", e.cfg.PositionsFile}
+	if e.loki != nil {
+		attrs = append(attrs, "loki", redact.URL(e.cfg.Loki.URL))
+	}
+	e.logger.Info("following gateway access logs", attrs...)
+	t.Run(ctx)
 	if e.loki != nil {
 		cctx, cancel := context.WithTimeout(context.Background(), lokiCloseTimeout)
 		defer cancel()
@@ -122,13 +135,6 @@ func (e *Exporter) Run(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func (e *Exporter) writePositions(s *positionStore) {
-	if err := s.write(); err != nil {
-		e.m.positionErrors.Inc()
-		e.logger.Error("cannot write positions", "file", e.cfg.PositionsFile, "err", err)
-	}
 }
 
 // ReadFile counts every line of one file from its start to its end, in the
@@ -140,14 +146,8 @@ func (e *Exporter) ReadFile(ctx context.Context, spec LogSpec) (uint64, error) {
 		return 0, fmt.Errorf("gateway: %w", err)
 	}
 	p := newPipeline(spec.Format, e.m, e.routes, &e.cfg, e.loki)
-	t, err := openTail(spec.Path, e.cfg.MaxLineBytes)
-	if err != nil {
-		return 0, fmt.Errorf("gateway: %w", err)
+	if err := tail.ReadFile(ctx, spec.Path, e.cfg.MaxLineBytes, p); err != nil {
+		return p.lines, fmt.Errorf("gateway: %w", err)
 	}
-	defer t.close()
-	if _, err := t.read(ctx, p, e.cfg.MaxLineBytes); err != nil {
-		return p.lines, fmt.Errorf("gateway: read %s: %w", spec.Path, err)
-	}
-	t.finish(p)
-	return p.lines, ctx.Err()
+	return p.lines, nil
 }

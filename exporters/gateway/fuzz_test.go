@@ -114,7 +114,7 @@ func checkPipeline(t *testing.T, format Format, line []byte) {
 		fuzzPipelines[format] = p
 	}
 	before := len(p.series)
-	p.line(line)
+	p.Line(line)
 	if len(p.series) == before {
 		return
 	}

@@ -2,27 +2,10 @@ package gateway
 
 import (
 	"sync"
-	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/model"
 
-	"github.com/cascade-sre/cascade/internal/loki"
-)
-
-// DurationBuckets are the latency buckets of
-// cascade_gateway_request_duration_seconds: API calls from milliseconds to
-// the 60 s of a default upstream timeout, then long requests (watches, log
-// follows) up to an hour, so a timeout lands in its own bucket.
-var DurationBuckets = []float64{
-	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
-}
-
-// Line results, the values of cascade_gateway_log_lines_total{result}.
-const (
-	ResultParsed    = "parsed"
-	ResultMalformed = "malformed"
+	"github.com/cascade-sre/cascade/internal/contract"
 )
 
 // metrics are the exporter's metric families, built once.
@@ -33,53 +16,34 @@ type metrics struct {
 	lines          *prometheus.CounterVec
 	readErrors     *prometheus.CounterVec
 	rotations      *prometheus.CounterVec
+	abandoned      *prometheus.CounterVec
 	positionErrors prometheus.Counter
 	routesOver     prometheus.Counter
 	collectors     []prometheus.Collector
 }
 
 func newMetrics() *metrics {
+	vec := func(c contract.Metric) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(c.CounterOpts(), c.Labels)
+	}
+	d := contract.GatewayRequestDuration
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cascade_gateway_requests_total",
-			Help: "Requests seen in the gateway's access log, by route template, HTTP method, status code and client class.",
-		}, []string{"route", "method", "code", "client"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "cascade_gateway_request_duration_seconds",
-			Help:    "Latency of the requests seen in the gateway's access log, by route template and client class. Watches have their own routes (.../watch/...).",
-			Buckets: DurationBuckets,
-		}, []string{"route", "client"}),
-		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cascade_gateway_timeouts_total",
-			Help: "Requests that timed out upstream: status 504, nginx upstream status 504, Envoy response flag UT or UMSDR, or longer than the configured timeout threshold.",
-		}, []string{"route", "client"}),
-		lines: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cascade_gateway_log_lines_total",
-			Help: "Access log lines read, by result: parsed, or malformed (unreadable, too long, or not valid UTF-8) and skipped.",
-		}, []string{"result"}),
-		readErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cascade_gateway_log_read_errors_total",
-			Help: "Errors opening, checking or reading an access log, by configured path.",
-		}, []string{"path"}),
-		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cascade_gateway_log_rotations_total",
-			Help: "Rotations of an access log seen, by configured path and kind: rename (a new file at the path) or truncate (copytruncate).",
-		}, []string{"path", "kind"}),
-		positionErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "cascade_gateway_positions_write_errors_total",
-			Help: "Failed writes of the positions file.",
-		}),
-		routesOver: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "cascade_gateway_routes_over_limit_total",
-			Help: "Requests counted with route \"other\" because the number of distinct routes reached its limit.",
-		}),
+		requests:       vec(contract.GatewayRequests),
+		duration:       prometheus.NewHistogramVec(d.HistogramOpts(contract.GatewayDurationBuckets), d.Labels),
+		timeouts:       vec(contract.GatewayTimeouts),
+		lines:          vec(contract.GatewayLogLines),
+		readErrors:     vec(contract.GatewayLogReadErrors),
+		rotations:      vec(contract.GatewayLogRotations),
+		abandoned:      vec(contract.GatewayLogFilesAbandoned),
+		positionErrors: prometheus.NewCounter(contract.GatewayPositionsWriteErrors.CounterOpts()),
+		routesOver:     prometheus.NewCounter(contract.GatewayRoutesOverLimit.CounterOpts()),
 	}
 	// Both results exist from the start, so a rate of malformed lines is
 	// defined before the first one.
-	m.lines.WithLabelValues(ResultParsed)
-	m.lines.WithLabelValues(ResultMalformed)
+	m.lines.WithLabelValues(contract.LinesParsed)
+	m.lines.WithLabelValues(contract.LinesMalformed)
 	m.collectors = []prometheus.Collector{
-		m.requests, m.duration, m.timeouts, m.lines, m.readErrors, m.rotations, m.positionErrors, m.routesOver,
+		m.requests, m.duration, m.timeouts, m.lines, m.readErrors, m.rotations, m.abandoned, m.positionErrors, m.routesOver,
 	}
 	return m
 }
@@ -121,173 +85,4 @@ func (t *routeTable) name(id uint32) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.names[id]
-}
-
-// seriesKey identifies one cascade_gateway_requests_total child.
-type seriesKey struct {
-	route  uint32
-	code   uint16
-	method uint8
-	client clientClass
-}
-
-// series holds the metric children of one seriesKey, so the hot path does
-// no label lookup.
-type series struct {
-	requests prometheus.Counter
-	duration prometheus.Observer
-	timeouts prometheus.Counter
-}
-
-type streamKey struct {
-	route uint32
-	class uint8
-}
-
-// pipeline turns lines of one format into metric updates (and Loki
-// entries). Each goroutine has its own: it caches route ids, metric
-// children and Loki label sets without locks.
-type pipeline struct {
-	m         *metrics
-	routes    *routeTable
-	parser    lineParser
-	mapper    routeMapper
-	rec       record
-	timeout   float64 // Config.TimeoutThreshold in seconds; 0 off
-	parsed    prometheus.Counter
-	malformed prometheus.Counter
-
-	lines uint64 // lines seen, parsed or not
-
-	routeIDs map[string]uint32
-	over     map[string]bool // templates refused by a full routeTable
-	series   map[seriesKey]*series
-
-	loki        *loki.Client
-	lokiBase    model.LabelSet // cluster and gateway
-	lokiStreams map[streamKey]model.LabelSet
-	now         func() time.Time
-}
-
-func newPipeline(format Format, m *metrics, routes *routeTable, cfg *Config, lc *loki.Client) *pipeline {
-	p := &pipeline{
-		m:         m,
-		routes:    routes,
-		parser:    newParser(format),
-		timeout:   cfg.TimeoutThreshold.Seconds(),
-		parsed:    m.lines.WithLabelValues(ResultParsed),
-		malformed: m.lines.WithLabelValues(ResultMalformed),
-		routeIDs:  make(map[string]uint32),
-		over:      make(map[string]bool),
-		series:    make(map[seriesKey]*series),
-		loki:      lc,
-		now:       time.Now,
-	}
-	if lc != nil {
-		p.lokiBase = model.LabelSet{}
-		if cfg.Cluster != "" {
-			p.lokiBase["cluster"] = model.LabelValue(cfg.Cluster)
-		}
-		if cfg.Gateway != "" {
-			p.lokiBase["gateway"] = model.LabelValue(cfg.Gateway)
-		}
-		p.lokiStreams = make(map[streamKey]model.LabelSet)
-	}
-	return p
-}
-
-// malformedLine counts a line skipped before parsing (too long, or left
-// unfinished in a file that will not grow).
-func (p *pipeline) malformedLine() {
-	p.lines++
-	p.malformed.Inc()
-}
-
-// line counts one access log line, without its newline.
-func (p *pipeline) line(b []byte) {
-	p.lines++
-	if n := len(b); n > 0 && b[n-1] == '\r' {
-		b = b[:n-1]
-	}
-	if len(b) == 0 || !utf8.Valid(b) {
-		p.malformed.Inc()
-		return
-	}
-	r := &p.rec
-	r.reset()
-	if !p.parser.parse(b, r) {
-		p.malformed.Inc()
-		return
-	}
-	p.parsed.Inc()
-
-	tmpl, watch := p.mapper.route(r.uri)
-	route, ok := p.routeIDs[string(tmpl)]
-	if !ok {
-		route = p.internRoute(tmpl)
-	}
-	key := seriesKey{route: route, code: uint16(r.status), method: normalizeMethod(r.method), client: classifyAgent(r.userAgent)}
-	s := p.series[key]
-	if s == nil {
-		s = p.newSeries(key)
-	}
-	s.requests.Inc()
-	if r.hasDuration {
-		s.duration.Observe(r.duration)
-	}
-	if r.status == 504 || r.upstreamTimeout || p.timeout > 0 && !watch && r.hasDuration && r.duration >= p.timeout {
-		s.timeouts.Inc()
-	}
-	if p.loki != nil {
-		p.forward(b, route, r)
-	}
-}
-
-func (p *pipeline) internRoute(tmpl []byte) uint32 {
-	if p.over[string(tmpl)] {
-		p.m.routesOver.Inc()
-		return 0
-	}
-	id, over := p.routes.intern(tmpl)
-	if over {
-		// Remembered so later lines of this route skip the lock; bounded
-		// because there are finitely many templates.
-		p.over[string(tmpl)] = true
-		p.m.routesOver.Inc()
-		return 0
-	}
-	p.routeIDs[string(tmpl)] = id
-	return id
-}
-
-func (p *pipeline) newSeries(k seriesKey) *series {
-	route := p.routes.name(k.route)
-	client := classNames[k.client]
-	s := &series{
-		requests: p.m.requests.WithLabelValues(route, methodNames[k.method], codeNames[k.code], client),
-		duration: p.m.duration.WithLabelValues(route, client),
-		timeouts: p.m.timeouts.WithLabelValues(route, client),
-	}
-	p.series[k] = s
-	return s
-}
-
-// forward queues the line for Loki; it never blocks.
-func (p *pipeline) forward(line []byte, route uint32, r *record) {
-	k := streamKey{route: route, class: uint8(r.status / 100)}
-	ls := p.lokiStreams[k]
-	if ls == nil {
-		ls = p.lokiBase.Clone()
-		ls["route"] = model.LabelValue(p.routes.name(route))
-		ls["code_class"] = model.LabelValue(codeClass(r.status))
-		p.lokiStreams[k] = ls
-	}
-	t, ok := time.Time{}, false
-	if len(r.rawTime) > 0 {
-		t, ok = p.parser.timeOf(r.rawTime)
-	}
-	if !ok {
-		t = p.now()
-	}
-	p.loki.Send(ls, t, string(line))
 }

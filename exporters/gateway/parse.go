@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 	"unsafe"
@@ -28,6 +29,12 @@ type record struct {
 }
 
 func (r *record) reset() { *r = record{} }
+
+// setStatus reads the record's HTTP status; false when raw is not one.
+func (r *record) setStatus(raw []byte) (ok bool) {
+	r.status, ok = parseStatus(raw)
+	return ok
+}
 
 // lineParser turns one line (no newline, valid UTF-8) into a record. It
 // returns false for a line it cannot read. Implementations keep scratch
@@ -65,6 +72,23 @@ func parseStatus(b []byte) (int, bool) {
 	}
 	v := int(b[0]-'0')*100 + int(b[1]-'0')*10 + int(b[2]-'0')
 	return v, v >= 100 && v <= 599
+}
+
+// hasToken reports whether one of the tokens of list, split at any byte of
+// seps and trimmed of spaces, is one of want.
+func hasToken(list []byte, seps string, want ...string) bool {
+	for len(list) > 0 {
+		tok := list
+		if i := bytes.IndexAny(list, seps); i >= 0 {
+			tok, list = list[:i], list[i+1:]
+		} else {
+			list = nil
+		}
+		if slices.Contains(want, string(bytes.TrimSpace(tok))) {
+			return true
+		}
+	}
+	return false
 }
 
 // parseSeconds reads a non-negative decimal like nginx's $request_time
@@ -110,24 +134,6 @@ func parseFloatSlow(b []byte) (float64, bool) {
 	return v, true
 }
 
-// hasStatus504 reports whether a list of upstream statuses ("502, 504",
-// "504 : 200" after internal redirects) holds a 504.
-func hasStatus504(b []byte) bool {
-	for len(b) > 0 {
-		i := bytes.IndexAny(b, ",:")
-		tok := b
-		if i >= 0 {
-			tok, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
-		if string(bytes.TrimSpace(tok)) == "504" {
-			return true
-		}
-	}
-	return false
-}
-
 // jsonObject walks the keys of a one-line JSON object, unescaping keys
 // that need it: the part the JSON parsers share.
 type jsonObject struct {
@@ -157,57 +163,6 @@ func (o *jsonObject) each(line []byte, fn func(key []byte, f *jsonField)) bool {
 	}
 }
 
-// nginxJSONParser reads lines written with NginxJSONLogFormat (see
-// config.go). Unknown keys are ignored, so users may log more fields.
-type nginxJSONParser struct {
-	obj jsonObject
-	// scratch for escaped strings, one per field since all stay in use
-	method, uri, ua, status, requestTime, upstreamStatus, msec []byte
-}
-
-func (p *nginxJSONParser) parse(line []byte, r *record) bool {
-	var statusRaw, requestTime, upstreamStatus []byte
-	ok := p.obj.each(line, func(key []byte, f *jsonField) {
-		switch string(key) {
-		case "method":
-			r.method = stringValue(f, &p.method)
-		case "uri":
-			r.uri = stringValue(f, &p.uri)
-		case "status":
-			statusRaw = textValue(f, &p.status)
-		case "request_time":
-			requestTime = textValue(f, &p.requestTime)
-		case "upstream_status":
-			upstreamStatus = textValue(f, &p.upstreamStatus)
-		case "user_agent":
-			r.userAgent = stringValue(f, &p.ua)
-		case "msec":
-			r.rawTime = textValue(f, &p.msec)
-		}
-	})
-	if !ok {
-		return false
-	}
-	status, ok := parseStatus(statusRaw)
-	if !ok {
-		return false
-	}
-	r.status = status
-	r.duration, r.hasDuration = parseSeconds(requestTime)
-	r.upstreamTimeout = hasStatus504(upstreamStatus)
-	return true
-}
-
-// timeOf reads $msec, seconds since the epoch with millisecond resolution.
-func (p *nginxJSONParser) timeOf(raw []byte) (time.Time, bool) {
-	v, ok := parseSeconds(raw)
-	if !ok || v > 1e11 {
-		return time.Time{}, false
-	}
-	sec, frac := math.Modf(v)
-	return time.Unix(int64(sec), int64(math.Round(frac*1e3))*1e6), true
-}
-
 // stringValue returns a string field's decoded value (unescaping into
 // *scratch when needed), or nil when the value is not a string.
 func stringValue(f *jsonField, scratch *[]byte) []byte {
@@ -229,180 +184,4 @@ func textValue(f *jsonField, scratch *[]byte) []byte {
 		return f.raw
 	}
 	return stringValue(f, scratch)
-}
-
-// envoyJSONParser reads Envoy's JSON access log with the key set of
-// EnvoyJSONFormat (config.go); ":method", ":path" and "user-agent" are taken
-// as aliases. duration is in milliseconds; response_flags such as "UT,URX".
-type envoyJSONParser struct {
-	obj jsonObject
-	// scratch for escaped strings, one per field since all stay in use
-	method, uri, ua, status, duration, flags, startTime []byte
-}
-
-func (p *envoyJSONParser) parse(line []byte, r *record) bool {
-	var statusRaw, durationRaw, flags []byte
-	ok := p.obj.each(line, func(key []byte, f *jsonField) {
-		switch string(key) {
-		case "method", ":method":
-			r.method = stringValue(f, &p.method)
-		case "path", ":path":
-			r.uri = stringValue(f, &p.uri)
-		case "response_code":
-			statusRaw = textValue(f, &p.status)
-		case "duration":
-			durationRaw = textValue(f, &p.duration)
-		case "response_flags":
-			flags = textValue(f, &p.flags)
-		case "user_agent", "user-agent":
-			r.userAgent = stringValue(f, &p.ua)
-		case "start_time":
-			r.rawTime = textValue(f, &p.startTime)
-		}
-	})
-	if !ok {
-		return false
-	}
-	status, ok := parseStatus(statusRaw)
-	if !ok {
-		return false
-	}
-	r.status = status
-	if ms, ok := parseSeconds(durationRaw); ok {
-		r.duration, r.hasDuration = ms/1e3, true
-	}
-	r.upstreamTimeout = hasEnvoyTimeoutFlag(flags)
-	return true
-}
-
-// hasEnvoyTimeoutFlag reports UT (upstream request timeout) or UMSDR
-// (upstream max stream duration reached) in a response flags list.
-func hasEnvoyTimeoutFlag(b []byte) bool {
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, ',')
-		tok := b
-		if i >= 0 {
-			tok, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
-		switch string(bytes.TrimSpace(tok)) {
-		case "UT", "UMSDR":
-			return true
-		}
-	}
-	return false
-}
-
-// timeOf reads %START_TIME%'s default RFC 3339 form.
-func (p *envoyJSONParser) timeOf(raw []byte) (time.Time, bool) {
-	t, err := time.Parse(time.RFC3339Nano, b2s(raw))
-	return t, err == nil
-}
-
-// combinedParser reads the combined log format of nginx and Apache:
-//
-//	$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" [$request_time]
-//
-// An optional field after the user agent is the request time in seconds
-// (nginx's $request_time); anything after it is ignored.
-type combinedParser struct{}
-
-func (p *combinedParser) parse(line []byte, r *record) bool {
-	rest := line
-	// remote address, ident, user: three space-separated tokens.
-	for range 3 {
-		i := bytes.IndexByte(rest, ' ')
-		if i <= 0 {
-			return false
-		}
-		rest = rest[i+1:]
-	}
-	if len(rest) == 0 || rest[0] != '[' {
-		return false
-	}
-	end := bytes.IndexByte(rest, ']')
-	if end < 0 {
-		return false
-	}
-	r.rawTime = rest[1:end]
-	rest = rest[end+1:]
-	request, rest, ok := quotedField(rest)
-	if !ok {
-		return false
-	}
-	statusRaw, rest, ok := tokenField(rest)
-	if !ok {
-		return false
-	}
-	status, ok := parseStatus(statusRaw)
-	if !ok {
-		return false
-	}
-	r.status = status
-	if _, rest, ok = tokenField(rest); !ok { // body bytes
-		return false
-	}
-	if _, rest, ok = quotedField(rest); !ok { // referer
-		return false
-	}
-	ua, rest, ok := quotedField(rest)
-	if !ok {
-		return false
-	}
-	r.userAgent = ua
-	if tok, _, ok := tokenField(rest); ok {
-		r.duration, r.hasDuration = parseSeconds(tok)
-	}
-	// "METHOD URI PROTOCOL"; a request line that is not (a TLS handshake
-	// sent to a plain port, "-") still is a request, counted with method
-	// and route "other".
-	if sp := bytes.IndexByte(request, ' '); sp > 0 {
-		r.method = request[:sp]
-		uri := request[sp+1:]
-		if sp2 := bytes.LastIndexByte(uri, ' '); sp2 >= 0 {
-			uri = uri[:sp2]
-		}
-		r.uri = uri
-	}
-	return true
-}
-
-// quotedField reads ` "..."` (one space, then a quoted string in which a
-// backslash escapes the next byte) and returns its content and the rest.
-func quotedField(b []byte) (field, rest []byte, ok bool) {
-	if len(b) < 3 || b[0] != ' ' || b[1] != '"' {
-		return nil, nil, false
-	}
-	for i := 2; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return b[2:i], b[i+1:], true
-		}
-	}
-	return nil, nil, false
-}
-
-// tokenField reads ` token` up to the next space or the end.
-func tokenField(b []byte) (field, rest []byte, ok bool) {
-	if len(b) < 2 || b[0] != ' ' {
-		return nil, nil, false
-	}
-	b = b[1:]
-	i := bytes.IndexByte(b, ' ')
-	if i < 0 {
-		return b, nil, true
-	}
-	if i == 0 {
-		return nil, nil, false
-	}
-	return b[:i], b[i:], true
-}
-
-// timeOf reads $time_local, "10/Oct/2000:13:55:36 -0700".
-func (p *combinedParser) timeOf(raw []byte) (time.Time, bool) {
-	t, err := time.Parse("02/Jan/2006:15:04:05 -0700", b2s(raw))
-	return t, err == nil
 }

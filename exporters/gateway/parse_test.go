@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cascade-sre/cascade/internal/contract"
 	"github.com/cascade-sre/cascade/internal/testenv"
 )
 
@@ -158,26 +159,26 @@ func TestParseSeconds(t *testing.T) {
 
 func TestClassifyAgent(t *testing.T) {
 	for ua, want := range map[string]string{
-		"kubelet/v1.37.2 (linux/amd64) kubernetes/abc123": ClientKubelet,
-		"kubelet": ClientKubelet,
-		"kubectl/v1.37.2 (darwin/arm64) kubernetes/abc123":                                ClientKubectl,
-		"kubectl.exe/v1.30.1 (windows/amd64) kubernetes/abc123":                           ClientKubectl,
-		"kube-controller-manager/v1.37.2 (linux/amd64) kubernetes/abc123/leader-election": ClientController,
-		"kube-scheduler/v1.37.2 (linux/amd64) kubernetes/abc123/scheduler":                ClientController,
-		"cloud-controller-manager/v1.30.0":                                                ClientController,
-		"argocd-application-controller/v2.14.0":                                           ClientController,
-		"PrometheusOperator/0.80.0":                                                       ClientController,
-		"cluster-autoscaler/v1.32.0":                                                      ClientController,
-		"my-reconciler/0.3.1 (linux/amd64) kubernetes/v0.37.2":                            ClientController,
-		"kube-proxy/v1.37.2 (linux/amd64) kubernetes/abc123":                              ClientController,
-		"curl/8.5.0": ClientOther,
-		"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0": ClientOther,
-		"OpenAPI-Generator/29.0.0/python": ClientOther,
-		"Helm/3.16.1":                     ClientOther,
-		"":                                ClientOther,
-		"-":                               ClientOther,
-		"kubeletfake/1.0":                 ClientOther,
-		"Go-http-client/1.1":              ClientOther,
+		"kubelet/v1.37.2 (linux/amd64) kubernetes/abc123": contract.ClientKubelet,
+		"kubelet": contract.ClientKubelet,
+		"kubectl/v1.37.2 (darwin/arm64) kubernetes/abc123":                                contract.ClientKubectl,
+		"kubectl.exe/v1.30.1 (windows/amd64) kubernetes/abc123":                           contract.ClientKubectl,
+		"kube-controller-manager/v1.37.2 (linux/amd64) kubernetes/abc123/leader-election": contract.ClientController,
+		"kube-scheduler/v1.37.2 (linux/amd64) kubernetes/abc123/scheduler":                contract.ClientController,
+		"cloud-controller-manager/v1.30.0":                                                contract.ClientController,
+		"argocd-application-controller/v2.14.0":                                           contract.ClientController,
+		"PrometheusOperator/0.80.0":                                                       contract.ClientController,
+		"cluster-autoscaler/v1.32.0":                                                      contract.ClientController,
+		"my-reconciler/0.3.1 (linux/amd64) kubernetes/v0.37.2":                            contract.ClientController,
+		"kube-proxy/v1.37.2 (linux/amd64) kubernetes/abc123":                              contract.ClientController,
+		"curl/8.5.0": contract.ClientOther,
+		"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0": contract.ClientOther,
+		"OpenAPI-Generator/29.0.0/python": contract.ClientOther,
+		"Helm/3.16.1":                     contract.ClientOther,
+		"":                                contract.ClientOther,
+		"-":                               contract.ClientOther,
+		"kubeletfake/1.0":                 contract.ClientOther,
+		"Go-http-client/1.1":              contract.ClientOther,
 	} {
 		require.Equal(t, want, classNames[classifyAgent([]byte(ua))], "%q", ua)
 	}
@@ -218,9 +219,9 @@ func TestTimeoutThreshold(t *testing.T) {
 		require.NoError(t, err)
 		return b
 	}
-	p.line(line("/api/v1/pods", "10.000"))
-	p.line(line("/api/v1/pods", "9.999"))
-	p.line(line("/api/v1/pods?watch=true", "600.000"))
+	p.Line(line("/api/v1/pods", "10.000"))
+	p.Line(line("/api/v1/pods", "9.999"))
+	p.Line(line("/api/v1/pods?watch=true", "600.000"))
 	m := scrape(t, p.m.timeouts)
 	require.Equal(t, 1.0, m[timeouts("/api/v1/pods", "kubectl")])
 	require.Equal(t, 0.0, m[timeouts("/api/v1/watch/pods", "kubectl")])
@@ -232,7 +233,7 @@ func TestMaxRoutes(t *testing.T) {
 	m := newMetrics()
 	p := newPipeline(FormatCombined, m, newRouteTable(2), &cfg, nil)
 	for _, path := range []string{"/api/v1/pods", "/api/v1/nodes", "/api/v1/services", "/api/v1/services", "/api/v1/pods", "/nope"} {
-		p.line([]byte(`1.2.3.4 - - [14/Mar/2026:23:48:01 +0100] "GET ` + path + ` HTTP/1.1" 200 1 "-" "curl/8"`))
+		p.Line([]byte(`1.2.3.4 - - [14/Mar/2026:23:48:01 +0100] "GET ` + path + ` HTTP/1.1" 200 1 "-" "curl/8"`))
 	}
 	s := scrape(t, m.requests)
 	require.Equal(t, 2.0, s[req("/api/v1/pods", "GET", "200", "other")])
@@ -248,11 +249,11 @@ func TestPipelineAllocations(t *testing.T) {
 	p := newPipeline(FormatNginxJSON, newMetrics(), newRouteTable(100), &cfg, nil)
 	lines := testdataLines(t, "nginx-json.log")
 	for _, l := range lines {
-		p.line(l)
+		p.Line(l)
 	}
 	allocs := testing.AllocsPerRun(100, func() {
 		for _, l := range lines {
-			p.line(l)
+			p.Line(l)
 		}
 	})
 	require.Zero(t, allocs)
@@ -264,6 +265,6 @@ func BenchmarkPipelineNginxJSON(b *testing.B) {
 	lines := testdataLines(b, "nginx-json.log")[:10]
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		p.line(lines[i%len(lines)])
+		p.Line(lines[i%len(lines)])
 	}
 }

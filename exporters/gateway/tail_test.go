@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/cascade-sre/cascade/internal/tail"
 )
 
 // leaseLine is a node lease renewal as nginx logs it. Every line has the
@@ -64,14 +66,14 @@ func metric(t *testing.T, e *Exporter, key string) float64 {
 
 // savedPositions reads the positions file; a missing one is empty (the
 // exporter writes it at its first interval).
-func savedPositions(t *testing.T, path string) positionsFile {
+func savedPositions(t *testing.T, path string) tail.PositionsFile {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
-		return positionsFile{}
+		return tail.PositionsFile{}
 	}
 	require.NoError(t, err)
-	var pf positionsFile
+	var pf tail.PositionsFile
 	require.NoError(t, json.Unmarshal(b, &pf))
 	return pf
 }
@@ -140,7 +142,8 @@ func TestCopyTruncate(t *testing.T) {
 			n := float64(bytes.Count(tc.after, []byte("\n")))
 			waitLines(t, e, 200+n, 0)
 			require.Equal(t, 1.0, metric(t, e, `cascade_gateway_log_rotations_total{kind="truncate",path="`+env.log+`"}`))
-			// Nothing more arrives later (no double counting).
+			// Nothing more arrives later (no double counting): waiting
+			// two polls and more is the test.
 			time.Sleep(700 * time.Millisecond)
 			require.Equal(t, 200+n, metric(t, e, `cascade_gateway_log_lines_total{result="parsed"}`))
 		})
@@ -156,6 +159,9 @@ func TestRestart(t *testing.T) {
 		// whileDown changes the log while no exporter runs and returns how
 		// many lines the second exporter must count.
 		whileDown func(t *testing.T, env tailEnv) int
+		// beforeStart writes to the log before the first exporter starts,
+		// after the 100 lines it counts.
+		beforeStart func(t *testing.T, env tailEnv)
 		// beforeStop runs while the first exporter still runs.
 		beforeStop func(t *testing.T, env tailEnv, e *Exporter)
 	}{{
@@ -166,10 +172,11 @@ func TestRestart(t *testing.T) {
 		},
 	}, {
 		name: "partial line finished while down",
-		beforeStop: func(t *testing.T, env tailEnv, e *Exporter) {
+		beforeStart: func(t *testing.T, env tailEnv) {
+			// Read in the same pass as the 100 lines before it, so the
+			// first exporter has seen it once it counted them.
 			l := leaseLine(100)
 			appendFile(t, env.log, []byte(l[:77]))
-			time.Sleep(100 * time.Millisecond)
 		},
 		whileDown: func(t *testing.T, env tailEnv) int {
 			l := leaseLine(100)
@@ -215,6 +222,9 @@ func TestRestart(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newTailEnv(t)
 			appendFile(t, env.log, leaseLines(0, 100))
+			if tc.beforeStart != nil {
+				tc.beforeStart(t, env)
+			}
 			first := env.exporter(t)
 			stop := runExporter(t, first)
 			waitLines(t, first, 100, 0)
@@ -228,7 +238,8 @@ func TestRestart(t *testing.T) {
 			second := env.exporter(t, func(c *Config) { c.FromBeginning = false })
 			runExporter(t, second)
 			waitLines(t, second, float64(want), 0)
-			time.Sleep(400 * time.Millisecond) // past the rotation grace: nothing more may come
+			// Past the rotation grace nothing more may come: waiting is the test.
+			time.Sleep(400 * time.Millisecond)
 			require.Equal(t, float64(want), metric(t, second, `cascade_gateway_log_lines_total{result="parsed"}`))
 			require.Equal(t, 0.0, metric(t, second, `cascade_gateway_log_lines_total{result="malformed"}`))
 		})
@@ -255,7 +266,8 @@ func TestMalformedLines(t *testing.T) {
 	waitLines(t, e, 3, 4)
 
 	// A long line arriving in pieces, slower than the poll: skipped without
-	// being buffered, counted once, and the next line is read.
+	// being buffered, counted once, and the next line is read. The pace of
+	// the writer is the test.
 	for range 10 {
 		appendFile(t, env.log, bytes.Repeat([]byte("y"), 1000))
 		time.Sleep(15 * time.Millisecond)
@@ -278,7 +290,7 @@ func TestPartialLineWaits(t *testing.T) {
 	appendFile(t, env.log, []byte(l[:100]))
 	e := env.exporter(t)
 	runExporter(t, e)
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // twenty polls and more see no line: the test
 	m := scrape(t, exporterCollector{e})
 	require.Equal(t, 0.0, m[`cascade_gateway_log_lines_total{result="parsed"}`]+m[`cascade_gateway_log_lines_total{result="malformed"}`])
 	appendFile(t, env.log, []byte(l[100:]))
@@ -299,7 +311,10 @@ func TestStartAtEndAndLogAppearing(t *testing.T) {
 	}
 	e := env.exporter(t, cfg)
 	runExporter(t, e)
-	time.Sleep(100 * time.Millisecond)
+	waitFor(t, 5*time.Second, "the exporter to start at the end of the log", func() bool {
+		pf := savedPositions(t, env.positions)
+		return len(pf.Files) == 1 && pf.Files[0].Offset == int64(len(leaseLines(0, 50)))
+	})
 	appendFile(t, env.log, leaseLines(50, 60))
 	appendFile(t, other, leaseLines(0, 7)) // appears after start: read whole
 	waitLines(t, e, 17, 0)

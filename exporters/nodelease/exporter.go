@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"runtime/debug"
 	"sync"
@@ -26,34 +25,22 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/pager"
 
 	"github.com/cascade-sre/cascade/exporters"
+	"github.com/cascade-sre/cascade/internal/contract"
+	"github.com/cascade-sre/cascade/internal/kube"
 )
 
-// The per-node families are written by AppendText, not through descriptors.
-const (
-	renewName = "cascade_node_lease_renew_timestamp_seconds"
-	renewHelp = "When the node last renewed its lease (the lease's renewTime), as a Unix time."
-	durName   = "cascade_node_lease_duration_seconds"
-	durHelp   = "The lease's leaseDurationSeconds (40 s assumed when the lease has none)."
-)
-
+// The per-node families (contract.NodeLeaseRenewTimestamp and
+// contract.NodeLeaseDuration) are written by AppendText, not through
+// descriptors.
 var (
-	leasesDesc = prometheus.NewDesc("cascade_node_leases",
-		"Node leases by state: fresh (age below a quarter of the duration), late, expired (age at or above the duration). Absent while the watch is down.",
-		[]string{"state"}, nil)
-	nodesDesc = prometheus.NewDesc("cascade_nodes",
-		"Nodes by Ready condition. Absent while the node watch is down.",
-		[]string{"condition"}, nil)
-	watchUpDesc = prometheus.NewDesc("cascade_node_lease_watch_up",
-		"1 while the lease watch is healthy: synced, no error since its last success, and the API answers the exporter's probe.",
-		nil, nil)
-	lastEventDesc = prometheus.NewDesc("cascade_node_lease_watch_last_event_timestamp_seconds",
-		"When the lease watch last delivered an event or completed a list, as a Unix time.",
-		nil, nil)
-	watchErrorsDesc = prometheus.NewDesc("cascade_node_lease_watch_errors_total",
-		"Errors of the exporter's list, watch and probe calls to the API server, by resource.",
-		[]string{"resource"}, nil)
+	leasesDesc      = contract.NodeLeases.Desc()
+	nodesDesc       = contract.Nodes.Desc()
+	watchUpDesc     = contract.NodeLeaseWatchUp.Desc()
+	lastEventDesc   = contract.NodeLeaseWatchLastEvent.Desc()
+	watchErrorsDesc = contract.NodeLeaseWatchErrors.Desc()
 )
 
 // nodeCondition is a node's Ready condition.
@@ -66,7 +53,7 @@ const (
 	numConditions
 )
 
-var conditionNames = [numConditions]string{"ready", "not_ready", "unknown"}
+var conditionNames = contract.NodeConditions
 
 // Exporter watches Leases and Nodes and serves their metrics.
 type Exporter struct {
@@ -86,6 +73,7 @@ type Exporter struct {
 	nodeWatch    watchHealth
 	probeOK      atomic.Bool
 	probeErrs    atomic.Uint64
+	probeOutage  outage
 }
 
 // New returns an exporter; nothing is watched until Run.
@@ -108,6 +96,9 @@ func New(cfg Config, client kubernetes.Interface, logger *slog.Logger) (*Exporte
 	}
 	// Until the first probe answers, trust the watch alone.
 	e.probeOK.Store(cfg.ProbeInterval == 0)
+	e.probeOutage = outage{logger: logger, what: "API server probe"}
+	e.leaseWatch.outage = outage{logger: logger, what: "lease watch"}
+	e.nodeWatch.outage = outage{logger: logger, what: "node watch"}
 	if err := e.buildInformers(); err != nil {
 		return nil, err
 	}
@@ -155,7 +146,7 @@ func (e *Exporter) Update(ch chan<- prometheus.Metric) error {
 // buildInformers sets up the lease and node informers; Run starts them.
 func (e *Exporter) buildInformers() error {
 	leaseAPI := e.client.CoordinationV1().Leases(e.cfg.Namespace)
-	leaseInformer := e.newInformer(&e.leaseWatch, "leases", &coordinationv1.Lease{},
+	leaseInformer := e.newInformer(&e.leaseWatch, &coordinationv1.Lease{},
 		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return leaseAPI.List(ctx, o) },
 		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			return leaseAPI.Watch(ctx, o)
@@ -172,7 +163,7 @@ func (e *Exporter) buildInformers() error {
 	nodeAPI := e.client.CoreV1().Nodes()
 	// The reflector checks every object against the example's type; list
 	// pages and watch events are slimmed before it sees them.
-	nodeInformer := e.newInformer(&e.nodeWatch, "nodes", &readyNode{},
+	nodeInformer := e.newInformer(&e.nodeWatch, &readyNode{},
 		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return nodeAPI.List(ctx, o) },
 		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return nodeAPI.Watch(ctx, o) },
 		slimNode)
@@ -213,14 +204,14 @@ type listFunc = func(context.Context, metav1.ListOptions) (runtime.Object, error
 type watchFunc = func(context.Context, metav1.ListOptions) (watch.Interface, error)
 
 // newInformer builds an informer whose list and watch calls report to h.
-func (e *Exporter) newInformer(h *watchHealth, resource string, example runtime.Object, list listFunc, watchFn watchFunc, slim cache.TransformFunc) cache.SharedIndexInformer {
+func (e *Exporter) newInformer(h *watchHealth, example runtime.Object, list listFunc, watchFn watchFunc, slim cache.TransformFunc) cache.SharedIndexInformer {
 	// Objects are slimmed as they arrive, page by page and event by event,
 	// not only in the informer's cache: at 5,000 nodes a list of whole Node
 	// objects alone holds over 100 MB at once.
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			obj, err := listInPages(ctx, o, e.listPageSize, list, slim)
-			h.record(err, e.now())
+			h.record(ctx, err, e.now())
 			if err != nil {
 				return nil, err
 			}
@@ -229,7 +220,7 @@ func (e *Exporter) newInformer(h *watchHealth, resource string, example runtime.
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			w, err := watchFn(ctx, o)
-			h.record(err, e.now())
+			h.record(ctx, err, e.now())
 			if err != nil {
 				return nil, err
 			}
@@ -246,17 +237,13 @@ func (e *Exporter) newInformer(h *watchHealth, resource string, example runtime.
 			}), nil
 		},
 	}
-	inf := cache.NewSharedIndexInformer(lw, example, 0, cache.Indexers{})
+	inf := cache.NewSharedIndexInformer(kube.ListThenWatch(lw), example, 0, cache.Indexers{})
 	_ = inf.SetTransform(slim)
-	_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
-		// A watch that ends normally or whose resource version expired is
-		// restarted at once; only other errors mean the API is unwell.
-		if errors.Is(err, io.EOF) || apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-			return
-		}
-		h.record(err, e.now())
-		e.logger.Warn("watch failed", "resource", resource, "err", err)
-	})
+	// Every list and watch call is recorded above, once, and a failing one
+	// logged once by h's outage; client-go's default handler would log
+	// each retry. What else ends a watch (a stream closed early, an event
+	// that does not decode) is followed by a new call, recorded in turn.
+	_ = inf.SetWatchErrorHandlerWithContext(func(context.Context, *cache.Reflector, error) {})
 	return inf
 }
 
@@ -306,15 +293,16 @@ func (e *Exporter) AppendText(b []byte) []byte {
 		return b
 	}
 
-	b = exporters.AppendHelpType(b, renewName, renewHelp, "gauge")
+	renew, dur := contract.NodeLeaseRenewTimestamp, contract.NodeLeaseDuration
+	b = exporters.AppendHelpType(b, renew.Name, renew.Help, string(renew.Type))
 	for _, l := range snap {
 		if l.renewNanos != 0 {
-			b = exporters.AppendSample(b, renewName, "node", l.name, float64(l.renewNanos)/1e9)
+			b = exporters.AppendSample(b, renew.Name, "node", l.name, float64(l.renewNanos)/1e9)
 		}
 	}
-	b = exporters.AppendHelpType(b, durName, durHelp, "gauge")
+	b = exporters.AppendHelpType(b, dur.Name, dur.Help, string(dur.Type))
 	for _, l := range snap {
-		b = exporters.AppendSample(b, durName, "node", l.name, float64(l.durationNs)/1e9)
+		b = exporters.AppendSample(b, dur.Name, "node", l.name, float64(l.durationNs)/1e9)
 	}
 	return b
 }
@@ -372,11 +360,11 @@ func (e *Exporter) probeLoop(ctx context.Context) {
 			return
 		}
 		ok := err == nil || apierrors.IsNotFound(err)
-		if !ok {
+		if ok {
+			e.probeOutage.ended(e.now())
+		} else {
 			e.probeErrs.Add(1)
-			if e.probeOK.Load() {
-				e.logger.Warn("API server probe failed", "err", err)
-			}
+			e.probeOutage.failed(err, e.now())
 		}
 		e.probeOK.Store(ok)
 		select {
@@ -395,15 +383,57 @@ type watchHealth struct {
 	lastFailure atomic.Int64
 	lastEvent   atomic.Int64
 	errors      atomic.Uint64
+	outage      outage
 }
 
-func (h *watchHealth) record(err error, now time.Time) {
+// record notes how a list or watch call of ctx ended. A call cut short by
+// the exporter's own shutdown is no failure of the API.
+func (h *watchHealth) record(ctx context.Context, err error, now time.Time) {
+	if ctx.Err() != nil {
+		return
+	}
 	if err != nil {
 		h.errors.Add(1)
 		h.lastFailure.Store(now.UnixNano())
+		h.outage.failed(err, now)
 		return
 	}
 	h.lastSuccess.Store(now.UnixNano())
+	h.outage.ended(now)
+}
+
+// outage logs a call that fails once when it starts failing and once when it
+// works again, never at every retry: a dead API server is retried as long
+// as it is dead, each retry counted in cascade_node_lease_watch_errors_total.
+type outage struct {
+	logger *slog.Logger
+	what   string
+
+	mu       sync.Mutex
+	failing  bool
+	since    time.Time
+	failures int
+}
+
+func (o *outage) failed(err error, now time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.failures++
+	if o.failing {
+		return
+	}
+	o.failing, o.since = true, now
+	o.logger.Warn(o.what+" failing; retrying, logged again when it recovers", "err", err)
+}
+
+func (o *outage) ended(now time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.failing {
+		return
+	}
+	o.logger.Info(o.what+" recovered", "failing_for", now.Sub(o.since).Round(time.Millisecond), "failed_calls", o.failures)
+	o.failing, o.failures = false, 0
 }
 
 func (h *watchHealth) up() bool {
@@ -418,62 +448,64 @@ func (h *watchHealth) up() bool {
 // decoded. 5,000 nodes and their leases are 100 requests, about 4 s.
 const defaultListPageSize = 100
 
-// listInPages lists in pages of pageSize objects, slimming each page before
-// asking for the next, and returns one list of slim objects.
+// listInPages lists in pages of pageSize objects with client-go's pager,
+// slimming each page before asking for the next, and returns one list of
+// slim objects.
 //
-// The reflector's first list asks for resourceVersion "0" (and it falls back
-// to that list when the API server refuses a streaming watch-list, as it does
-// on etcd without progress notifications). The API server answers it from its
-// watch cache in one response whatever the limit: at 5,000 nodes some 50 MB
-// of protobuf, read whole, copied and decoded at once, which made a 300 MB
-// start-up peak. Pages need resourceVersion "": the newest state, at least as
-// fresh as any version the reflector asks for, read page by page from a
-// consistent snapshot (the continue token pins it).
+// The reflector's first list (it lists, never streams a watch-list: see
+// kube.ListThenWatch) asks for resourceVersion "0". The API server answers
+// it from its watch cache in one response whatever the limit: at 5,000
+// nodes some 50 MB of protobuf, read whole, copied and decoded at once,
+// which made a 300 MB start-up peak. Pages need resourceVersion "": the
+// newest state, at least as fresh as any version the reflector asks for,
+// read page by page from a consistent snapshot (the continue token pins it).
+// For the same reason an expired continue token fails the list (the
+// reflector lists again) instead of falling back to one whole list.
 func listInPages(ctx context.Context, o metav1.ListOptions, pageSize int64, list listFunc, slim cache.TransformFunc) (runtime.Object, error) {
-	opts := metav1.ListOptions{
-		LabelSelector:  o.LabelSelector,
-		FieldSelector:  o.FieldSelector,
-		TimeoutSeconds: o.TimeoutSeconds,
-		Limit:          pageSize,
-	}
-	slimList := &metav1.List{}
-	var items []runtime.Object
-	for {
-		page, err := list(ctx, opts)
-		if err != nil {
-			return nil, err
-		}
-		pageItems, err := meta.ExtractList(page)
-		if err != nil {
-			return nil, err
-		}
-		for _, item := range pageItems {
-			s, err := slim(item)
+	p := &pager.ListPager{
+		PageSize: pageSize,
+		PageFn: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			page, err := list(ctx, o)
 			if err != nil {
 				return nil, err
 			}
-			obj, ok := s.(runtime.Object)
-			if !ok {
-				return nil, fmt.Errorf("nodelease: slimmed list item is a %T, not an API object", s)
-			}
-			items = append(items, obj)
-		}
-		lm, err := meta.ListAccessor(page)
+			return slimPage(page, slim)
+		},
+	}
+	obj, _, err := p.List(ctx, metav1.ListOptions{
+		LabelSelector:  o.LabelSelector,
+		FieldSelector:  o.FieldSelector,
+		TimeoutSeconds: o.TimeoutSeconds,
+	})
+	return obj, err
+}
+
+// slimPage is page with its items slimmed: a generic list, since its items
+// (readyNode) do not fit a NodeList, with the page's resource version and
+// continue token.
+func slimPage(page runtime.Object, slim cache.TransformFunc) (runtime.Object, error) {
+	items, err := meta.ExtractList(page)
+	if err != nil {
+		return nil, err
+	}
+	lm, err := meta.ListAccessor(page)
+	if err != nil {
+		return nil, err
+	}
+	out := &metav1.List{ListMeta: metav1.ListMeta{ResourceVersion: lm.GetResourceVersion(), Continue: lm.GetContinue()}}
+	slimmed := make([]runtime.Object, 0, len(items))
+	for _, item := range items {
+		s, err := slim(item)
 		if err != nil {
 			return nil, err
 		}
-		if slimList.ResourceVersion == "" {
-			// Every page is of the first page's snapshot.
-			slimList.ResourceVersion = lm.GetResourceVersion()
+		obj, ok := s.(runtime.Object)
+		if !ok {
+			return nil, fmt.Errorf("nodelease: slimmed list item is a %T, not an API object", s)
 		}
-		if lm.GetContinue() == "" {
-			break
-		}
-		opts.Continue = lm.GetContinue()
+		slimmed = append(slimmed, obj)
 	}
-	// A generic list: its items are slim objects (readyNode), which a
-	// NodeList cannot hold.
-	return slimList, meta.SetList(slimList, items)
+	return out, meta.SetList(out, slimmed)
 }
 
 // slimLease keeps only what the exporter reads, so the informer's cache of

@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/cascade-sre/cascade/exporters"
+	"github.com/cascade-sre/cascade/internal/logtest"
 	"github.com/cascade-sre/cascade/internal/testenv"
 )
 
@@ -52,7 +53,8 @@ func TestExporterAgainstRealAPIServer(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.ProbeInterval = 300 * time.Millisecond
 	cfg.ProbeTimeout = 250 * time.Millisecond
-	exp, err := New(cfg, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	logger, logs := logtest.New()
+	exp, err := New(cfg, client, logger)
 	require.NoError(t, err)
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -85,9 +87,7 @@ func TestExporterAgainstRealAPIServer(t *testing.T) {
 	// A lease left alone expires with no event at all.
 	createLease(t, client, "node-short", time.Now(), 2)
 	waitMetric(t, exp, `cascade_node_leases{state="fresh"}`, 3)
-	time.Sleep(2100 * time.Millisecond)
-	m = scrape(t, exp)
-	require.Equal(t, 1.0, m[`cascade_node_leases{state="expired"}`], "node-short expired by time alone: %v", m)
+	waitMetric(t, exp, `cascade_node_leases{state="expired"}`, 1) // node-short, by time alone
 
 	// A node turning Ready moves between the counts.
 	setNodeReady(t, client, "node-late", corev1.ConditionTrue)
@@ -104,8 +104,9 @@ func TestExporterAgainstRealAPIServer(t *testing.T) {
 	require.NotContains(t, m, `cascade_nodes{condition="ready"}`)
 	require.Contains(t, m, `cascade_node_lease_renew_timestamp_seconds{node="node-fresh"}`,
 		"the last known renew times are still served")
-	require.Positive(t, m[`cascade_node_lease_watch_errors_total{resource="probe"}`])
 	lastEventBefore := m[`cascade_node_lease_watch_last_event_timestamp_seconds`]
+	// The watch or the probe may be the first to see it; the probe fails too.
+	waitFor(t, func() bool { return scrape(t, exp)[`cascade_node_lease_watch_errors_total{resource="probe"}`] > 0 }, logs)
 
 	// It comes back by itself and sees what changed while it was away.
 	require.NoError(t, cp.StartAPIServer())
@@ -116,6 +117,17 @@ func TestExporterAgainstRealAPIServer(t *testing.T) {
 	m = scrape(t, exp)
 	require.NotContains(t, m, `cascade_node_lease_renew_timestamp_seconds{node="node-short"}`)
 	require.Greater(t, m[`cascade_node_lease_watch_last_event_timestamp_seconds`], lastEventBefore)
+
+	// The outage is in the log once when the probe failed and once when it
+	// recovered, whatever the number of retries. The watches may not have
+	// retried while the API server was away; if they did, the same holds.
+	waitFor(t, func() bool { return logs.Count("API server probe recovered") == 1 }, logs)
+	require.Greater(t, m[`cascade_node_lease_watch_errors_total{resource="probe"}`], 1.0)
+	require.Equal(t, 1, logs.Count("API server probe failing"), "in:\n%s", logs)
+	for _, w := range []string{"lease watch", "node watch"} {
+		waitFor(t, func() bool { return logs.Count(w+" recovered") == logs.Count(w+" failing") }, logs)
+		require.LessOrEqual(t, logs.Count(w+" failing"), 1, "in:\n%s", logs)
+	}
 }
 
 // TestListsInPages: the initial lists ask for small pages of the newest
@@ -270,6 +282,16 @@ func parseExposition(t *testing.T, b []byte) map[string]*dto.MetricFamily {
 	mfs, err := parser.TextToMetricFamilies(bytes.NewReader(b))
 	require.NoError(t, err, "the exposition must parse:\n%s", b)
 	return mfs
+}
+
+// waitFor polls cond for up to a minute; on timeout it fails with the log.
+func waitFor(t *testing.T, cond func() bool, logs *logtest.Buffer) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		require.True(t, time.Now().Before(deadline), "condition not met within a minute; the log:\n%s", logs)
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func waitMetric(t *testing.T, e *Exporter, key string, want float64) {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/cascade-sre/cascade/internal/contract"
 )
 
 // leaseState is how recently a lease was renewed, relative to its duration.
@@ -17,7 +19,7 @@ const (
 	numStates
 )
 
-var stateNames = [numStates]string{"fresh", "late", "expired"}
+var stateNames = contract.LeaseStates
 
 // defaultLeaseDuration is what the kubelet sets; used when a lease carries none.
 const defaultLeaseDuration = 40 * time.Second

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/cascade-sre/cascade/exporters"
+	"github.com/cascade-sre/cascade/internal/contract"
 )
 
 // BenchmarkScrape compares a full HTTP scrape of the exporter holding N
@@ -81,9 +82,9 @@ func filledExporter(b *testing.B, n int) *Exporter {
 // floorRegistry serves the same per-node series from plain GaugeVecs.
 func floorRegistry(n int) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	renew := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cascade_node_lease_renew_timestamp_seconds", Help: "h"}, []string{"node"})
-	dur := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cascade_node_lease_duration_seconds", Help: "h"}, []string{"node"})
-	leases := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cascade_node_leases", Help: "h"}, []string{"state"})
+	renew := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: contract.NodeLeaseRenewTimestamp.Name, Help: "h"}, []string{"node"})
+	dur := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: contract.NodeLeaseDuration.Name, Help: "h"}, []string{"node"})
+	leases := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: contract.NodeLeases.Name, Help: "h"}, []string{"state"})
 	reg.MustRegister(renew, dur, leases)
 	now := float64(time.Now().UnixNano()) / 1e9
 	for i := range n {

@@ -1,5 +1,6 @@
 // Package kube builds the one Kubernetes client the exporters share, from a
-// kubeconfig or, inside a pod, from the service account.
+// kubeconfig or, inside a pod, from the service account, and the list-watch
+// their informers run on.
 package kube
 
 import (
@@ -8,6 +9,7 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -66,3 +68,18 @@ func restConfig(c Config) (*rest.Config, error) {
 	}
 	return cfg, nil
 }
+
+// ListThenWatch returns lw for an informer that lists, then watches, and
+// never uses client-go's watch-list (the initial state streamed as watch
+// events). While a watch-list call fails, as it does against a dead API
+// server, the reflector sleeps its backoff (up to 30 s and more) without
+// looking at its context, so shutdown waited for it; a list and a watch
+// retry within the context. The exporters' lists are their own anyway,
+// paged and slimmed as they arrive.
+func ListThenWatch(lw *cache.ListWatch) cache.ListerWatcher { return listThenWatch{lw} }
+
+type listThenWatch struct{ *cache.ListWatch }
+
+// IsWatchListSemanticsUnSupported tells client-go's reflector not to use
+// watch-list.
+func (listThenWatch) IsWatchListSemanticsUnSupported() bool { return true }

@@ -1,8 +1,11 @@
 // Package loki is Cascade's one way of shipping log entries to Loki (or any
-// store that speaks the Loki push API). It wraps
-// github.com/grafana/loki-client-go behind a bounded in-memory queue so that a
-// slow or dead store never blocks the caller: when the queue is full an entry
-// is dropped and counted, never waited for.
+// store that speaks the Loki push API): a bounded in-memory queue in front of
+// a sender that batches entries and pushes them as Promtail does
+// (snappy-compressed protobuf), retrying a failed push for a while. A slow or
+// dead store never blocks the caller: when the queue is full an entry is
+// dropped and counted, never waited for. Every entry is counted once, as
+// queued, sent or dropped with a reason, and each Client keeps its own
+// counts, however many push to the same store.
 //
 // The gateway exporter forwards access log lines through it; the rule engine
 // ships incident events through it too.
@@ -20,12 +23,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	lokiclient "github.com/grafana/loki-client-go/loki"
-	"github.com/grafana/loki-client-go/pkg/backoff"
-	"github.com/grafana/loki-client-go/pkg/urlutil"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
+
+	"github.com/cascade-sre/cascade/internal/redact"
 )
 
 // Defaults, exported so commands can show them in their flag help.
@@ -36,10 +37,11 @@ const (
 	DefaultTimeout       = 10 * time.Second
 	DefaultMinBackoff    = 500 * time.Millisecond
 	DefaultMaxBackoff    = 30 * time.Second
-	// DefaultMaxRetries bounds how long one batch is retried (about 1.5 min
-	// with the backoff above) before the client gives it up. loki-client-go's
-	// own default (10 retries up to 5 min apart, about 8.5 min) keeps the
-	// client stuck on one batch far longer than is useful during an incident.
+	// DefaultMaxRetries bounds how long one batch is tried (six attempts,
+	// about 1.5 min with the backoff and timeout above) before it is given
+	// up. Promtail's default (10, up to 5 min apart, about 8.5 min) keeps
+	// the sender stuck on one batch far longer than is useful during an
+	// incident.
 	DefaultMaxRetries = 6
 )
 
@@ -48,30 +50,33 @@ const (
 	ReasonQueueFull     = "queue_full"     // the bounded queue was full
 	ReasonInvalidLabels = "invalid_labels" // labels Loki would refuse
 	ReasonClosed        = "closed"         // Send after Close
-	ReasonShutdown      = "shutdown"       // still queued when Close gave up
-	ReasonSendFailed    = "send_failed"    // the client gave the batch up after its retries
+	ReasonShutdown      = "shutdown"       // still queued or batched when Close gave up
+	ReasonSendFailed    = "send_failed"    // the batch was given up after its retries, or refused
 )
 
 // Config configures a Client. Start from DefaultConfig.
 type Config struct {
 	// URL is the push endpoint, e.g. http://loki:3100/loki/api/v1/push or
-	// VictoriaLogs' http://host:9428/insert/loki/api/v1/push.
+	// VictoriaLogs' http://host:9428/insert/loki/api/v1/push. A user and
+	// password in it are sent as basic auth, and masked in logs and errors.
 	URL string
 	// TenantID is sent as X-Scope-OrgID when set.
 	TenantID string
 	// Component names the sender in the cascade_loki_* metrics (constant
 	// label component), so several senders can share one registry.
 	Component string
-	// BatchWait is the longest an entry waits in the client before its
-	// batch is pushed; BatchSize the most bytes of lines in one push.
+	// BatchWait is the longest an entry waits in a batch before the batch
+	// is pushed; BatchSize the most bytes of lines in one push.
 	BatchWait time.Duration
 	BatchSize int
 	// QueueCapacity bounds the entries waiting in front of the client.
 	QueueCapacity int
 	// Timeout bounds one push request.
 	Timeout time.Duration
-	// MinBackoff, MaxBackoff and MaxRetries shape the client's retries of a
-	// failed push (only 429, 5xx and connection errors are retried).
+	// MinBackoff, MaxBackoff and MaxRetries shape the retries of a failed
+	// push (only 429, 5xx and connection errors are retried): MaxRetries
+	// attempts in all, the delay between them growing from MinBackoff to
+	// MaxBackoff.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
 	MaxRetries int
@@ -96,11 +101,14 @@ func (c Config) Validate() error {
 		return errors.New("loki: URL must not be empty")
 	}
 	u, err := url.Parse(c.URL)
+	if uerr := (*url.Error)(nil); errors.As(err, &uerr) {
+		err = uerr.Err // without the URL it quotes, password and all
+	}
 	if err != nil {
-		return fmt.Errorf("loki: URL %q: %w", c.URL, err)
+		return fmt.Errorf("loki: URL %q: %w", redact.URL(c.URL), err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("loki: URL %q: want http(s)://host[:port]/path", c.URL)
+		return fmt.Errorf("loki: URL %q: want http(s)://host[:port]/path", redact.URL(c.URL))
 	}
 	if c.Component == "" || !model.LabelValue(c.Component).IsValid() {
 		return fmt.Errorf("loki: component %q must be a non-empty UTF-8 string", c.Component)
@@ -117,8 +125,8 @@ func (c Config) Validate() error {
 	case c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff:
 		return fmt.Errorf("loki: backoff %s..%s must be positive and increasing", c.MinBackoff, c.MaxBackoff)
 	case c.MaxRetries <= 0:
-		// Zero would mean "retry forever" to the client: one dead store would
-		// then hold a batch, and everything behind it, for good.
+		// Zero meant "retry forever" to Promtail's client: one dead store
+		// would hold a batch, and everything behind it, for good.
 		return fmt.Errorf("loki: max retries %d must be positive", c.MaxRetries)
 	}
 	return nil
@@ -133,15 +141,13 @@ type entry struct {
 // Client sends entries to Loki without ever blocking its callers.
 type Client struct {
 	cfg    Config
-	logger *slog.Logger
-	client *lokiclient.Client
-	host   string // the label loki-client-go's own counters carry
+	pusher *pusher
 
 	queue     chan entry
 	closeOnce sync.Once
-	closing   chan struct{} // closed by Close: forward drains and stops
-	done      chan struct{} // closed when the client has flushed and stopped
-	abandon   atomic.Bool   // set when Close gave up waiting
+	done      chan struct{}      // closed when forward has pushed its last batch
+	stop      context.Context    // ends when Close gives up: pushes stop at once
+	abandon   context.CancelFunc // ends stop
 
 	mu     sync.RWMutex // Send holds it for reading; Close for writing, so no send races the queue's closing
 	closed bool
@@ -152,9 +158,6 @@ type Client struct {
 	dropLabels atomic.Uint64
 	dropClosed atomic.Uint64
 	dropShut   atomic.Uint64
-	// Baselines of loki-client-go's process-wide counters at New, so this
-	// Client reports only what happened since it started.
-	sentBase, failedBase float64
 
 	descs clientDescs
 }
@@ -165,37 +168,16 @@ func New(cfg Config, logger *slog.Logger) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	var u urlutil.URLValue
-	if err := u.Set(cfg.URL); err != nil {
-		return nil, fmt.Errorf("loki: URL %q: %w", cfg.URL, err)
-	}
-	ccfg := lokiclient.Config{
-		URL:       u,
-		BatchWait: cfg.BatchWait,
-		BatchSize: cfg.BatchSize,
-		BackoffConfig: backoff.BackoffConfig{
-			MinBackoff: cfg.MinBackoff,
-			MaxBackoff: cfg.MaxBackoff,
-			MaxRetries: cfg.MaxRetries,
-		},
-		Timeout:  cfg.Timeout,
-		TenantID: cfg.TenantID,
-	}
-	lc, err := lokiclient.NewWithLogger(ccfg, kitLogger{logger})
-	if err != nil {
-		return nil, fmt.Errorf("loki: %w", err)
-	}
+	stop, abandon := context.WithCancel(context.Background())
 	c := &Client{
 		cfg:     cfg,
-		logger:  logger,
-		client:  lc,
-		host:    u.Host,
+		pusher:  newPusher(cfg, logger.With("url", redact.URL(cfg.URL))),
 		queue:   make(chan entry, cfg.QueueCapacity),
-		closing: make(chan struct{}),
 		done:    make(chan struct{}),
+		stop:    stop,
+		abandon: abandon,
 		descs:   newClientDescs(cfg.Component),
 	}
-	c.sentBase, c.failedBase = c.clientCounters()
 	go c.forward()
 	return c, nil
 }
@@ -240,26 +222,49 @@ func validStream(ls model.LabelSet) bool {
 	return true
 }
 
-// forward hands queued entries to the client one by one. Handle blocks while
-// the client retries a batch; that is why the queue is in front of it.
+// forward batches queued entries and pushes each batch when it is full or
+// BatchWait old. While a push is retried, entries wait in the queue, which
+// is why the queue is in front: Send never waits. When the queue is closed
+// it pushes the last batch and ends.
 func (c *Client) forward() {
 	defer close(c.done)
-	for e := range c.queue {
-		if c.abandon.Load() {
-			c.dropShut.Add(1)
-			continue
+	tick := time.NewTicker(max(c.cfg.BatchWait/10, 10*time.Millisecond))
+	defer tick.Stop()
+	b := newBatch()
+	flush := func() {
+		if b.entries > 0 && !c.pusher.push(c.stop, b) {
+			c.dropShut.Add(uint64(b.entries)) // Close gave up on it
 		}
-		_ = c.client.Handle(e.labels, e.time, e.line) // always nil
-		c.handed.Add(1)
+		b = newBatch()
 	}
-	// Stop pushes what the client still batches, with its retries.
-	c.client.Stop()
+	for {
+		select {
+		case e, ok := <-c.queue:
+			if !ok {
+				flush()
+				return
+			}
+			if c.stop.Err() != nil {
+				c.dropShut.Add(1)
+				continue
+			}
+			if b.entries > 0 && b.bytes+len(e.line) > c.cfg.BatchSize {
+				flush()
+			}
+			b.add(e)
+			c.handed.Add(1)
+		case <-tick.C:
+			if b.entries > 0 && time.Since(b.created) >= c.cfg.BatchWait {
+				flush()
+			}
+		}
+	}
 }
 
-// Close stops accepting entries, hands what is queued to the client and lets
-// it push its last batch. It waits until that is done or ctx ends; in the
-// latter case it returns ctx's error, entries still queued are counted as
-// dropped (reason shutdown), and the client finishes in the background.
+// Close stops accepting entries and pushes what is queued and batched. It
+// waits until that is done or ctx ends; in the latter case it stops pushing
+// at once, counts what was not pushed as dropped (reason shutdown), and
+// returns ctx's error.
 func (c *Client) Close(ctx context.Context) error {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
@@ -269,14 +274,16 @@ func (c *Client) Close(ctx context.Context) error {
 	})
 	select {
 	case <-c.done:
+		c.abandon() // nothing left to stop; frees the context
 		return nil
 	case <-ctx.Done():
-		c.abandon.Store(true)
+		c.abandon()
 		// The queue is closed: this loop ends once it is empty. forward takes
 		// part in draining too and counts what it takes the same way.
 		for range c.queue {
 			c.dropShut.Add(1)
 		}
+		<-c.done // at once: its push was cancelled
 		return fmt.Errorf("loki: close: %w", ctx.Err())
 	}
 }
@@ -292,12 +299,12 @@ func newClientDescs(component string) clientDescs {
 		enqueued: prometheus.NewDesc("cascade_loki_entries_enqueued_total",
 			"Entries accepted into the queue in front of the Loki client.", nil, constLabels),
 		dropped: prometheus.NewDesc("cascade_loki_entries_dropped_total",
-			"Entries that will never reach Loki, by reason: queue_full, invalid_labels, closed, shutdown, or send_failed (the client gave the batch up after its retries).",
+			"Entries that will never reach Loki, by reason: queue_full, invalid_labels, closed, shutdown, or send_failed (the batch was refused, or given up after its retries).",
 			[]string{"reason"}, constLabels),
 		handed: prometheus.NewDesc("cascade_loki_entries_handed_total",
-			"Entries handed from the queue to the Loki client, which batches and pushes them.", nil, constLabels),
+			"Entries taken from the queue into a batch to push.", nil, constLabels),
 		sent: prometheus.NewDesc("cascade_loki_entries_sent_total",
-			"Entries the store acknowledged, as counted by the Loki client.", nil, constLabels),
+			"Entries the store acknowledged.", nil, constLabels),
 		queueLen: prometheus.NewDesc("cascade_loki_queue_length",
 			"Entries waiting in the queue in front of the Loki client.", nil, constLabels),
 		queueCap: prometheus.NewDesc("cascade_loki_queue_capacity",
@@ -316,18 +323,18 @@ func (c *Client) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *Client) Collect(ch chan<- prometheus.Metric) {
 	d := c.descs
-	sent, failed := c.clientCounters()
+	sent, failed := c.pusher.sent.Load(), c.pusher.failed.Load()
 	counter := func(desc *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, v, labels...)
 	}
 	counter(d.enqueued, float64(c.enqueued.Load()))
 	counter(d.handed, float64(c.handed.Load()))
-	counter(d.sent, max(0, sent-c.sentBase))
+	counter(d.sent, float64(sent))
 	counter(d.dropped, float64(c.dropFull.Load()), ReasonQueueFull)
 	counter(d.dropped, float64(c.dropLabels.Load()), ReasonInvalidLabels)
 	counter(d.dropped, float64(c.dropClosed.Load()), ReasonClosed)
 	counter(d.dropped, float64(c.dropShut.Load()), ReasonShutdown)
-	counter(d.dropped, max(0, failed-c.failedBase), ReasonSendFailed)
+	counter(d.dropped, float64(failed), ReasonSendFailed)
 	ch <- prometheus.MustNewConstMetric(d.queueLen, prometheus.GaugeValue, float64(len(c.queue)))
 	ch <- prometheus.MustNewConstMetric(d.queueCap, prometheus.GaugeValue, float64(cap(c.queue)))
 }
@@ -342,84 +349,15 @@ type Stats struct {
 
 // Stats returns the current counters.
 func (c *Client) Stats() Stats {
-	sent, failed := c.clientCounters()
 	return Stats{
 		Enqueued:         c.enqueued.Load(),
 		Handed:           c.handed.Load(),
-		Sent:             uint64(max(0, sent-c.sentBase)),
-		SendFailed:       uint64(max(0, failed-c.failedBase)),
+		Sent:             c.pusher.sent.Load(),
+		SendFailed:       c.pusher.failed.Load(),
 		DroppedQueueFull: c.dropFull.Load(),
 		DroppedInvalid:   c.dropLabels.Load(),
 		DroppedClosed:    c.dropClosed.Load(),
 		DroppedShutdown:  c.dropShut.Load(),
 		Queued:           len(c.queue),
 	}
-}
-
-// clientCounters reads loki-client-go's entry counters for this Client's
-// host. The client keeps them only in the process-wide default registry (it
-// registers them when imported) and exposes no other way to learn what was
-// pushed or given up, so two Clients pushing to the same host:port see each
-// other's counts there.
-func (c *Client) clientCounters() (sent, failed float64) {
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil && len(mfs) == 0 {
-		return 0, 0
-	}
-	for _, mf := range mfs {
-		var dst *float64
-		switch mf.GetName() {
-		case "promtail_sent_entries_total":
-			dst = &sent
-		case "promtail_dropped_entries_total":
-			dst = &failed
-		default:
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if hostOf(m) == c.host {
-				*dst += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sent, failed
-}
-
-func hostOf(m *dto.Metric) string {
-	for _, lp := range m.GetLabel() {
-		if lp.GetName() == lokiclient.HostLabel {
-			return lp.GetValue()
-		}
-	}
-	return ""
-}
-
-// kitLogger adapts slog to the go-kit logger loki-client-go takes.
-type kitLogger struct{ l *slog.Logger }
-
-func (k kitLogger) Log(keyvals ...any) error {
-	level := slog.LevelInfo
-	msg := "loki client"
-	attrs := make([]any, 0, len(keyvals))
-	for i := 0; i+1 < len(keyvals); i += 2 {
-		key := fmt.Sprint(keyvals[i])
-		switch key {
-		case "level":
-			switch fmt.Sprint(keyvals[i+1]) {
-			case "debug":
-				level = slog.LevelDebug
-			case "warn":
-				level = slog.LevelWarn
-			case "error":
-				level = slog.LevelError
-			}
-			continue
-		case "msg":
-			msg = fmt.Sprint(keyvals[i+1])
-			continue
-		}
-		attrs = append(attrs, key, keyvals[i+1])
-	}
-	k.l.Log(context.Background(), level, msg, attrs...)
-	return nil
 }

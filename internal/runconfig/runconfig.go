@@ -1,8 +1,10 @@
 // Package runconfig reads the configuration file of `cascade run`: a
-// Prometheus configuration (global, scrape_configs, rule_files, alerting,
-// remote_write), read by Prometheus's own loader so users write what they
-// already know, plus one `cascade:` section for what Prometheus has no word
-// for. Both are decoded strictly; errors name the file and the line.
+// Prometheus configuration (global, scrape_configs, scrape_config_files,
+// rule_files, alerting, remote_write, tracing), read by Prometheus's own
+// loader so users write what they already know, plus one `cascade:` section
+// for what Prometheus has no word for. Both are decoded strictly; errors
+// name the file and the line. The Prometheus sections Cascade does not act
+// on are refused, each with what to use instead: none is read and dropped.
 package runconfig
 
 import (
@@ -10,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,7 +39,6 @@ type Config struct {
 type Cascade struct {
 	Storage     Storage `yaml:"storage"`
 	Loki        Loki    `yaml:"loki"`
-	Tracing     Tracing `yaml:"tracing"`
 	Query       Query   `yaml:"query"`
 	ExternalURL string  `yaml:"external_url"`
 }
@@ -83,14 +86,6 @@ func (d Duration) Value() (time.Duration, error) {
 	return time.Duration(v), err
 }
 
-// Tracing exports a trace per evaluation and notification by OTLP.
-type Tracing struct {
-	// Endpoint is an OTLP/HTTP endpoint (host:port); empty turns tracing
-	// off at no cost.
-	Endpoint string `yaml:"endpoint"`
-	Insecure bool   `yaml:"insecure"`
-}
-
 // Default is the configuration `cascade run` uses without a file: the
 // embedded rules, evaluated every 15 s over what it scrapes from its own
 // exporters.
@@ -126,8 +121,14 @@ func Parse(b []byte, dir string, logger *slog.Logger) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := refuseUnused(promText, cascadeText); err != nil {
+		return nil, err
+	}
 	prom, err := promconfig.Load(string(promText), logger)
 	if err != nil {
+		return nil, err
+	}
+	if err := validateTracing(prom.TracingConfig, promText); err != nil {
 		return nil, err
 	}
 	prom.SetDirectory(dir)
@@ -156,6 +157,60 @@ func Parse(b []byte, dir string, logger *slog.Logger) (*Config, error) {
 	return c, nil
 }
 
+// refused holds the sections of a Prometheus configuration that Prometheus's
+// loader accepts and cascade run does not act on, each with what to do
+// instead. Read and dropped, they would leave a user believing, say, that
+// remote_read feeds the rules.
+var refused = map[string]string{
+	"storage":     "cascade run keeps its TSDB as cascade.storage says (path, retention); Prometheus's storage section (tsdb, exemplars) is not supported: move retention to cascade.storage.retention and remove the section",
+	"remote_read": "cascade run does not read through remote_read: to have the rules read a remote Prometheus-compatible store, set cascade.query",
+	"otlp":        "cascade run has no OTLP receiver, so the otlp section configures nothing: remove it",
+	"runtime":     "cascade run does not act on runtime: set the GOGC environment variable instead",
+}
+
+// refuseUnused reports the first refused section of the file, and the
+// cascade.tracing section of earlier versions, with their lines.
+func refuseUnused(promText, cascadeText []byte) error {
+	var doc yamlv3.Node
+	if yamlv3.Unmarshal(promText, &doc) == nil && len(doc.Content) == 1 && doc.Content[0].Kind == yamlv3.MappingNode {
+		keys := doc.Content[0].Content
+		for i := 0; i < len(keys); i += 2 {
+			if why, ok := refused[keys[i].Value]; ok {
+				return fmt.Errorf("line %d: %s: %s", keys[i].Line, keys[i].Value, why)
+			}
+		}
+	}
+	if line := keyLine(cascadeText, "cascade", "tracing"); line > 0 {
+		return fmt.Errorf("line %d: cascade.tracing is replaced by Prometheus's own top-level tracing: section: "+
+			"write `tracing: {client_type: http, endpoint: HOST:4318, insecure: true, sampling_fraction: 1}` "+
+			"(its client_type defaults to grpc, port 4317, and its sampling_fraction to 0, which traces nothing)", line)
+	}
+	return nil
+}
+
+// validateTracing checks what Prometheus's loader does not: that the
+// endpoint is host:port, which both of its OTLP clients need. Prometheus
+// would take "collector" or "http://collector:4318" and fail every export.
+func validateTracing(t promconfig.TracingConfig, promText []byte) error {
+	if t.Endpoint == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(t.Endpoint)
+	if err == nil {
+		if n, perr := strconv.Atoi(port); host == "" || perr != nil || n <= 0 || n > 65535 {
+			err = errors.New("bad host or port")
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	err = fmt.Errorf("tracing.endpoint %q: want host:port of an OTLP receiver (4317 for grpc, 4318 for http): %v", t.Endpoint, err)
+	if line := lineOf(promText, "tracing", "endpoint"); line > 0 {
+		err = fmt.Errorf("line %d: %w", line, err)
+	}
+	return err
+}
+
 // fieldError is a validation error of one field, named by its YAML path.
 type fieldError struct {
 	path []string
@@ -168,27 +223,43 @@ func badField(msg string, path ...string) error { return &fieldError{path: path,
 
 // lineOf finds the 1-based line of the value at path in b, 0 if absent.
 func lineOf(b []byte, path ...string) int {
+	if _, value := find(b, path...); value != nil {
+		return value.Line
+	}
+	return 0
+}
+
+// keyLine finds the 1-based line of the key of path in b, 0 if absent.
+func keyLine(b []byte, path ...string) int {
+	if key, _ := find(b, path...); key != nil {
+		return key.Line
+	}
+	return 0
+}
+
+// find returns the nodes of the last key of path in b and of its value.
+func find(b []byte, path ...string) (key, value *yamlv3.Node) {
 	var doc yamlv3.Node
 	if yamlv3.Unmarshal(b, &doc) != nil || len(doc.Content) == 0 {
-		return 0
+		return nil, nil
 	}
-	n := doc.Content[0]
-	for _, key := range path {
-		if n.Kind != yamlv3.MappingNode {
-			return 0
+	value = doc.Content[0]
+	for _, k := range path {
+		if value.Kind != yamlv3.MappingNode {
+			return nil, nil
 		}
 		var next *yamlv3.Node
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == key {
-				next = n.Content[i+1]
+		for i := 0; i+1 < len(value.Content); i += 2 {
+			if value.Content[i].Value == k {
+				key, next = value.Content[i], value.Content[i+1]
 			}
 		}
 		if next == nil {
-			return 0
+			return nil, nil
 		}
-		n = next
+		value = next
 	}
-	return n.Line
+	return key, value
 }
 
 func defaultCascade() Cascade {

@@ -4,9 +4,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
+	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/stretchr/testify/require"
 )
 
@@ -33,9 +36,11 @@ cascade:
     retention: 2d
   loki:
     url: http://loki:3100/loki/api/v1/push
-  tracing:
-    endpoint: otel:4318
   external_url: https://cascade.example.com
+tracing:
+  client_type: http
+  endpoint: otel:4318
+  sampling_fraction: 1
 rule_files: [rules/*.yml]
 alerting:
   alertmanagers:
@@ -43,7 +48,7 @@ alerting:
 `), "/etc/cascade", slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	require.Equal(t, "/var/lib/cascade", c.Cascade.Storage.Path)
-	require.Equal(t, "otel:4318", c.Cascade.Tracing.Endpoint)
+	require.Equal(t, "otel:4318", c.Prometheus.TracingConfig.Endpoint)
 	require.Equal(t, []string{"/etc/cascade/rules/*.yml"}, c.Prometheus.RuleFiles, "relative to the file, like Prometheus")
 	require.Len(t, c.Prometheus.AlertingConfig.AlertmanagerConfigs, 1)
 	require.Equal(t, "prod-eu-1", c.Prometheus.GlobalConfig.ExternalLabels.Get("cluster"))
@@ -127,5 +132,106 @@ func TestQueryErrorsNameTheLine(t *testing.T) {
 			_, err := Parse([]byte(tc.text), "/", slog.New(slog.DiscardHandler))
 			require.ErrorContains(t, err, tc.want)
 		})
+	}
+}
+
+// actedOn names, for each section of a Prometheus configuration that
+// cascade run accepts, the part of it that acts on the section, and an
+// example of the section.
+var actedOn = map[string]struct{ by, example string }{
+	"global":              {"collector (scrape settings), engine (evaluation, rule query offset, query log), notifier and remote write (external labels)", "global: {evaluation_interval: 30s}\n"},
+	"alerting":            {"engine: Prometheus's notifier and Alertmanager discovery", "alerting: {alertmanagers: [{static_configs: [{targets: [am:9093]}]}]}\n"},
+	"rule_files":          {"engine", "rule_files: [rules.yml]\n"},
+	"scrape_config_files": {"collector", "scrape_config_files: [scrape/*.yml]\n"},
+	"scrape_configs":      {"collector", "scrape_configs: [{job_name: a, static_configs: [{targets: [a:1]}]}]\n"},
+	"remote_write":        {"collector", "remote_write: [{url: http://p:9090/api/v1/write}]\n"},
+	"tracing":             {"Prometheus's tracing manager, in cascade run", "tracing: {client_type: http, endpoint: otel:4318}\n"},
+}
+
+// refusedExamples holds an example of each refused section and a word of
+// what to use instead that its error must carry.
+var refusedExamples = map[string]struct{ example, instead string }{
+	"storage":     {"storage:\n  tsdb: {out_of_order_time_window: 10m}\n", "cascade.storage"},
+	"remote_read": {"remote_read:\n  - url: http://p:9090/api/v1/read\n", "cascade.query"},
+	"otlp":        {"otlp:\n  promote_resource_attributes: [service.name]\n", "remove it"},
+	"runtime":     {"runtime:\n  gogc: 50\n", "GOGC"},
+}
+
+// yamlKeys lists the YAML keys of a struct's fields.
+func yamlKeys(v any) []string {
+	var keys []string
+	typ := reflect.TypeOf(v)
+	for i := range typ.NumField() {
+		if name, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
+			keys = append(keys, name)
+		}
+	}
+	return keys
+}
+
+// TestEverySectionIsActedOnOrRefused goes over every section of
+// Prometheus's configuration, as its loader knows them: each is acted on by
+// a part of cascade run, or refused with an error that names the section,
+// its line, and what to use instead. A section added by a Prometheus upgrade
+// fails here until it is sorted.
+func TestEverySectionIsActedOnOrRefused(t *testing.T) {
+	for _, key := range yamlKeys(promconfig.Config{}) {
+		t.Run(key, func(t *testing.T) {
+			acted, isActed := actedOn[key]
+			ex, isRefused := refusedExamples[key]
+			_, refusedInCode := refused[key]
+			require.True(t, isActed != isRefused, "section %q must be either acted on or refused", key)
+			require.Equal(t, isRefused, refusedInCode)
+			text := "cascade:\n  storage: {path: d}\n"
+			if isActed {
+				_, err := Parse([]byte(text+acted.example), "/", slog.New(slog.DiscardHandler))
+				require.NoError(t, err, "acted on by %s", acted.by)
+				return
+			}
+			_, err := Parse([]byte(text+ex.example), "/", slog.New(slog.DiscardHandler))
+			require.ErrorContains(t, err, "line 3: "+key+": ")
+			require.ErrorContains(t, err, ex.instead)
+		})
+	}
+}
+
+// TestEveryGlobalSettingIsActedOn: the global section's settings are all
+// used by a part of cascade run; a new one fails here until it is sorted.
+func TestEveryGlobalSettingIsActedOn(t *testing.T) {
+	by := map[string]string{
+		"scrape_interval": "collector", "scrape_timeout": "collector", "scrape_protocols": "collector",
+		"evaluation_interval": "engine", "rule_query_offset": "engine", "query_log_file": "engine",
+		"scrape_failure_log_file": "collector", "external_labels": "engine, notifier, remote write",
+		"body_size_limit": "collector", "sample_limit": "collector", "target_limit": "collector",
+		"label_limit": "collector", "label_name_length_limit": "collector", "label_value_length_limit": "collector",
+		"keep_dropped_targets": "collector", "metric_name_validation_scheme": "collector, engine, notifier",
+		"metric_name_escaping_scheme": "collector", "scrape_native_histograms": "collector",
+		"convert_classic_histograms_to_nhcb": "collector", "always_scrape_classic_histograms": "collector",
+		"extra_scrape_metrics": "collector",
+	}
+	for _, key := range yamlKeys(promconfig.GlobalConfig{}) {
+		require.Contains(t, by, key, "global.%s: which part of cascade run acts on it?", key)
+	}
+}
+
+// TestCascadeTracingIsReplaced: the cascade.tracing section of earlier
+// versions is refused with the Prometheus section that replaces it, not
+// silently dropped.
+func TestCascadeTracingIsReplaced(t *testing.T) {
+	_, err := Parse([]byte("cascade:\n  storage: {path: d}\n  tracing:\n    endpoint: otel:4318\n    insecure: true\n"), "/", slog.New(slog.DiscardHandler))
+	require.ErrorContains(t, err, "line 3: cascade.tracing is replaced by Prometheus's own top-level tracing: section")
+	require.ErrorContains(t, err, "client_type: http")
+	require.ErrorContains(t, err, "sampling_fraction: 1")
+}
+
+func TestTracingEndpointMustBeHostPort(t *testing.T) {
+	for _, ok := range []string{"collector:4318", "127.0.0.1:4318", "[::1]:4317"} {
+		_, err := Parse([]byte("tracing:\n  endpoint: \""+ok+"\"\n"), "/", slog.New(slog.DiscardHandler))
+		require.NoError(t, err, ok)
+	}
+	for _, bad := range []string{"collector", ":4318", "collector:0", "collector:http", "http://collector:4318"} {
+		_, err := Parse([]byte("global: {}\ntracing:\n  client_type: http\n  endpoint: \""+bad+"\"\n"), "/", slog.New(slog.DiscardHandler))
+		require.ErrorContains(t, err, "line 4: tracing.endpoint", bad)
+		require.ErrorContains(t, err, "want host:port", bad)
 	}
 }

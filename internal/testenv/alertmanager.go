@@ -9,13 +9,16 @@ import (
 	"time"
 )
 
-// Alertmanager is a real Alertmanager (Debian's) on loopback, clustering off.
+// Alertmanager is a real Alertmanager (Debian's) on loopback, clustering off
+// unless it is a peer of an AlertmanagerCluster.
 type Alertmanager struct {
 	URL    string
 	dir    string
 	port   int
 	config string
 	proc   *Process
+	// clusterArgs are the --cluster.* flags; none: clustering off.
+	clusterArgs []string
 }
 
 // StartAlertmanager starts Alertmanager in dir with the given configuration.
@@ -37,13 +40,16 @@ func (am *Alertmanager) Start() error {
 	if err != nil {
 		return err
 	}
-	am.proc, err = startProcess(am.dir, "alertmanager", bin,
-		"--config.file="+am.config,
-		"--storage.path="+filepath.Join(am.dir, "data"),
-		"--web.listen-address=127.0.0.1:"+itoa(am.port),
+	cluster := am.clusterArgs
+	if cluster == nil {
 		// Clustering would listen on 0.0.0.0:9094; one instance needs none.
-		"--cluster.listen-address=",
-	)
+		cluster = []string{"--cluster.listen-address="}
+	}
+	am.proc, err = startProcess(am.dir, "alertmanager", bin, append([]string{
+		"--config.file=" + am.config,
+		"--storage.path=" + filepath.Join(am.dir, "data"),
+		"--web.listen-address=127.0.0.1:" + itoa(am.port),
+	}, cluster...)...)
 	if err != nil {
 		return err
 	}

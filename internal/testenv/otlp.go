@@ -2,9 +2,11 @@ package testenv
 
 import (
 	"compress/gzip"
+	"context"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,16 +15,19 @@ import (
 
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
 
-// OTLPReceiver takes OTLP/HTTP trace exports (protobuf, as OpenTelemetry's
-// exporters send them to /v1/traces) on loopback and keeps every span.
-// Debian ships no OTLP receiver (no Collector, Jaeger or Tempo package), so
-// this decodes the wire protocol itself with OpenTelemetry's own protobuf
-// definitions: a malformed export is refused with 400, as a collector would.
+// OTLPReceiver takes OTLP trace exports on loopback, by HTTP (protobuf, as
+// OpenTelemetry's exporters send them to /v1/traces) and by gRPC, and keeps
+// every span. Debian ships no OTLP receiver (no Collector, Jaeger or Tempo
+// package), so this decodes the wire protocol itself with OpenTelemetry's
+// own protobuf and gRPC service definitions: a malformed HTTP export is
+// refused with 400, as a collector would.
 type OTLPReceiver struct {
-	srv *httptest.Server
+	srv  *httptest.Server
+	grpc net.Listener
 
 	mu    sync.Mutex
 	spans []Span
@@ -45,11 +50,38 @@ func OTLPReceiverForTest(t testing.TB) *OTLPReceiver {
 	r := &OTLPReceiver{}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.srv.Close)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("OTLP gRPC receiver: %v", err)
+	}
+	r.grpc = l
+	gs := grpc.NewServer()
+	collectortrace.RegisterTraceServiceServer(gs, grpcTraces{r: r})
+	go func() { _ = gs.Serve(l) }()
+	t.Cleanup(gs.Stop)
 	return r
 }
 
-// Endpoint is the receiver's host:port.
+// Endpoint is the host:port of the receiver's OTLP/HTTP side.
 func (r *OTLPReceiver) Endpoint() string { return strings.TrimPrefix(r.srv.URL, "http://") }
+
+// GRPCEndpoint is the host:port of the receiver's OTLP/gRPC side (plain,
+// no TLS).
+func (r *OTLPReceiver) GRPCEndpoint() string { return r.grpc.Addr().String() }
+
+// grpcTraces is the receiver's OTLP/gRPC trace service.
+type grpcTraces struct {
+	collectortrace.UnimplementedTraceServiceServer
+	r *OTLPReceiver
+}
+
+func (g grpcTraces) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	spans := spansOf(req)
+	g.r.mu.Lock()
+	g.r.spans = append(g.r.spans, spans...)
+	g.r.mu.Unlock()
+	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
 
 // Spans returns every span received so far.
 func (r *OTLPReceiver) Spans() []Span {
@@ -106,6 +138,10 @@ func decodeExport(req *http.Request) ([]Span, error) {
 	if err := proto.Unmarshal(b, &export); err != nil {
 		return nil, err
 	}
+	return spansOf(&export), nil
+}
+
+func spansOf(export *collectortrace.ExportTraceServiceRequest) []Span {
 	var out []Span
 	for _, rs := range export.GetResourceSpans() {
 		res := attributes(rs.GetResource().GetAttributes())
@@ -123,7 +159,7 @@ func decodeExport(req *http.Request) ([]Span, error) {
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 func attributes(kvs []*commonpb.KeyValue) map[string]string {

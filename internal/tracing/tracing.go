@@ -1,33 +1,44 @@
 // Package tracing exports OpenTelemetry traces of Cascade's own work (one
 // trace per rule group evaluation, with a span per rule and per batch of
-// alerts handed to the notifier) to an OTLP/HTTP receiver: an OpenTelemetry
+// alerts handed to the notifier) as the Prometheus configuration's
+// `tracing:` section says: by OTLP over gRPC or HTTP, to an OpenTelemetry
 // Collector, Jaeger, Tempo and the like.
 //
 // It installs the tracer provider globally, because Prometheus's rules and
 // promql packages start their spans with the global tracer. With no endpoint
 // nothing is installed and every span is OpenTelemetry's no-op: no cost.
-// ApplyConfig swaps the provider when the configuration changes, so a reload
-// turns tracing on, off, or to another receiver without a restart.
+// ApplyConfig swaps the provider when the section changes, so a reload turns
+// tracing on, off, or to another receiver without a restart.
+//
+// Why not Prometheus's own tracing manager (prometheus/tracing), which reads
+// the same section: at the Prometheus version Cascade must build with
+// (v0.310.0, for loki-client-go), it cannot install a provider next to the
+// OpenTelemetry this module needs (v1.45 or later, for gRPC): its resource
+// mixes two semantic-convention schemas and is refused ("conflicting Schema
+// URL"), and an insecure HTTP client is refused too (prometheus/prometheus
+// #18452). TestPrometheusTracingManagerStillFails says when that changes.
 package tracing
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
+	"reflect"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	promcommon "github.com/prometheus/common/config"
+	promconfig "github.com/prometheus/prometheus/config"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace/noop"
-
-	"github.com/cascade-sre/cascade/internal/runconfig"
+	"google.golang.org/grpc/credentials"
 )
 
 // ServiceName is the service.name of every span Cascade exports.
@@ -43,7 +54,7 @@ type Manager struct {
 	errors  prometheus.Counter
 
 	mu       sync.Mutex
-	cfg      runconfig.Tracing
+	cfg      promconfig.TracingConfig
 	provider *sdktrace.TracerProvider // nil while tracing is off
 }
 
@@ -69,34 +80,16 @@ func NewManager(version string, logger *slog.Logger) *Manager {
 // Collector returns the Manager's metrics, to register.
 func (m *Manager) Collector() prometheus.Collector { return m.errors }
 
-// Validate reports whether cfg can be applied.
-func Validate(cfg runconfig.Tracing) error {
-	if cfg.Endpoint == "" {
-		return nil
-	}
-	host, port, err := net.SplitHostPort(cfg.Endpoint)
-	if err == nil {
-		if n, perr := strconv.Atoi(port); host == "" || perr != nil || n <= 0 || n > 65535 {
-			err = fmt.Errorf("bad host or port")
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("tracing: endpoint %q: want host:port of an OTLP/HTTP receiver (usually port 4318): %v", cfg.Endpoint, err)
-	}
-	return nil
-}
-
 // ApplyConfig turns tracing on, off or to another receiver. An unchanged
-// configuration changes nothing; an invalid one returns an error and
-// changes nothing. The replaced provider flushes its last spans in the
-// background, so a reload never waits on a slow receiver.
-func (m *Manager) ApplyConfig(cfg runconfig.Tracing) error {
-	if err := Validate(cfg); err != nil {
-		return err
-	}
+// section changes nothing, unless it names TLS files (which may have been
+// renewed: they are read again, as Prometheus does); one that cannot be
+// applied returns an error and changes nothing. The replaced provider
+// flushes its last spans in the background, so a reload never waits on a
+// slow receiver.
+func (m *Manager) ApplyConfig(cfg promconfig.TracingConfig) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if cfg == m.cfg {
+	if reflect.DeepEqual(cfg, m.cfg) && reflect.DeepEqual(cfg.TLSConfig, promcommon.TLSConfig{}) {
 		return nil
 	}
 	var next *sdktrace.TracerProvider
@@ -106,10 +99,12 @@ func (m *Manager) ApplyConfig(cfg runconfig.Tracing) error {
 			return err
 		}
 		otel.SetTracerProvider(next)
-		m.logger.Info("tracing on", "endpoint", cfg.Endpoint)
+		m.logger.Info("tracing on", "endpoint", cfg.Endpoint, "client_type", cfg.ClientType, "sampling_fraction", cfg.SamplingFraction)
 	} else {
 		otel.SetTracerProvider(noop.NewTracerProvider())
-		m.logger.Info("tracing off")
+		if m.provider != nil {
+			m.logger.Info("tracing off")
+		}
 	}
 	if old := m.provider; old != nil {
 		go m.shutdown(old)
@@ -118,13 +113,13 @@ func (m *Manager) ApplyConfig(cfg runconfig.Tracing) error {
 	return nil
 }
 
-func (m *Manager) newProvider(cfg runconfig.Tracing) (*sdktrace.TracerProvider, error) {
-	opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(cfg.Endpoint)}
-	if cfg.Insecure {
-		opts = append(opts, otlptracehttp.WithInsecure())
+func (m *Manager) newProvider(cfg promconfig.TracingConfig) (*sdktrace.TracerProvider, error) {
+	client, err := newClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
 	}
-	// New only builds the client; nothing is sent until the first batch.
-	exporter, err := otlptracehttp.New(context.Background(), opts...)
+	// New only builds the exporter; nothing is sent until the first batch.
+	exporter, err := otlptrace.New(context.Background(), client)
 	if err != nil {
 		return nil, fmt.Errorf("tracing: OTLP exporter: %w", err)
 	}
@@ -133,11 +128,62 @@ func (m *Manager) newProvider(cfg runconfig.Tracing) (*sdktrace.TracerProvider, 
 		attribute.String("service.version", m.version),
 	)
 	// The batch processor drops spans when its queue is full and exports in
-	// its own goroutine: a dead receiver never holds up an evaluation.
+	// its own goroutine: a dead receiver never holds up an evaluation. The
+	// sampler is Prometheus's: a share of new traces, and whatever a
+	// caller's sampled span decided.
 	return sdktrace.NewTracerProvider(
 		sdktrace.WithBatcher(exporter),
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.SamplingFraction))),
 		sdktrace.WithResource(res),
 	), nil
+}
+
+// newClient makes the OTLP client the section asks for, honouring every
+// one of its settings.
+func newClient(cfg promconfig.TracingConfig) (otlptrace.Client, error) {
+	var tlsConfig *promcommon.TLSConfig
+	if !cfg.Insecure {
+		tlsConfig = &cfg.TLSConfig
+	}
+	switch cfg.ClientType {
+	case promconfig.TracingClientGRPC:
+		opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(cfg.Endpoint), otlptracegrpc.WithHeaders(cfg.Headers)}
+		if tlsConfig == nil {
+			opts = append(opts, otlptracegrpc.WithInsecure())
+		} else {
+			tc, err := promcommon.NewTLSConfig(tlsConfig)
+			if err != nil {
+				return nil, err
+			}
+			opts = append(opts, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(tc)))
+		}
+		if cfg.Compression != "" {
+			opts = append(opts, otlptracegrpc.WithCompressor(cfg.Compression))
+		}
+		if cfg.Timeout > 0 {
+			opts = append(opts, otlptracegrpc.WithTimeout(time.Duration(cfg.Timeout)))
+		}
+		return otlptracegrpc.NewClient(opts...), nil
+	case promconfig.TracingClientHTTP:
+		opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(cfg.Endpoint), otlptracehttp.WithHeaders(cfg.Headers)}
+		if tlsConfig == nil {
+			opts = append(opts, otlptracehttp.WithInsecure())
+		} else {
+			tc, err := promcommon.NewTLSConfig(tlsConfig)
+			if err != nil {
+				return nil, err
+			}
+			opts = append(opts, otlptracehttp.WithTLSClientConfig(tc))
+		}
+		if cfg.Compression == promconfig.GzipCompression {
+			opts = append(opts, otlptracehttp.WithCompression(otlptracehttp.GzipCompression))
+		}
+		if cfg.Timeout > 0 {
+			opts = append(opts, otlptracehttp.WithTimeout(time.Duration(cfg.Timeout)))
+		}
+		return otlptracehttp.NewClient(opts...), nil
+	}
+	return nil, fmt.Errorf("client_type %q: want grpc or http", cfg.ClientType)
 }
 
 func (m *Manager) shutdown(p *sdktrace.TracerProvider) {
@@ -152,7 +198,7 @@ func (m *Manager) shutdown(p *sdktrace.TracerProvider) {
 func (m *Manager) Shutdown(ctx context.Context) error {
 	m.mu.Lock()
 	p := m.provider
-	m.provider, m.cfg = nil, runconfig.Tracing{}
+	m.provider, m.cfg = nil, promconfig.TracingConfig{}
 	m.mu.Unlock()
 	if p == nil {
 		return nil

@@ -50,7 +50,8 @@ type Transition struct {
 
 // Options configure a backtest.
 type Options struct {
-	// RuleFiles are rule files on disk; empty means the embedded ones.
+	// RuleFiles are rule files or globs (see engine.RuleFiles); empty means
+	// the embedded ones.
 	RuleFiles []string
 	// Interval is the evaluation interval (default 15 s).
 	Interval time.Duration
@@ -242,26 +243,33 @@ func openTSDB(dir string, logger *slog.Logger) (*tsdb.DB, error) {
 	return db, nil
 }
 
-// alertState is an alert's last state, by its labels.
+// alertState is an alert's last state, by its labels. Its rule is the
+// rule itself: two rules may share a name (the incident per cluster and per
+// region).
 type alertState struct {
-	rule, state string
-	labels      map[string]string
+	rule   *promrules.AlertingRule
+	state  string
+	labels map[string]string
 }
 
 // alertTransitions compares the group's alerts with their last states. An
-// alert gone from its rule (a pending alert that stopped matching, or a
+// alert gone from its rules (a pending alert that stopped matching, or a
 // resolved one past retention) ends as inactive if it was not already.
+// Several rules may share an alert name (the incident per cluster and per
+// region): an alert is present when any rule of the group has it.
 func alertTransitions(g *promrules.Group, ts time.Time, states map[string]*alertState) []Transition {
 	var out []Transition
+	present := map[string]bool{}
+	names := map[string]bool{}
 	for _, r := range g.AlertingRules() {
-		present := map[string]bool{}
+		names[r.Name()] = true
 		for _, a := range r.ActiveAlerts() {
 			id := a.Labels.String()
 			present[id] = true
 			state := a.State.String()
 			last, ok := states[id]
 			if !ok {
-				last = &alertState{rule: r.Name(), state: "inactive", labels: a.Labels.Map()}
+				last = &alertState{rule: r, state: "inactive", labels: a.Labels.Map()}
 				states[id] = last
 			}
 			if last.state != state {
@@ -270,7 +278,7 @@ func alertTransitions(g *promrules.Group, ts time.Time, states map[string]*alert
 			}
 		}
 		for id, last := range states {
-			if last.rule == r.Name() && !present[id] && last.state != "inactive" {
+			if last.rule == r && !present[id] && last.state != "inactive" {
 				last.state = "inactive"
 				out = append(out, Transition{Time: ts, Kind: KindAlert, Name: r.Name(), State: "inactive", Labels: last.labels})
 			}
@@ -290,5 +298,5 @@ func FromIncidentEvent(e incident.Event) Transition {
 			lbls[k] = v
 		}
 	}
-	return Transition{Time: e.Time, Kind: KindIncident, Name: incident.AlertName, State: string(e.Phase), Labels: lbls, Event: &e}
+	return Transition{Time: e.Time, Kind: KindIncident, Name: rules.IncidentAlert, State: string(e.Phase), Labels: lbls, Event: &e}
 }

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cascade-sre/cascade/rules"
 	"github.com/cascade-sre/cascade/rules/incident"
 	"github.com/cascade-sre/cascade/scenario"
 )
@@ -76,32 +78,34 @@ func TestIncidentScenariosAreDetected(t *testing.T) {
 			oom, ok := r.truth.Event(scenario.FirstOOM)
 			require.True(t, ok)
 
-			page, ok := r.first(firing(incident.AlertName))
+			page, ok := r.first(firing(rules.IncidentAlert))
 			require.True(t, ok, "the incident fires")
 			require.Equal(t, "apiserver_oom", page.Labels["root_cause"])
 			delay := page.Time.Sub(oom.Time)
 			require.True(t, delay >= 0 && delay <= 60*time.Second, "paged %s after the first OOM kill", delay)
-			require.Equal(t, 1, r.summary.Notifications[incident.AlertName], "one page")
+			require.Equal(t, 1, r.summary.Notifications[rules.IncidentAlert], "one page")
 			require.Equal(t, []string{"onset", "escalation", "mitigation", "recovery", "resolved"}, r.phases())
 
-			warn, ok := r.first(firing("APIServerMemoryExhaustionPredicted"))
+			warn, ok := r.first(firing(rules.MemoryExhaustionPredictedAlert))
 			require.True(t, ok, "the early warning fires")
 			require.GreaterOrEqual(t, oom.Time.Sub(warn.Time), 5*time.Minute, "early warning at %s, OOM at %s", warn.Time, oom.Time)
 
-			guard, ok := r.first(firing("ControlPlaneAutoHealGuard"))
+			guard, ok := r.first(firing(rules.GuardAlert))
 			require.True(t, ok, "the auto-heal guard comes on")
 			leases, ok := r.first(firing("NodeLeasesExpiringFleetWide"))
 			require.True(t, ok)
 			require.False(t, guard.Time.After(leases.Time), "the guard is on by the time leases expire fleet-wide")
+			requireSymptomsFireOnce(t, r)
 			t.Logf("%s: first OOM %s, early warning %s before, page %s after", name, oom.Time.Format(time.TimeOnly), oom.Time.Sub(warn.Time), delay)
 		})
 	}
 }
 
-// Every lookalike, at 500 and at 5,000 nodes: no incident, no guard.
+// Every single-cluster lookalike, at 500 and at 5,000 nodes: no incident,
+// no guard (the regional ones: TestRegionalScenarios).
 func TestLookalikesOpenNoIncident(t *testing.T) {
 	for _, info := range scenario.List() {
-		if info.Incident {
+		if info.Incident || info.Regional {
 			continue
 		}
 		for _, nodes := range []int{500, 5000} {
@@ -110,12 +114,12 @@ func TestLookalikesOpenNoIncident(t *testing.T) {
 				// The rules read the aggregate lease series only; leaving
 				// the per-node ones out keeps the runs quick.
 				r := backtestScenario(t, info.Name, scenario.Options{Nodes: nodes, NoPerNodeSeries: true})
-				tr, fired := r.first(firing(incident.AlertName))
+				tr, fired := r.first(firing(rules.IncidentAlert))
 				require.False(t, fired, "false incident: %+v", tr)
 				require.Empty(t, r.phases())
-				tr, guarded := r.first(firing("ControlPlaneAutoHealGuard"))
+				tr, guarded := r.first(firing(rules.GuardAlert))
 				require.False(t, guarded, "the guard must stay off: %+v", tr)
-				require.Zero(t, r.summary.Notifications["ControlPlaneAutoHealGuard"])
+				require.Zero(t, r.summary.Notifications[rules.GuardAlert])
 			})
 		}
 	}
@@ -174,12 +178,15 @@ func TestBadInputIsRejectedWithItsLine(t *testing.T) {
 		{"data after EOF", good + "up 1 2000\n", "line 5: data after # EOF"},
 		{"garbage", "# TYPE up gauge\nup{job=} 1 1000\n# EOF\n", "line 2: "},
 		{"truncated gzip", full[:len(full)-12], "unexpected EOF"},
-		{"empty", "# EOF\n", "no samples"},
+		{"no samples", "# EOF\n", "no samples"},
+		{"empty file", "", "the data is empty"},
+		{"empty gzip", gzipped(""), "the data is empty"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			emitted := 0
 			_, err := Run(t.Context(), strings.NewReader(c.in), Options{}, func(Transition) { emitted++ })
 			require.ErrorContains(t, err, c.want)
+			require.NotContains(t, err.Error(), "line 0", "there is no line 0")
 			require.Zero(t, emitted)
 		})
 	}
@@ -278,7 +285,7 @@ func TestRegionalScenarios(t *testing.T) {
 			}
 			guarded := map[string]bool{}
 			for _, tr := range r.transitions {
-				if tr.Kind == KindAlert && tr.Name == "ControlPlaneAutoHealGuard" && tr.State == "firing" && tr.Labels["scope"] == "cluster" {
+				if tr.Kind == KindAlert && tr.Name == rules.GuardAlert && tr.State == "firing" && tr.Labels["scope"] == "cluster" {
 					guarded[tr.Labels["cluster"]] = true
 				}
 			}
@@ -288,10 +295,11 @@ func TestRegionalScenarios(t *testing.T) {
 				return
 			}
 			require.Len(t, escalations, 1, "one incident")
+			requireSymptomsFireOnce(t, r)
 			e := escalations[0]
 			require.Equal(t, incident.Scope(r.truth.Scope), e.Scope)
 			require.Equal(t, r.truth.RootCause, e.RootCause)
-			require.Equal(t, 1, r.summary.Notifications[incident.AlertName], "one page")
+			require.Equal(t, 1, r.summary.Notifications[rules.IncidentAlert], "one page")
 			for _, c := range r.truth.ClustersHit {
 				require.True(t, guarded[c], "the guard comes on in hit cluster %s", c)
 			}
@@ -312,4 +320,110 @@ func TestRegionalScenarios(t *testing.T) {
 			t.Logf("%s: paged %s after the first OOM, %d of %d clusters hit", info.Name, delay, len(hit), r.truth.Clusters)
 		})
 	}
+}
+
+// Two rules of one name (the guard per cluster and per region) each keep
+// their alerts: no alert of one is taken for resolved because the other
+// does not have it.
+func TestRulesSharingANameKeepTheirAlerts(t *testing.T) {
+	r := backtestScenario(t, "regional-outage", scenario.Options{Clusters: 6, Nodes: 10, NoPerNodeSeries: true})
+	episodes := map[string]int{}
+	for _, tr := range r.transitions {
+		if tr.Kind == KindAlert && tr.Name == rules.GuardAlert && tr.State == "firing" {
+			episodes[fmt.Sprint(tr.Labels)]++
+		}
+	}
+	require.NotEmpty(t, episodes)
+	for lbls, n := range episodes {
+		require.Equal(t, 1, n, "guard %s fired %d times", lbls, n)
+	}
+}
+
+// requireSymptomsFireOnce fails t when a symptom alert (the same labels)
+// fires more than once during one incident, from its onset to its end: a
+// symptom that holds through an incident (leases hidden while the API
+// server crash-loops between OOM kills) must not flap.
+func requireSymptomsFireOnce(t *testing.T, r result) {
+	t.Helper()
+	type window struct{ from, to time.Time }
+	var incidents []window
+	for _, tr := range r.transitions {
+		if tr.Kind != KindIncident {
+			continue
+		}
+		switch tr.Event.Phase {
+		case incident.Onset:
+			incidents = append(incidents, window{from: tr.Event.Time, to: r.summary.End})
+		case incident.Resolved:
+			incidents[len(incidents)-1].to = tr.Time
+		}
+	}
+	require.NotEmpty(t, incidents)
+	checked := 0
+	for _, w := range incidents {
+		episodes := map[string]int{}
+		for _, tr := range r.transitions {
+			if tr.Kind == KindAlert && tr.Labels["cascade_symptom"] == "true" && tr.State == "firing" && !tr.Time.Before(w.from) && !tr.Time.After(w.to) {
+				episodes[tr.Name+fmt.Sprint(tr.Labels)]++
+			}
+		}
+		for alert, n := range episodes {
+			require.Equal(t, 1, n, "%s fired %d times in one incident", alert, n)
+		}
+		checked += len(episodes)
+	}
+	require.Positive(t, checked, "symptom alerts fire during the incident")
+}
+
+// NaN in the data (an exporter's working set) is evidence like any value:
+// the incident is journaled with all its events, never lost to a JSON
+// encoder that refuses NaN.
+func TestNaNInTheDataKeepsTheIncident(t *testing.T) {
+	var data bytes.Buffer
+	truth, err := scenario.Generate(&data, "incident", scenario.Options{Nodes: 60, NoPerNodeSeries: true})
+	require.NoError(t, err)
+	var out bytes.Buffer
+	for _, line := range strings.SplitAfter(data.String(), "\n") {
+		if strings.HasPrefix(line, "cascade_apiserver_memory_working_set_bytes{") {
+			// value and timestamp: keep the timestamp, make the value NaN
+			fields := strings.Fields(line)
+			line = fields[0] + " NaN " + fields[2] + "\n"
+		}
+		out.WriteString(line)
+	}
+	var phases []string
+	_, err = Run(t.Context(), &out, Options{}, func(tr Transition) {
+		if tr.Kind == KindIncident {
+			phases = append(phases, string(tr.Event.Phase))
+		}
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{"onset", "escalation", "mitigation", "recovery", "resolved"}, phases, "truth: %s", truth.RootCause)
+// Two alerting rules of one name (the incident per cluster and per region)
+// are one alert name, not one alert: the one that fires steadily fires
+// once, and is not marked inactive by its sibling that has nothing.
+func TestRulesSharingAnAlertName(t *testing.T) {
+	dir := t.TempDir()
+	ruleFile := filepath.Join(dir, "rules.yml")
+	require.NoError(t, os.WriteFile(ruleFile, []byte(`groups:
+  - name: g
+    rules:
+      - alert: Same
+        expr: x > 0
+        labels: {scope: cluster}
+      - alert: Same
+        expr: y > 0
+        labels: {scope: region}
+`), 0o644))
+	var data strings.Builder
+	for i := range 20 {
+		fmt.Fprintf(&data, "x 1 %d\n", 1_700_000_000+15*i)
+	}
+	data.WriteString("# EOF\n")
+	var got []string
+	_, err := Run(t.Context(), strings.NewReader(data.String()), Options{RuleFiles: []string{ruleFile}}, func(tr Transition) {
+		got = append(got, tr.State+" "+tr.Labels["scope"])
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{"firing cluster"}, got)
 }

@@ -125,6 +125,9 @@ func (l *loader) readChunks(br *bufio.Reader) error {
 				continue
 			}
 			if err == io.EOF {
+				if l.lineCount == 0 && len(line) == 0 {
+					return errors.New("the data is empty: not one line, not even # EOF")
+				}
 				if len(line) > 0 {
 					return &InputError{Line: l.lineCount + 1, Err: errors.New("the file is truncated: its last line has no end")}
 				}

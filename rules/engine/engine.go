@@ -18,18 +18,21 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/notifier"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/util/logging"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -85,6 +88,7 @@ type Engine struct {
 	queries  *promql.Engine
 	manager  *rules.Manager
 	notifier *notifier.Manager
+	sender   *heldSender
 	amSD     *discovery.Manager
 	cancel   context.CancelFunc
 	ctx      context.Context
@@ -92,6 +96,10 @@ type Engine struct {
 	stopOnce sync.Once
 	mu       sync.Mutex
 	files    []string // rule files currently loaded
+
+	// ruleQueryOffset is global.rule_query_offset, read by every group that
+	// sets no query_offset of its own at each evaluation.
+	ruleQueryOffset atomic.Int64
 }
 
 // New builds an engine; nothing is evaluated until ApplyConfig and Run.
@@ -121,10 +129,12 @@ func New(opts Options) (*Engine, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{opts: opts, logger: opts.Logger, ctx: ctx, cancel: cancel}
 	e.queries = promql.NewEngine(queryEngineOptions(opts.Logger, opts.Registerer))
+	const queueCapacity = 10_000
 	e.notifier = notifier.NewManager(&notifier.Options{
-		QueueCapacity: 10_000,
+		QueueCapacity: queueCapacity,
 		Registerer:    opts.Registerer,
 	}, model.UTF8Validation, opts.Logger.With("component", "notifier"))
+	e.sender = newHeldSender(e.notifier, queueCapacity, opts.Registerer)
 
 	sdMetrics := opts.SDMetrics
 	if sdMetrics == nil {
@@ -134,7 +144,12 @@ func New(opts Options) (*Engine, error) {
 			return nil, fmt.Errorf("engine: discovery metrics: %w", err)
 		}
 	}
-	e.amSD = discovery.NewManager(ctx, opts.Logger.With("component", "alertmanager discovery"), opts.Registerer, sdMetrics, discovery.Name("notify"))
+	// Discovery tells the notifier about Alertmanagers at most once per
+	// Updatert (5 s by default), the first time included; alerts wait for
+	// it (see heldSender), so it answers every second. It sends only when
+	// something changed: a second costs nothing when nothing does.
+	e.amSD = discovery.NewManager(ctx, opts.Logger.With("component", "alertmanager discovery"), opts.Registerer, sdMetrics,
+		discovery.Name("notify"), discovery.Updatert(time.Second))
 	if e.amSD == nil {
 		cancel()
 		return nil, errors.New("engine: cannot create the Alertmanager discovery manager")
@@ -144,7 +159,7 @@ func New(opts Options) (*Engine, error) {
 		NameValidationScheme: model.UTF8Validation,
 		ExternalURL:          opts.ExternalURL,
 		QueryFunc:            rules.EngineQueryFunc(e.queries, opts.Queryable),
-		NotifyFunc:           tracedNotify(rules.SendAlerts(e.notifier, opts.ExternalURL.String())),
+		NotifyFunc:           tracedNotify(rules.SendAlerts(e.sender, opts.ExternalURL.String())),
 		Context:              ctx,
 		Appendable:           opts.Storage,
 		Queryable:            opts.Storage,
@@ -154,18 +169,26 @@ func New(opts Options) (*Engine, error) {
 		ForGracePeriod:       opts.ForGracePeriod,
 		ResendDelay:          opts.ResendDelay,
 		GroupLoader:          loader{embedded: opts.DefaultRules},
+		DefaultRuleQueryOffset: func() time.Duration {
+			return time.Duration(e.ruleQueryOffset.Load())
+		},
 	})
 	return e, nil
 }
 
-// ApplyConfig loads the rule files (cfg.RuleFiles, or the embedded defaults)
-// and the alerting section. If the rules do not load, the previous rules
-// keep running and the error says why.
+// ApplyConfig loads the rule files (cfg.RuleFiles, or the embedded defaults),
+// the alerting section and the global settings of evaluation (interval,
+// external labels, rule query offset, query log). If the rules do not load,
+// the previous rules keep running and the error says why.
 func (e *Engine) ApplyConfig(cfg *config.Config) error {
 	files, err := e.ruleFiles(cfg)
 	if err != nil {
 		return err
 	}
+	if err := e.applyQueryLog(cfg.GlobalConfig.QueryLogFile); err != nil {
+		return fmt.Errorf("engine: global.query_log_file: %w", err)
+	}
+	e.ruleQueryOffset.Store(int64(cfg.GlobalConfig.RuleQueryOffset))
 	if err := e.notifier.ApplyConfig(cfg); err != nil {
 		return fmt.Errorf("engine: alerting: %w", err)
 	}
@@ -186,32 +209,69 @@ func (e *Engine) ApplyConfig(cfg *config.Config) error {
 	return nil
 }
 
+// applyQueryLog logs every query the rules run to path, as JSON lines, or
+// stops logging them when path is empty. The file is opened again at every
+// reload, as Prometheus does, so a rotated log is followed.
+func (e *Engine) applyQueryLog(path string) error {
+	if path == "" {
+		e.queries.SetQueryLogger(nil)
+		return nil
+	}
+	l, err := logging.NewJSONFileLogger(path)
+	if err != nil {
+		return err
+	}
+	e.queries.SetQueryLogger(l)
+	return nil
+}
+
 // ruleFiles expands cfg.RuleFiles, or names the embedded files.
 func (e *Engine) ruleFiles(cfg *config.Config) ([]string, error) {
-	if len(cfg.RuleFiles) == 0 {
-		names, err := fs.Glob(e.opts.DefaultRules, "*.yml")
-		if err != nil {
-			return nil, err
-		}
-		files := make([]string, 0, len(names))
-		for _, n := range names {
-			files = append(files, EmbeddedPrefix+n)
-		}
-		return files, nil
-	}
-	var files []string
-	for _, pattern := range cfg.RuleFiles {
-		matches, err := filepath.Glob(pattern)
-		if err != nil {
-			return nil, fmt.Errorf("engine: rule_files %q: %w", pattern, err)
-		}
-		if len(matches) == 0 {
-			return nil, fmt.Errorf("engine: rule_files %q matches no file", pattern)
-		}
-		files = append(files, matches...)
+	files, err := RuleFiles(e.opts.DefaultRules, cfg.RuleFiles...)
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
 	}
 	slices.Sort(files)
 	return files, nil
+}
+
+// RuleFiles expands rule_files patterns as every part of Cascade reads
+// them: each a glob of files on disk, or after EmbeddedPrefix a glob of the
+// embedded ones, and each must match a file. No pattern at all names every
+// embedded file.
+func RuleFiles(defaults fs.FS, patterns ...string) ([]string, error) {
+	if len(patterns) == 0 {
+		patterns = []string{EmbeddedPrefix + "*.yml"}
+	}
+	var files []string
+	for _, pattern := range patterns {
+		matches, err := GlobRuleFiles(defaults, pattern)
+		if err != nil {
+			return nil, fmt.Errorf("rule_files %q: %w", pattern, err)
+		}
+		if len(matches) == 0 {
+			return nil, fmt.Errorf("rule_files %q matches no file", pattern)
+		}
+		files = append(files, matches...)
+	}
+	return files, nil
+}
+
+// GlobRuleFiles expands one pattern: a glob of files on disk, or after
+// EmbeddedPrefix a glob of defaults, whose matches keep the prefix.
+func GlobRuleFiles(defaults fs.FS, pattern string) ([]string, error) {
+	name, embedded := strings.CutPrefix(pattern, EmbeddedPrefix)
+	if !embedded {
+		return filepath.Glob(pattern)
+	}
+	if defaults == nil {
+		return nil, errors.New("no embedded rule files here")
+	}
+	matches, err := fs.Glob(defaults, name)
+	for i := range matches {
+		matches[i] = EmbeddedPrefix + matches[i]
+	}
+	return matches, err
 }
 
 // CheckRules parses rule files as ApplyConfig would, without loading them:
@@ -245,20 +305,32 @@ func (e *Engine) RuleFiles() []string {
 	return slices.Clone(e.files)
 }
 
-// Run evaluates rules and sends alerts until ctx is done.
+// Run evaluates rules and sends alerts until ctx is done. If a part of the
+// engine ends before that (the rule manager or the Alertmanager discovery),
+// Run stops the rest and returns an error saying which.
 func (e *Engine) Run(ctx context.Context) error {
-	go e.notifier.Run(e.amSD.SyncCh())
+	errc := make(chan error, 2)
+	targets := make(chan map[string][]*targetgroup.Group)
+	go e.notifier.Run(targets)
+	go e.sender.relay(e.amSD.SyncCh(), targets, e.ctx.Done())
 	go func() {
-		if err := e.amSD.Run(); err != nil {
-			e.logger.Error("alertmanager discovery stopped", "err", err)
+		err := e.amSD.Run() // the context's error once stop has run
+		if err == nil {
+			err = errors.New("without an error")
 		}
+		errc <- fmt.Errorf("engine: the Alertmanager discovery stopped: %w", err)
 	}()
 	go func() {
-		<-ctx.Done()
-		e.stop()
+		e.manager.Run() // returns once stop has stopped every group
+		errc <- errors.New("engine: the rule manager stopped unexpectedly")
 	}()
-	e.manager.Run() // returns once stop has stopped every group
-	return nil
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	e.stop()
+	return err
 }
 
 // stop stops evaluation and the notifier, once.
@@ -266,6 +338,7 @@ func (e *Engine) stop() {
 	e.stopOnce.Do(func() {
 		e.manager.Stop()
 		e.notifier.Stop()
+		e.queries.SetQueryLogger(nil) // closes the query log
 		e.cancel()
 	})
 }
@@ -354,15 +427,24 @@ func tracedNotify(next rules.NotifyFunc) rules.NotifyFunc {
 type loader struct{ embedded fs.FS }
 
 func (l loader) Load(identifier string, ignoreUnknownFields bool, scheme model.ValidationScheme) (*rulefmt.RuleGroups, []error) {
-	name, ok := strings.CutPrefix(identifier, EmbeddedPrefix)
+	return ParseRuleFile(l.embedded, identifier, ignoreUnknownFields, scheme)
+}
+
+func (loader) Parse(query string) (parser.Expr, error) { return parser.ParseExpr(query) }
+
+// ParseRuleFile parses a rule file: after EmbeddedPrefix one of defaults,
+// else one on disk.
+func ParseRuleFile(defaults fs.FS, name string, ignoreUnknownFields bool, scheme model.ValidationScheme) (*rulefmt.RuleGroups, []error) {
+	embedded, ok := strings.CutPrefix(name, EmbeddedPrefix)
 	if !ok {
-		return rulefmt.ParseFile(identifier, ignoreUnknownFields, scheme)
+		return rulefmt.ParseFile(name, ignoreUnknownFields, scheme)
 	}
-	b, err := fs.ReadFile(l.embedded, name)
+	if defaults == nil {
+		return nil, []error{errors.New("no embedded rule files here")}
+	}
+	b, err := fs.ReadFile(defaults, embedded)
 	if err != nil {
 		return nil, []error{err}
 	}
 	return rulefmt.Parse(b, ignoreUnknownFields, scheme)
 }
-
-func (loader) Parse(query string) (parser.Expr, error) { return parser.ParseExpr(query) }

@@ -38,7 +38,8 @@ type OfflineOptions struct {
 	Storage storage.Storage
 	// DefaultRules are the embedded rule files, used when Files is empty.
 	DefaultRules fs.FS
-	// Files are rule files on disk; empty means the embedded defaults.
+	// Files are rule files (see RuleFiles); empty means the embedded
+	// defaults.
 	Files []string
 	// Interval is the evaluation interval of groups that set none.
 	Interval time.Duration
@@ -68,15 +69,9 @@ func NewOffline(o OfflineOptions) (*Offline, error) {
 	if o.Notify == nil {
 		o.Notify = func(context.Context, string, ...*rules.Alert) {}
 	}
-	files := o.Files
-	if len(files) == 0 {
-		names, err := fs.Glob(o.DefaultRules, "*.yml")
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range names {
-			files = append(files, EmbeddedPrefix+n)
-		}
+	files, err := RuleFiles(o.DefaultRules, o.Files...)
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
 	}
 	reg := prometheus.NewRegistry()
 	query := rules.EngineQueryFunc(promql.NewEngine(queryEngineOptions(o.Logger, reg)), o.Storage)

@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/prometheus/util/teststorage"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cascade-sre/cascade/internal/runconfig"
 	"github.com/cascade-sre/cascade/internal/testenv"
 	"github.com/cascade-sre/cascade/internal/tracing"
 	cascaderules "github.com/cascade-sre/cascade/rules"
@@ -33,6 +32,17 @@ var tracedRules = fstest.MapFS{"traced.yml": {Data: []byte(`groups:
       - alert: NeverFiring
         expr: vector(0) > 1
 `)}}
+
+// startTracing points Cascade's tracing manager at recv as a `tracing:`
+// section would, by OTLP/HTTP, sampling every trace.
+func startTracing(t testing.TB, version string, recv *testenv.OTLPReceiver) {
+	t.Helper()
+	cfg, err := config.Load("tracing:\n  client_type: http\n  insecure: true\n  sampling_fraction: 1\n  endpoint: "+recv.Endpoint()+"\n", slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	tr := tracing.NewManager(version, nil)
+	require.NoError(t, tr.ApplyConfig(cfg.TracingConfig))
+	t.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
+}
 
 func newTestEngine(t testing.TB, defaults fs.FS, interval string) *Engine {
 	t.Helper()
@@ -55,9 +65,7 @@ func newTestEngine(t testing.TB, defaults fs.FS, interval string) *Engine {
 func TestTracesEvaluationAndNotification(t *testing.T) {
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100") // export every 100 ms, not 5 s
 	recv := testenv.OTLPReceiverForTest(t)
-	tr := tracing.NewManager("test-version", nil)
-	require.NoError(t, tr.ApplyConfig(runconfig.Tracing{Endpoint: recv.Endpoint(), Insecure: true}))
-	t.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
+	startTracing(t, "test-version", recv)
 
 	e := newTestEngine(t, tracedRules, "200ms")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -153,10 +161,7 @@ func BenchmarkEvalIteration(b *testing.B) {
 	b.Run("baseline", func(b *testing.B) { bench(b, rules.DefaultEvalIterationFunc) })
 	b.Run("tracing=off", func(b *testing.B) { bench(b, nil) })
 	b.Run("tracing=on", func(b *testing.B) {
-		recv := testenv.OTLPReceiverForTest(b)
-		tr := tracing.NewManager("bench", nil)
-		require.NoError(b, tr.ApplyConfig(runconfig.Tracing{Endpoint: recv.Endpoint(), Insecure: true}))
-		b.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
+		startTracing(b, "bench", testenv.OTLPReceiverForTest(b))
 		bench(b, nil)
 	})
 }

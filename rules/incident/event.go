@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/cascade-sre/cascade/rules"
 )
 
 // Phase names a step of an incident, or an event within a regional one.
@@ -36,8 +38,8 @@ type Scope string
 // The scopes: one cluster (its own API server failed), or a region (a
 // shared component failed, or many clusters failed together).
 const (
-	ScopeCluster Scope = "cluster"
-	ScopeRegion  Scope = "region"
+	ScopeCluster Scope = rules.ScopeCluster
+	ScopeRegion  Scope = rules.ScopeRegion
 )
 
 // Key names what an incident is about: a cluster of a region, or a region.

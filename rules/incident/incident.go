@@ -26,7 +26,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/rules"
+	promrules "github.com/prometheus/prometheus/rules"
+
+	"github.com/cascade-sre/cascade/rules"
 )
 
 // Firing is one incident alert firing: what it is about and its root cause.
@@ -54,7 +56,7 @@ type state struct {
 
 // Tracker turns evaluations into events. It is safe for concurrent use.
 type Tracker struct {
-	query  rules.QueryFunc
+	query  promrules.QueryFunc
 	sinks  []Sink
 	logger *slog.Logger
 	dir    string
@@ -72,7 +74,7 @@ type Tracker struct {
 type Sink func(Event)
 
 // Open loads the open incidents persisted in dir (created if missing).
-func Open(dir string, query rules.QueryFunc, logger *slog.Logger, sinks ...Sink) (*Tracker, error) {
+func Open(dir string, query promrules.QueryFunc, logger *slog.Logger, sinks ...Sink) (*Tracker, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("incident: %w", err)
 	}
@@ -110,23 +112,23 @@ func (t *Tracker) journalPath() string { return filepath.Join(t.dir, journalFile
 
 // AfterEval is the engine hook: after the incident group is evaluated at
 // ts, read its alerts and the signals and record what changed.
-func (t *Tracker) AfterEval(ctx context.Context, g *rules.Group, ts time.Time) {
-	if g.Name() != GroupName {
+func (t *Tracker) AfterEval(ctx context.Context, g *promrules.Group, ts time.Time) {
+	if g.Name() != rules.IncidentGroup {
 		return
 	}
 	var firing []Firing
 	for _, r := range g.AlertingRules() {
-		if r.Name() != AlertName {
+		if r.Name() != rules.IncidentAlert {
 			continue
 		}
 		for _, a := range r.ActiveAlerts() {
-			if a.State != rules.StateFiring {
+			if a.State != promrules.StateFiring {
 				continue
 			}
 			f := Firing{
-				Key:       Key{Scope: Scope(a.Labels.Get("scope")), Region: a.Labels.Get("region"), Cluster: a.Labels.Get("cluster")},
-				RootCause: a.Labels.Get("root_cause"),
-				Shared:    a.Labels.Get("shared"),
+				Key:       Key{Scope: Scope(a.Labels.Get(rules.ScopeLabel)), Region: a.Labels.Get(rules.RegionLabel), Cluster: a.Labels.Get(rules.ClusterLabel)},
+				RootCause: a.Labels.Get(rules.RootCauseLabel),
+				Shared:    a.Labels.Get(rules.SharedLabel),
 			}
 			if f.Scope != ScopeRegion {
 				f.Scope = ScopeCluster // rule files older than scopes
@@ -277,10 +279,10 @@ func (t *Tracker) clusters(ctx context.Context, s *state, ts time.Time) []Event 
 	if s.Now == nil {
 		s.Now = map[string]bool{}
 	}
-	if total, ok := t.value(ctx, fmt.Sprintf("cascade:region_clusters:count{region=%q}", s.Region), ts); ok {
+	if total, ok := t.value(ctx, fmt.Sprintf("%s{region=%q}", rules.RegionClusters, s.Region), ts); ok {
 		s.Total = int(total)
 	}
-	hitNow, err := t.query(ctx, fmt.Sprintf("cascade:cluster_hit:start_timestamp{region=%q}", s.Region), ts)
+	hitNow, err := t.query(ctx, fmt.Sprintf("%s{region=%q}", rules.ClusterHitStart, s.Region), ts)
 	if err != nil {
 		t.logger.Warn("incident: reading the clusters hit", "region", s.Region, "err", err)
 		return nil
@@ -288,7 +290,7 @@ func (t *Tracker) clusters(ctx context.Context, s *state, ts time.Time) []Event 
 	var events []Event
 	slices.SortFunc(hitNow, func(a, b promqlSample) int { return compareHit(a, b) })
 	for _, sample := range hitNow {
-		c := sample.Metric.Get("cluster")
+		c := sample.Metric.Get(rules.ClusterLabel)
 		if s.Now[c] {
 			continue
 		}
@@ -308,7 +310,7 @@ func (t *Tracker) clusters(ctx context.Context, s *state, ts time.Time) []Event 
 		if !s.Now[c] {
 			continue
 		}
-		q := fmt.Sprintf("max_over_time(cascade:cluster_hit:active{region=%q, cluster=%q}[%ds])", s.Region, c, int(clusterQuietFor.Seconds()))
+		q := fmt.Sprintf("max_over_time(%s{region=%q, cluster=%q}[%ds])", rules.ClusterHit, s.Region, c, int(clusterQuietFor.Seconds()))
 		if !t.gone(ctx, q, ts) {
 			continue
 		}

@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cascade-sre/cascade/rules"
 )
 
 // fakeRules answers the tracker's queries from a table of recording rule
@@ -81,26 +83,26 @@ var t0 = time.Date(2026, 11, 24, 22, 48, 0, 0, time.UTC)
 func at(m float64) time.Time { return t0.Add(time.Duration(m * float64(time.Minute))) }
 
 func prod() Firing {
-	return Firing{Key: Key{Scope: ScopeCluster, Region: "eu", Cluster: "prod"}, RootCause: CauseOOM}
+	return Firing{Key: Key{Scope: ScopeCluster, Region: "eu", Cluster: "prod"}, RootCause: rules.CauseOOM}
 }
 
 func TestClusterPhases(t *testing.T) {
 	dir := t.TempDir()
-	rules := fakeRules{}
+	fake := fakeRules{}
 	var got []Event
 	sink := func(e Event) { got = append(got, e) }
-	tr, err := Open(dir, rules.query, discard(), sink)
+	tr, err := Open(dir, fake.query, discard(), sink)
 	require.NoError(t, err)
 	ctx := t.Context()
 
 	// The OOM began a minute before the incident fired; another cluster of
 	// the region is healthy and must not be read.
 	c := []string{"region", "eu", "cluster", "prod"}
-	rules.set("cascade:apiserver_oom:active", 1, c...)
-	rules.set("cascade:incident_symptoms:active", 1, c...)
-	rules.set("cascade:apiserver_oom:first_timestamp10m", float64(at(-1).Unix()), c...)
-	rules.set("cascade:apiserver_oom:first_timestamp10m", float64(at(-9).Unix()), "region", "eu", "cluster", "other")
-	rules.set("cascade:apiserver_memory_utilisation:max", 1.0, c...)
+	fake.set("cascade:apiserver_oom:active", 1, c...)
+	fake.set("cascade:incident_symptoms:active", 1, c...)
+	fake.set("cascade:apiserver_oom:first_timestamp10m", float64(at(-1).Unix()), c...)
+	fake.set("cascade:apiserver_oom:first_timestamp10m", float64(at(-9).Unix()), "region", "eu", "cluster", "other")
+	fake.set("cascade:apiserver_memory_utilisation:max", 1.0, c...)
 	require.NoError(t, tr.Observe(ctx, at(0), []Firing{prod()}))
 	require.NoError(t, tr.Observe(ctx, at(1), []Firing{prod()}))
 	require.Len(t, got, 2)
@@ -115,15 +117,15 @@ func TestClusterPhases(t *testing.T) {
 	require.Equal(t, "cluster:eu/prod@2026-11-24T22:48:00Z", got[1].Incident)
 
 	// Restarted mid-incident: the incident is still open, nothing repeats.
-	tr, err = Open(dir, rules.query, discard(), sink)
+	tr, err = Open(dir, fake.query, discard(), sink)
 	require.NoError(t, err)
 	require.NoError(t, tr.Observe(ctx, at(2), []Firing{prod()}))
 	require.Len(t, got, 2)
 
 	// Limit raised: the control plane recovers first, then the fleet.
-	rules["cascade:apiserver_oom:active"] = nil
+	fake["cascade:apiserver_oom:active"] = nil
 	require.NoError(t, tr.Observe(ctx, at(47), []Firing{prod()}))
-	rules["cascade:incident_symptoms:active"] = nil
+	fake["cascade:incident_symptoms:active"] = nil
 	require.NoError(t, tr.Observe(ctx, at(66), []Firing{prod()}))
 	require.NoError(t, tr.Observe(ctx, at(76), nil))
 	require.Len(t, got, 5)
@@ -131,38 +133,38 @@ func TestClusterPhases(t *testing.T) {
 	require.Equal(t, []time.Time{at(47), at(66), at(76)}, []time.Time{got[2].Time, got[3].Time, got[4].Time})
 	for _, e := range got {
 		require.Equal(t, got[0].Incident, e.Incident)
-		require.Equal(t, CauseOOM, e.RootCause)
+		require.Equal(t, rules.CauseOOM, e.RootCause)
 	}
 
 	// The journal holds the same events, and nothing is open any more.
 	journal, err := Journal(dir)
 	require.NoError(t, err)
 	require.Equal(t, got, journal)
-	tr, err = Open(dir, rules.query, discard())
+	tr, err = Open(dir, fake.query, discard())
 	require.NoError(t, err)
 	require.Empty(t, tr.open)
 }
 
 func TestRegionalIncident(t *testing.T) {
 	dir := t.TempDir()
-	rules := fakeRules{}
+	fake := fakeRules{}
 	var got []Event
-	tr, err := Open(dir, rules.query, discard(), func(e Event) { got = append(got, e) })
+	tr, err := Open(dir, fake.query, discard(), func(e Event) { got = append(got, e) })
 	require.NoError(t, err)
 	ctx := t.Context()
 	api := []string{"region", "fr-par", "shared", "regional-api"}
-	rules.set("cascade:apiserver_oom:active", 1, api...)
-	rules.set("cascade:apiserver_oom:first_timestamp10m", float64(at(-0.5).Unix()), api...)
-	rules.set("cascade:region_clusters:count", 4, "region", "fr-par")
-	rules.set("cascade:region_clusters_hit:count", 2, "region", "fr-par")
-	rules.set("cascade:cluster_hit:start_timestamp", float64(at(-0.25).Unix()), "region", "fr-par", "cluster", "b")
-	rules.set("cascade:cluster_hit:start_timestamp", float64(at(-0.25).Unix()), "region", "fr-par", "cluster", "a")
-	rules.set("cascade:cluster_hit:active", 1, "region", "fr-par", "cluster", "a")
-	rules.set("cascade:cluster_hit:active", 1, "region", "fr-par", "cluster", "b")
+	fake.set("cascade:apiserver_oom:active", 1, api...)
+	fake.set("cascade:apiserver_oom:first_timestamp10m", float64(at(-0.5).Unix()), api...)
+	fake.set("cascade:region_clusters:count", 4, "region", "fr-par")
+	fake.set("cascade:region_clusters_hit:count", 2, "region", "fr-par")
+	fake.set("cascade:cluster_hit:start_timestamp", float64(at(-0.25).Unix()), "region", "fr-par", "cluster", "b")
+	fake.set("cascade:cluster_hit:start_timestamp", float64(at(-0.25).Unix()), "region", "fr-par", "cluster", "a")
+	fake.set("cascade:cluster_hit:active", 1, "region", "fr-par", "cluster", "a")
+	fake.set("cascade:cluster_hit:active", 1, "region", "fr-par", "cluster", "b")
 	// A cluster of another region is hit too: not this incident's.
-	rules.set("cascade:cluster_hit:start_timestamp", float64(at(-3).Unix()), "region", "nl-ams", "cluster", "x")
+	fake.set("cascade:cluster_hit:start_timestamp", float64(at(-3).Unix()), "region", "nl-ams", "cluster", "x")
 
-	region := Firing{Key: Key{Scope: ScopeRegion, Region: "fr-par"}, RootCause: CauseOOM, Shared: "regional-api"}
+	region := Firing{Key: Key{Scope: ScopeRegion, Region: "fr-par"}, RootCause: rules.CauseOOM, Shared: "regional-api"}
 	require.NoError(t, tr.Observe(ctx, at(0), []Firing{region}))
 	require.Equal(t, []Phase{Onset, ClusterHit, ClusterHit, Escalation}, phases(got))
 	require.Equal(t, at(-0.5), got[0].Time)
@@ -177,10 +179,10 @@ func TestRegionalIncident(t *testing.T) {
 	require.Equal(t, 2.0, esc.Evidence["cascade:region_clusters_hit:count"])
 
 	// A third cluster is hit, a restart in between changes nothing.
-	tr, err = Open(dir, rules.query, discard(), func(e Event) { got = append(got, e) })
+	tr, err = Open(dir, fake.query, discard(), func(e Event) { got = append(got, e) })
 	require.NoError(t, err)
-	rules.set("cascade:cluster_hit:start_timestamp", float64(at(1).Unix()), "region", "fr-par", "cluster", "c")
-	rules.set("cascade:cluster_hit:active", 1, "region", "fr-par", "cluster", "c")
+	fake.set("cascade:cluster_hit:start_timestamp", float64(at(1).Unix()), "region", "fr-par", "cluster", "c")
+	fake.set("cascade:cluster_hit:active", 1, "region", "fr-par", "cluster", "c")
 	got = nil
 	require.NoError(t, tr.Observe(ctx, at(1), []Firing{region}))
 	require.Equal(t, []Phase{ClusterHit}, phases(got))
@@ -189,16 +191,16 @@ func TestRegionalIncident(t *testing.T) {
 
 	// a recovers; the shared API is fixed; then every cluster is back.
 	got = nil
-	rules.drop("cascade:cluster_hit:start_timestamp", "cluster", "a")
-	rules.drop("cascade:cluster_hit:active", "cluster", "a")
-	rules["cascade:apiserver_oom:active"] = nil
+	fake.drop("cascade:cluster_hit:start_timestamp", "cluster", "a")
+	fake.drop("cascade:cluster_hit:active", "cluster", "a")
+	fake["cascade:apiserver_oom:active"] = nil
 	require.NoError(t, tr.Observe(ctx, at(20), []Firing{region}))
 	require.Equal(t, []Phase{ClusterRecovered, Mitigation}, phases(got))
 	require.Equal(t, "a", got[0].Cluster)
 	got = nil
-	rules["cascade:cluster_hit:start_timestamp"] = nil
-	rules["cascade:cluster_hit:active"] = nil
-	rules["cascade:region_clusters_hit:count"] = nil
+	fake["cascade:cluster_hit:start_timestamp"] = nil
+	fake["cascade:cluster_hit:active"] = nil
+	fake["cascade:region_clusters_hit:count"] = nil
 	require.NoError(t, tr.Observe(ctx, at(30), []Firing{region}))
 	require.NoError(t, tr.Observe(ctx, at(40), nil))
 	require.Equal(t, []Phase{ClusterRecovered, ClusterRecovered, Recovery, Resolved}, phases(got))
@@ -208,17 +210,17 @@ func TestRegionalIncident(t *testing.T) {
 // A common cause has no failed component: onset at the first cluster hit,
 // no mitigation.
 func TestRegionalCommonCause(t *testing.T) {
-	rules := fakeRules{}
+	fake := fakeRules{}
 	var got []Event
-	tr, err := Open(t.TempDir(), rules.query, discard(), func(e Event) { got = append(got, e) })
+	tr, err := Open(t.TempDir(), fake.query, discard(), func(e Event) { got = append(got, e) })
 	require.NoError(t, err)
-	rules.set("cascade:cluster_hit:start_timestamp", float64(at(-2).Unix()), "region", "r", "cluster", "a")
-	rules.set("cascade:cluster_hit:start_timestamp", float64(at(-1).Unix()), "region", "r", "cluster", "b")
-	rules.set("cascade:region_clusters_hit:count", 2, "region", "r")
-	f := Firing{Key: Key{Scope: ScopeRegion, Region: "r"}, RootCause: RegionalCommonCause}
+	fake.set("cascade:cluster_hit:start_timestamp", float64(at(-2).Unix()), "region", "r", "cluster", "a")
+	fake.set("cascade:cluster_hit:start_timestamp", float64(at(-1).Unix()), "region", "r", "cluster", "b")
+	fake.set("cascade:region_clusters_hit:count", 2, "region", "r")
+	f := Firing{Key: Key{Scope: ScopeRegion, Region: "r"}, RootCause: rules.CauseRegionalCommon}
 	require.NoError(t, tr.Observe(t.Context(), at(0), []Firing{f}))
 	require.Equal(t, at(-2), got[0].Time)
-	rules["cascade:region_clusters_hit:count"] = nil
+	fake["cascade:region_clusters_hit:count"] = nil
 	got = nil
 	require.NoError(t, tr.Observe(t.Context(), at(10), []Firing{f}))
 	require.Equal(t, Recovery, got[len(got)-1].Phase)
@@ -227,14 +229,14 @@ func TestRegionalCommonCause(t *testing.T) {
 // NaN and infinities in the data are journaled, never lose the incident.
 func TestNonFiniteEvidenceIsJournaled(t *testing.T) {
 	dir := t.TempDir()
-	rules := fakeRules{}
+	fake := fakeRules{}
 	c := []string{"region", "eu", "cluster", "prod"}
-	rules.set("cascade:apiserver_oom:first_timestamp10m", math.NaN(), c...)
-	rules.set("cascade:apiserver_memory_utilisation:max", math.NaN(), c...)
-	rules.set("cascade:node_leases_not_fresh:ratio", math.Inf(1), c...)
-	rules.set("cascade:gateway_kubelet_errors:rate1m", math.Inf(-1), append(c, "shared", "")...)
+	fake.set("cascade:apiserver_oom:first_timestamp10m", math.NaN(), c...)
+	fake.set("cascade:apiserver_memory_utilisation:max", math.NaN(), c...)
+	fake.set("cascade:node_leases_not_fresh:ratio", math.Inf(1), c...)
+	fake.set("cascade:gateway_kubelet_errors:rate1m", math.Inf(-1), append(c, "shared", "")...)
 	var got []Event
-	tr, err := Open(dir, rules.query, discard(), func(e Event) { got = append(got, e) })
+	tr, err := Open(dir, fake.query, discard(), func(e Event) { got = append(got, e) })
 	require.NoError(t, err)
 	require.NoError(t, tr.Observe(t.Context(), at(0), []Firing{prod()}))
 	require.Equal(t, []Phase{Onset, Escalation}, phases(got))
@@ -255,10 +257,10 @@ func TestNonFiniteEvidenceIsJournaled(t *testing.T) {
 // journal can be.
 func TestJournalFailureKeepsEvents(t *testing.T) {
 	dir := t.TempDir()
-	rules := fakeRules{}
-	rules.set("cascade:apiserver_oom:active", 1, "region", "eu", "cluster", "prod")
+	fake := fakeRules{}
+	fake.set("cascade:apiserver_oom:active", 1, "region", "eu", "cluster", "prod")
 	var got []Event
-	tr, err := Open(dir, rules.query, discard(), func(e Event) { got = append(got, e) })
+	tr, err := Open(dir, fake.query, discard(), func(e Event) { got = append(got, e) })
 	require.NoError(t, err)
 	// A directory where the journal should be: every append fails.
 	require.NoError(t, os.Mkdir(filepath.Join(dir, journalFile), 0o755))
@@ -279,7 +281,7 @@ func TestJournalFailureKeepsEvents(t *testing.T) {
 }
 
 func TestLokiStreamHasNoEmptyLabels(t *testing.T) {
-	single := Event{Time: t0, Scope: ScopeCluster, Incident: "cluster:@x", Phase: Onset, RootCause: CauseOOM}
+	single := Event{Time: t0, Scope: ScopeCluster, Incident: "cluster:@x", Phase: Onset, RootCause: rules.CauseOOM}
 	lbls, line := single.LokiStream()
 	require.Equal(t, model.LabelSet{"source": "cascade", "kind": "incident", "scope": "cluster", "phase": "onset"}, lbls)
 	require.NoError(t, lbls.Validate())
@@ -302,13 +304,13 @@ func TestOlderFilesStillRead(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, ScopeCluster, journal[0].Scope)
 	require.Equal(t, "demo", journal[0].Cluster)
-	rules := fakeRules{}
-	rules.set("cascade:apiserver_oom:active", 1, "cluster", "demo")
+	fake := fakeRules{}
+	fake.set("cascade:apiserver_oom:active", 1, "cluster", "demo")
 	var got []Event
-	tr, err := Open(dir, rules.query, discard(), func(e Event) { got = append(got, e) })
+	tr, err := Open(dir, fake.query, discard(), func(e Event) { got = append(got, e) })
 	require.NoError(t, err)
 	// The open incident is the same one: no second onset, it resolves.
-	f := Firing{Key: Key{Scope: ScopeCluster, Cluster: "demo"}, RootCause: CauseOOM}
+	f := Firing{Key: Key{Scope: ScopeCluster, Cluster: "demo"}, RootCause: rules.CauseOOM}
 	require.NoError(t, tr.Observe(t.Context(), at(0), []Firing{f}))
 	require.Empty(t, got)
 	require.NoError(t, tr.Observe(t.Context(), at(1), nil))

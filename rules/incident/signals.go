@@ -5,34 +5,25 @@ import (
 	"fmt"
 
 	"github.com/prometheus/prometheus/promql"
-)
 
-// Names of the rules this package reads (rules/incident.yml).
-const (
-	GroupName = "cascade-incident"
-	AlertName = "ControlPlaneCascadeIncident"
-)
-
-// The root causes the rules name; RegionalCommonCause is a region's with no
-// shared component to blame.
-const (
-	CauseOOM            = "apiserver_oom"
-	CauseMemoryPressure = "apiserver_memory_pressure"
-	CauseUnreachable    = "apiserver_unreachable"
-	RegionalCommonCause = "regional_common_cause"
+	"github.com/cascade-sre/cascade/rules"
 )
 
 // signalOf is the control-plane signal behind each root cause, and the
 // recording rule holding when it first held in the correlation window.
 var signalOf = map[string]struct{ active, first string }{
-	CauseOOM:            {"cascade:apiserver_oom:active", "cascade:apiserver_oom:first_timestamp10m"},
-	CauseMemoryPressure: {"cascade:apiserver_memory_near_limit:active", "cascade:apiserver_memory_near_limit:first_timestamp10m"},
-	CauseUnreachable:    {"cascade:apiserver_unreachable:active", "cascade:apiserver_unreachable:first_timestamp10m"},
+	rules.CauseOOM:            {rules.OOMActive, rules.OOMFirst},
+	rules.CauseMemoryPressure: {rules.MemoryNearLimitActive, rules.MemoryNearLimitFirst},
+	rules.CauseUnreachable:    {rules.UnreachableActive, rules.UnreachableFirst},
 }
 
 // evidence is one value an event carries: a name (the recording rule) and
 // the query that reads it for this incident.
 type evidence struct{ name, query string }
+
+// of is the evidence of a recording rule's value for the series matchers
+// select.
+func of(rule, matchers string) evidence { return evidence{rule, rule + matchers} }
 
 // signals are the queries that move one incident through its phases.
 type signals struct {
@@ -59,14 +50,14 @@ func signalsOf(s *state) signals {
 	return signals{
 		onset:    onsetQuery(sig.first, component),
 		quiet:    activeQuery(sig.active, component),
-		symptoms: "cascade:incident_symptoms:active" + cluster,
+		symptoms: rules.IncidentSymptoms + cluster,
 		evidence: []evidence{
-			{"cascade:apiserver_memory_utilisation:max", "cascade:apiserver_memory_utilisation:max" + component},
-			{"cascade:apiserver_oom_kills:increase2m", "cascade:apiserver_oom_kills:increase2m" + component},
-			{"cascade:apiserver_replicas_up:sum", "cascade:apiserver_replicas_up:sum" + component},
-			{"cascade:node_leases_not_fresh:ratio", "cascade:node_leases_not_fresh:ratio" + cluster},
-			{"cascade:node_lease_watch_up:max", "cascade:node_lease_watch_up:max" + cluster},
-			{"cascade:gateway_kubelet_errors:rate1m", "cascade:gateway_kubelet_errors:rate1m" + component},
+			of(rules.MemoryUtilisation, component),
+			of(rules.OOMKills, component),
+			of(rules.ReplicasUp, component),
+			of(rules.LeasesNotFresh, cluster),
+			of(rules.LeaseWatchUp, cluster),
+			of(rules.KubeletErrors, component),
 		},
 	}
 }
@@ -74,26 +65,26 @@ func signalsOf(s *state) signals {
 func regionSignals(s *state) signals {
 	region := fmt.Sprintf(`{region=%q}`, s.Region)
 	out := signals{
-		symptoms: "cascade:region_clusters_hit:count" + region,
+		symptoms: rules.RegionClustersHit + region,
 		evidence: []evidence{
-			{"cascade:region_clusters_hit:count", "cascade:region_clusters_hit:count" + region},
-			{"cascade:region_clusters:count", "cascade:region_clusters:count" + region},
-			{"cascade:gateway_kubelet_errors:rate1m", fmt.Sprintf(`sum(cascade:gateway_kubelet_errors:rate1m{region=%q, shared!=""})`, s.Region)},
+			of(rules.RegionClustersHit, region),
+			of(rules.RegionClusters, region),
+			{rules.KubeletErrors, fmt.Sprintf(`sum(%s{region=%q, shared!=""})`, rules.KubeletErrors, s.Region)},
 		},
 	}
 	sig, ok := signalOf[s.RootCause]
 	if !ok || s.Shared == "" {
 		// A common cause: it began when the first cluster was hit.
-		out.onset = fmt.Sprintf(`min(cascade:cluster_hit:start_timestamp{region=%q})`, s.Region)
+		out.onset = fmt.Sprintf(`min(%s{region=%q})`, rules.ClusterHitStart, s.Region)
 		return out
 	}
 	component := fmt.Sprintf(`{region=%q, shared=%q}`, s.Region, s.Shared)
 	out.onset = onsetQuery(sig.first, component)
 	out.quiet = activeQuery(sig.active, component)
 	out.evidence = append(out.evidence,
-		evidence{"cascade:apiserver_memory_utilisation:max", "cascade:apiserver_memory_utilisation:max" + component},
-		evidence{"cascade:apiserver_oom_kills:increase2m", "cascade:apiserver_oom_kills:increase2m" + component},
-		evidence{"cascade:apiserver_replicas_up:sum", "cascade:apiserver_replicas_up:sum" + component},
+		of(rules.MemoryUtilisation, component),
+		of(rules.OOMKills, component),
+		of(rules.ReplicasUp, component),
 	)
 	return out
 }
@@ -119,5 +110,5 @@ type promqlSample = promql.Sample
 
 // compareHit orders clusters by when they were hit, then by name.
 func compareHit(a, b promqlSample) int {
-	return cmp.Or(cmp.Compare(a.F, b.F), cmp.Compare(a.Metric.Get("cluster"), b.Metric.Get("cluster")))
+	return cmp.Or(cmp.Compare(a.F, b.F), cmp.Compare(a.Metric.Get(rules.ClusterLabel), b.Metric.Get(rules.ClusterLabel)))
 }

@@ -127,6 +127,26 @@ func requireSame(t *testing.T, want, got map[string]float64, expr string) {
 	}
 }
 
+// comparedExprs are what the remote query path must evaluate as
+// Prometheus does at ts: instant selectors, ranges, subqueries, offsets,
+// @, timestamps, aggregations.
+func comparedExprs(ts time.Time) []string {
+	return []string{
+		`demo_temperature`,
+		`demo_requests_total{code="200"}`,
+		`{__name__=~"demo_.*", room!="b"}`,
+		`rate(demo_requests_total[5s])`,
+		`increase(demo_requests_total[3s])`,
+		`max_over_time(demo_temperature[6s:1s])`,
+		`demo_requests_total offset 2s`,
+		`demo_temperature @ ` + fmt.Sprint(ts.Add(-3*time.Second).Unix()),
+		`timestamp(demo_temperature)`,
+		`sum by (cluster) (demo_temperature)`,
+		`count(up)`,
+		`demo_vanishing`,
+	}
+}
+
 // TestAgainstPrometheus: PromQL evaluated here over a real Prometheus's
 // query API gives what that Prometheus gives itself: instant selectors
 // (staleness included), ranges, subqueries, offsets, timestamps; and Split
@@ -148,20 +168,7 @@ scrape_configs:
 	require.Eventually(t, func() bool { return target.scrapes.Load() >= 8 }, 30*time.Second, 100*time.Millisecond)
 	ts := betweenScrapes(t, papi)
 
-	for _, expr := range []string{
-		`demo_temperature`,
-		`demo_requests_total{code="200"}`,
-		`{__name__=~"demo_.*", room!="b"}`,
-		`rate(demo_requests_total[5s])`,
-		`increase(demo_requests_total[3s])`,
-		`max_over_time(demo_temperature[6s:1s])`,
-		`demo_requests_total offset 2s`,
-		`demo_temperature @ ` + fmt.Sprint(ts.Add(-3*time.Second).Unix()),
-		`timestamp(demo_temperature)`,
-		`sum by (cluster) (demo_temperature)`,
-		`count(up)`,
-		`demo_vanishing`,
-	} {
+	for _, expr := range comparedExprs(ts) {
 		requireSame(t, evalInPrometheus(t, papi, expr, ts), evalWith(t, client, expr, ts), expr)
 	}
 	require.NotEmpty(t, evalWith(t, client, `demo_vanishing`, ts))

@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -86,6 +87,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("remote query: %w", err)
 	}
+	hc.Transport = noCache{hc.Transport}
 	ac, err := api.NewClient(api.Config{Address: strings.TrimSuffix(cfg.URL, "/"), Client: hc})
 	if err != nil {
 		return nil, fmt.Errorf("remote query: %w", err)
@@ -222,6 +224,21 @@ func (c *Client) observe(began time.Time, err error) {
 		return
 	}
 	c.requests.WithLabelValues("success").Inc()
+}
+
+// noCache adds nocache=1 to every request. VictoriaMetrics (single-node
+// and vmselect) otherwise answers an instant query for the last 30 s as of
+// 30 s earlier (its -search.latencyOffset), so every series scraped since
+// would look absent and rules would fire half a minute late, or on nothing;
+// Prometheus, Thanos and Mimir ignore the parameter.
+type noCache struct{ next http.RoundTripper }
+
+func (n noCache) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	q := r.URL.Query()
+	q.Set("nocache", "1")
+	r.URL.RawQuery = q.Encode()
+	return n.next.RoundTrip(r)
 }
 
 // selector writes matchers as a PromQL vector selector.

@@ -170,6 +170,7 @@ func TestRequests(t *testing.T) {
 	}, forms)
 	for _, r := range got {
 		require.Equal(t, "/prometheus/api/v1/query", r.URL.Path)
+		require.Equal(t, "1", r.URL.Query().Get("nocache"), "VictoriaMetrics answers the last 30 s as of 30 s ago without it")
 		require.Equal(t, "tenant-1", r.Header.Get("X-Scope-OrgID"))
 		user, pass, ok := r.BasicAuth()
 		require.True(t, ok)

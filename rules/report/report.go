@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cascade-sre/cascade/rules"
 	"github.com/cascade-sre/cascade/rules/backtest"
 	"github.com/cascade-sre/cascade/rules/incident"
 )
@@ -161,7 +162,7 @@ func Write(w io.Writer, in Input, o Options) error {
 	}
 	bw := bufio.NewWriter(w)
 	if len(order) == 0 {
-		fmt.Fprintf(bw, "# No incident\n\nNo ControlPlaneCascadeIncident in these events (%d alert transitions).\n", len(in.Alerts))
+		fmt.Fprintf(bw, "# No incident\n\nNo %s in these events (%d alert transitions).\n", rules.IncidentAlert, len(in.Alerts))
 		return bw.Flush()
 	}
 	for i, id := range order {
@@ -175,10 +176,10 @@ func Write(w io.Writer, in Input, o Options) error {
 
 // causes name each root cause for people.
 var causes = map[string]string{
-	incident.CauseOOM:            "API server OOM",
-	incident.CauseMemoryPressure: "API server memory pressure",
-	incident.CauseUnreachable:    "API server unreachable",
-	incident.RegionalCommonCause: "a common cause across the region",
+	rules.CauseOOM:            "API server OOM",
+	rules.CauseMemoryPressure: "API server memory pressure",
+	rules.CauseUnreachable:    "API server unreachable",
+	rules.CauseRegionalCommon: "a common cause across the region",
 }
 
 // row is one line of the timeline.
@@ -379,7 +380,7 @@ func alertRows(inc incident.Event, alerts []backtest.Transition, from, to time.T
 	spans := map[string]*span{}
 	var names []string
 	for _, e := range alerts {
-		if e.Name == incident.AlertName || e.Time.Before(from) || e.Time.After(to) || !inScope(e.Labels) {
+		if e.Name == rules.IncidentAlert || e.Time.Before(from) || e.Time.After(to) || !inScope(e.Labels) {
 			continue
 		}
 		s := spans[e.Name]
@@ -422,7 +423,7 @@ func phaseText(e incident.Event) string {
 		}
 		return fmt.Sprintf("**onset**: the root-cause signal (%s) began", cell(e.RootCause))
 	case incident.Escalation:
-		return fmt.Sprintf("**escalation**: ControlPlaneCascadeIncident pages, root cause %s", cell(cmp.Or(causes[e.RootCause], e.RootCause)))
+		return fmt.Sprintf("**escalation**: %s pages, root cause %s", rules.IncidentAlert, cell(cmp.Or(causes[e.RootCause], e.RootCause)))
 	case incident.Mitigation:
 		return "**mitigation**: the root-cause signal has been quiet for 5 minutes"
 	case incident.Recovery:
@@ -454,19 +455,19 @@ var evidence = []struct {
 	rule   string
 	format func(float64) string
 }{
-	{"cascade:apiserver_memory_utilisation:max", func(v float64) string { return fmt.Sprintf("API memory %.0f %% of limit", v*100) }},
-	{"cascade:apiserver_oom_kills:increase2m", func(v float64) string { return fmt.Sprintf("OOM kills in 2 min: %.0f", v) }},
-	{"cascade:apiserver_replicas_up:sum", func(v float64) string { return fmt.Sprintf("replicas answering: %.0f", v) }},
-	{"cascade:node_lease_watch_up:max", func(v float64) string {
+	{rules.MemoryUtilisation, func(v float64) string { return fmt.Sprintf("API memory %.0f %% of limit", v*100) }},
+	{rules.OOMKills, func(v float64) string { return fmt.Sprintf("OOM kills in 2 min: %.0f", v) }},
+	{rules.ReplicasUp, func(v float64) string { return fmt.Sprintf("replicas answering: %.0f", v) }},
+	{rules.LeaseWatchUp, func(v float64) string {
 		if v == 1 {
 			return "lease watch up"
 		}
 		return "lease watch down"
 	}},
-	{"cascade:node_leases_not_fresh:ratio", func(v float64) string { return fmt.Sprintf("leases late or expired: %.0f %%", v*100) }},
-	{"cascade:region_clusters_hit:count", func(v float64) string { return fmt.Sprintf("clusters hit: %.0f", v) }},
-	{"cascade:region_clusters:count", func(v float64) string { return fmt.Sprintf("clusters in the region: %.0f", v) }},
-	{"cascade:gateway_kubelet_errors:rate1m", func(v float64) string { return fmt.Sprintf("kubelet requests failing: %.1f/s", v) }},
+	{rules.LeasesNotFresh, func(v float64) string { return fmt.Sprintf("leases late or expired: %.0f %%", v*100) }},
+	{rules.RegionClustersHit, func(v float64) string { return fmt.Sprintf("clusters hit: %.0f", v) }},
+	{rules.RegionClusters, func(v float64) string { return fmt.Sprintf("clusters in the region: %.0f", v) }},
+	{rules.KubeletErrors, func(v float64) string { return fmt.Sprintf("kubelet requests failing: %.1f/s", v) }},
 }
 
 func evidenceText(values incident.Evidence) string {

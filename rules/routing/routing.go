@@ -14,17 +14,12 @@ import (
 	"time"
 
 	yaml "go.yaml.in/yaml/v2"
+
+	"github.com/cascade-sre/cascade/rules"
 )
 
-// The names the rule files give; the rules' tests keep them in step.
+// The receivers of the configuration.
 const (
-	IncidentAlert  = "ControlPlaneCascadeIncident"
-	GuardAlert     = "ControlPlaneAutoHealGuard"
-	SymptomLabel   = "cascade_symptom"
-	ClusterLabel   = "cluster"
-	RegionLabel    = "region"
-	SharedLabel    = "shared"
-	ScopeLabel     = "scope"
 	PageReceiver   = "cascade-page"
 	TicketReceiver = "cascade-ticket"
 	GuardReceiver  = "cascade-autoheal-guard"
@@ -108,13 +103,13 @@ func AlertmanagerConfig(o Options) ([]byte, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	regional := []string{`alertname="` + IncidentAlert + `"`, ScopeLabel + `="region"`}
+	regional := []string{`alertname="` + rules.IncidentAlert + `"`, rules.ScopeLabel + `="` + rules.ScopeRegion + `"`}
 	// A cluster incident; rule files older than scopes set none.
-	perCluster := []string{`alertname="` + IncidentAlert + `"`, ScopeLabel + `!="region"`}
+	perCluster := []string{`alertname="` + rules.IncidentAlert + `"`, rules.ScopeLabel + `!="` + rules.ScopeRegion + `"`}
 	c := config{
 		Route: route{
 			Receiver: TicketReceiver,
-			GroupBy:  []string{RegionLabel, ClusterLabel, SharedLabel, "alertname"},
+			GroupBy:  []string{rules.RegionLabel, rules.ClusterLabel, rules.SharedLabel, "alertname"},
 			Routes: []route{
 				{
 					// Automation must learn at once each time a guard comes
@@ -122,8 +117,8 @@ func AlertmanagerConfig(o Options) ([]byte, error) {
 					// last notification was minutes ago would otherwise wait
 					// the default group_interval (5m).
 					Receiver:       GuardReceiver,
-					Matchers:       []string{`alertname="` + GuardAlert + `"`},
-					GroupBy:        []string{ScopeLabel, RegionLabel, ClusterLabel},
+					Matchers:       []string{`alertname="` + rules.GuardAlert + `"`},
+					GroupBy:        []string{rules.ScopeLabel, rules.RegionLabel, rules.ClusterLabel},
 					GroupWait:      "0s",
 					GroupInterval:  "10s",
 					RepeatInterval: "5m",
@@ -132,8 +127,8 @@ func AlertmanagerConfig(o Options) ([]byte, error) {
 					// One page per incident: a region's has no cluster
 					// label, so all of it is one group.
 					Receiver:       PageReceiver,
-					Matchers:       []string{`alertname="` + IncidentAlert + `"`},
-					GroupBy:        []string{ScopeLabel, RegionLabel, ClusterLabel},
+					Matchers:       []string{`alertname="` + rules.IncidentAlert + `"`},
+					GroupBy:        []string{rules.ScopeLabel, rules.RegionLabel, rules.ClusterLabel},
 					GroupWait:      amDuration(o.GroupWait),
 					GroupInterval:  "5m",
 					RepeatInterval: amDuration(o.RepeatInterval),
@@ -141,9 +136,9 @@ func AlertmanagerConfig(o Options) ([]byte, error) {
 			},
 		},
 		InhibitRules: []inhibitRule{
-			{SourceMatchers: regional, TargetMatchers: perCluster, Equal: []string{RegionLabel}},
-			{SourceMatchers: regional, TargetMatchers: []string{SymptomLabel + `="true"`}, Equal: []string{RegionLabel}},
-			{SourceMatchers: perCluster, TargetMatchers: []string{SymptomLabel + `="true"`}, Equal: []string{RegionLabel, ClusterLabel}},
+			{SourceMatchers: regional, TargetMatchers: perCluster, Equal: []string{rules.RegionLabel}},
+			{SourceMatchers: regional, TargetMatchers: []string{rules.SymptomLabel + `="true"`}, Equal: []string{rules.RegionLabel}},
+			{SourceMatchers: perCluster, TargetMatchers: []string{rules.SymptomLabel + `="true"`}, Equal: []string{rules.RegionLabel, rules.ClusterLabel}},
 		},
 		Receivers: []receiver{
 			{Name: PageReceiver, WebhookConfigs: []webhookConfig{{URL: o.PageURL, SendResolved: true}}},
@@ -156,8 +151,8 @@ func AlertmanagerConfig(o Options) ([]byte, error) {
 		return nil, err
 	}
 	header := "# Alertmanager routing for Cascade, written by `cascade rules alertmanager-config`.\n" +
-		"# One page per incident: while " + IncidentAlert + " fires for a region (scope=\"region\"),\n" +
-		"# the region's cluster incidents and symptom alerts (" + SymptomLabel + "=\"true\") are inhibited;\n" +
+		"# One page per incident: while " + rules.IncidentAlert + " fires for a region (scope=\"region\"),\n" +
+		"# the region's cluster incidents and symptom alerts (" + rules.SymptomLabel + "=\"true\") are inhibited;\n" +
 		"# while it fires for a cluster, that cluster's symptom alerts are.\n"
 	return append([]byte(header), b...), nil
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
@@ -64,7 +65,7 @@ func TestOnePagePerIncident(t *testing.T) {
 	// Alertmanager is down when the incident starts: nothing can arrive.
 	am.Stop()
 	sender.Send(alerts...)
-	time.Sleep(time.Second)
+	require.Eventually(t, func() bool { return sender.failed(t) > 0 }, 20*time.Second, 50*time.Millisecond, "the send to the stopped Alertmanager never failed")
 	require.NoError(t, am.Start())
 
 	// The engine resends firing alerts; once Alertmanager is back the
@@ -75,11 +76,8 @@ func TestOnePagePerIncident(t *testing.T) {
 	// batch as the incident can slip through (see the closing note).
 	incidentOnly := alerts[:2] // the incident and the guard: incident.yml comes first
 	sender.Send(incidentOnly...)
-	require.Eventually(t, func() bool { return amHolds(am.URL, IncidentAlert) }, 20*time.Second, 100*time.Millisecond)
-	for range 3 {
-		sender.Send(alerts...)
-		time.Sleep(time.Second)
-	}
+	require.Eventually(t, func() bool { return amHolds(am.URL, rules.IncidentAlert) }, 20*time.Second, 100*time.Millisecond)
+	resend(sender, alerts...)
 	require.Eventually(t, func() bool { return hooks.Count("page") == 1 }, 20*time.Second, 100*time.Millisecond)
 	require.Eventually(t, func() bool { return hooks.Count("guard") == 1 }, 20*time.Second, 100*time.Millisecond)
 
@@ -87,12 +85,9 @@ func TestOnePagePerIncident(t *testing.T) {
 	am.Stop()
 	require.NoError(t, am.Start())
 	sender.Send(incidentOnly...)
-	require.Eventually(t, func() bool { return amHolds(am.URL, IncidentAlert) }, 20*time.Second, 100*time.Millisecond)
-	for range 3 {
-		sender.Send(alerts...)
-		time.Sleep(time.Second)
-	}
-	time.Sleep(3 * time.Second)
+	require.Eventually(t, func() bool { return amHolds(am.URL, rules.IncidentAlert) }, 20*time.Second, 100*time.Millisecond)
+	resend(sender, alerts...)
+	time.Sleep(3 * time.Second) // a second page would come within group_wait: waiting is the test
 
 	page := hooks.Received("page")
 	require.Len(t, page, 1, "exactly one page")
@@ -102,6 +97,15 @@ func TestOnePagePerIncident(t *testing.T) {
 	require.Equal(t, "prod-eu-1", page[0].Alerts[0].Labels["cluster"])
 	require.Empty(t, hooks.Received("ticket"), "every symptom alert is inhibited by the incident")
 	require.Len(t, hooks.Received("guard"), 1)
+}
+
+// resend sends alerts three times a second apart, as the engine resends
+// firing alerts: the pace is the engine's, not a wait for something.
+func resend(s sender, alerts ...*notifier.Alert) {
+	for range 3 {
+		s.Send(alerts...)
+		time.Sleep(time.Second)
+	}
 }
 
 // amHolds reports whether Alertmanager lists an active alert of that name.
@@ -122,7 +126,7 @@ func incidentAlerts(t *testing.T, cluster string) []*notifier.Alert {
 	t.Helper()
 	out := ruleAlerts(t, func(r rulefmt.Rule) bool { return r.Labels["scope"] != "region" }, "cluster", cluster)
 	for _, a := range out {
-		if a.Labels.Get("alertname") == IncidentAlert {
+		if a.Labels.Get("alertname") == rules.IncidentAlert {
 			a.Labels = labels.NewBuilder(a.Labels).Set("root_cause", "apiserver_oom").Labels()
 		}
 	}
@@ -179,22 +183,22 @@ func TestRegionalIncidentPagesOnce(t *testing.T) {
 	sender := newSender(t, am.URL)
 
 	isRegional := func(r rulefmt.Rule) bool { return r.Labels["scope"] == "region" }
-	incidents := ruleAlerts(t, func(r rulefmt.Rule) bool { return isRegional(r) && r.Alert == IncidentAlert },
+	incidents := ruleAlerts(t, func(r rulefmt.Rule) bool { return isRegional(r) && r.Alert == rules.IncidentAlert },
 		"region", "fr-par", "shared", "regional-api", "root_cause", "apiserver_oom")
-	elsewhere := ruleAlerts(t, func(r rulefmt.Rule) bool { return !isRegional(r) && r.Alert == IncidentAlert },
+	elsewhere := ruleAlerts(t, func(r rulefmt.Rule) bool { return !isRegional(r) && r.Alert == rules.IncidentAlert },
 		"region", "nl-ams", "cluster", "ams-1", "root_cause", "apiserver_oom")
 	require.Len(t, incidents, 1)
 	require.Len(t, elsewhere, 1)
 	var rest []*notifier.Alert
-	rest = append(rest, ruleAlerts(t, func(r rulefmt.Rule) bool { return isRegional(r) && r.Alert == GuardAlert }, "region", "fr-par")...)
+	rest = append(rest, ruleAlerts(t, func(r rulefmt.Rule) bool { return isRegional(r) && r.Alert == rules.GuardAlert }, "region", "fr-par")...)
 	for i := range 50 {
 		cluster := fmt.Sprintf("c%02d", i)
-		rest = append(rest, ruleAlerts(t, func(r rulefmt.Rule) bool { return !isRegional(r) && r.Alert != IncidentAlert },
+		rest = append(rest, ruleAlerts(t, func(r rulefmt.Rule) bool { return !isRegional(r) && r.Alert != rules.IncidentAlert },
 			"region", "fr-par", "cluster", cluster, "replica", "kube-apiserver-0")...)
 	}
 	// One hit cluster's own API server failed too: its incident is part of
 	// the region's.
-	rest = append(rest, ruleAlerts(t, func(r rulefmt.Rule) bool { return !isRegional(r) && r.Alert == IncidentAlert },
+	rest = append(rest, ruleAlerts(t, func(r rulefmt.Rule) bool { return !isRegional(r) && r.Alert == rules.IncidentAlert },
 		"region", "fr-par", "cluster", "c07", "root_cause", "apiserver_unreachable")...)
 	// The shared API's own symptom alerts.
 	rest = append(rest, ruleAlerts(t, func(r rulefmt.Rule) bool { return r.Labels["cascade_component"] == "apiserver" },
@@ -202,14 +206,11 @@ func TestRegionalIncidentPagesOnce(t *testing.T) {
 
 	// The incidents first, then everything (see TestOnePagePerIncident).
 	sender.Send(append(incidents, elsewhere...)...)
-	require.Eventually(t, func() bool { return amCount(am.URL, IncidentAlert) == 2 }, 20*time.Second, 100*time.Millisecond)
+	require.Eventually(t, func() bool { return amCount(am.URL, rules.IncidentAlert) == 2 }, 20*time.Second, 100*time.Millisecond)
 	all := append(append(append([]*notifier.Alert{}, incidents...), elsewhere...), rest...)
-	for range 3 {
-		sender.Send(all...)
-		time.Sleep(time.Second)
-	}
+	resend(sender, all...)
 	require.Eventually(t, func() bool { return hooks.Count("guard") == 51 }, 30*time.Second, 100*time.Millisecond, "a guard notification per cluster and one for the region")
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // a third page would come within group_wait: waiting is the test
 
 	page := hooks.Received("page")
 	require.Len(t, page, 2, "one page for the region, one for the cluster of another region")
@@ -236,7 +237,7 @@ func TestGuardReachesAutomationAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	am := testenv.AlertmanagerForTest(t, string(cfg))
 	sender := newSender(t, am.URL)
-	guard := ruleAlerts(t, func(r rulefmt.Rule) bool { return r.Alert == GuardAlert && r.Labels["scope"] == "cluster" }, "cluster", "prod")
+	guard := ruleAlerts(t, func(r rulefmt.Rule) bool { return r.Alert == rules.GuardAlert && r.Labels["scope"] == "cluster" }, "cluster", "prod")
 	require.Len(t, guard, 1)
 
 	sender.Send(guard...)
@@ -270,20 +271,43 @@ func amCount(amURL, alertname string) int {
 	return len(alerts)
 }
 
-// newSender is Prometheus's notifier, the engine's sending path, pointed at
-// one Alertmanager.
-func newSender(t *testing.T, amURL string) *notifier.Manager {
+// sender is Prometheus's notifier, the engine's sending path, pointed at
+// one Alertmanager, with its metrics.
+type sender struct {
+	*notifier.Manager
+	reg *prometheus.Registry
+}
+
+// newSender is a sender to the Alertmanager at amURL.
+func newSender(t *testing.T, amURL string) sender {
 	t.Helper()
 	u, err := url.Parse(amURL)
 	require.NoError(t, err)
 	cfg, err := promconfig.Load("alerting:\n  alertmanagers:\n    - static_configs: [{targets: ['"+u.Host+"']}]\n", slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	n := notifier.NewManager(&notifier.Options{QueueCapacity: 10000}, model.UTF8Validation, slog.New(slog.DiscardHandler))
+	reg := prometheus.NewRegistry()
+	n := notifier.NewManager(&notifier.Options{QueueCapacity: 10000, Registerer: reg}, model.UTF8Validation, slog.New(slog.DiscardHandler))
 	require.NoError(t, n.ApplyConfig(cfg))
 	tsets := make(chan map[string][]*targetgroup.Group, 1)
 	tsets <- map[string][]*targetgroup.Group{"config-0": {{Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(u.Host)}}}}}
 	go n.Run(tsets)
 	t.Cleanup(n.Stop)
 	require.Eventually(t, func() bool { return len(n.Alertmanagers()) == 1 }, 5*time.Second, 10*time.Millisecond)
+	return sender{n, reg}
+}
+
+// failed is how many alerts the sender could not deliver.
+func (s sender) failed(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := s.reg.Gather()
+	require.NoError(t, err)
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() == "prometheus_notifications_errors_total" {
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
 	return n
 }

@@ -167,20 +167,12 @@ func (f *fileRun) ruleFiles() ([]string, error) {
 	for i, pattern := range f.tf.RuleFiles {
 		var matches []string
 		var err error
-		if name, ok := strings.CutPrefix(pattern, engine.EmbeddedPrefix); ok {
-			if f.defaults == nil {
-				return nil, f.errorf(path{"rule_files", i}, "%q: no embedded rule files here", pattern)
-			}
-			matches, err = fs.Glob(f.defaults, name)
-			for j := range matches {
-				matches[j] = engine.EmbeddedPrefix + matches[j]
-			}
-		} else if pattern != "" {
+		if pattern != "" {
 			p := pattern
-			if !filepath.IsAbs(p) {
+			if !strings.HasPrefix(p, engine.EmbeddedPrefix) && !filepath.IsAbs(p) {
 				p = filepath.Join(filepath.Dir(f.name), p)
 			}
-			matches, err = filepath.Glob(p)
+			matches, err = engine.GlobRuleFiles(f.defaults, p)
 		}
 		if err != nil {
 			return nil, f.errorf(path{"rule_files", i}, "%q: %v", pattern, err)
@@ -527,19 +519,12 @@ type groupLoader struct {
 }
 
 func (l *groupLoader) Load(name string, ignoreUnknownFields bool, scheme model.ValidationScheme) (*rulefmt.RuleGroups, []error) {
-	var rgs *rulefmt.RuleGroups
-	var errs []error
-	if n, ok := strings.CutPrefix(name, engine.EmbeddedPrefix); ok {
-		b, err := fs.ReadFile(l.defaults, n)
-		if err != nil {
-			return nil, []error{err}
-		}
-		rgs, errs = rulefmt.Parse(b, ignoreUnknownFields, scheme)
+	rgs, errs := engine.ParseRuleFile(l.defaults, name, ignoreUnknownFields, scheme)
+	if strings.HasPrefix(name, engine.EmbeddedPrefix) {
+		// Errors of a file on disk name it already.
 		for i, err := range errs {
 			errs[i] = fmt.Errorf("%s: %w", name, err)
 		}
-	} else {
-		rgs, errs = rulefmt.ParseFile(name, ignoreUnknownFields, scheme)
 	}
 	if rgs != nil {
 		for _, g := range rgs.Groups {

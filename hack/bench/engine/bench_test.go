@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/cascade-sre/cascade/internal/contract"
 )
 
 // TestFleetExposition parses the fleet target's output with the text
@@ -38,19 +40,13 @@ func TestFleetExposition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{
-		"cascade_apiserver_memory_working_set_bytes", "cascade_apiserver_memory_limit_bytes",
-		"cascade_apiserver_oom_kills_total", "cascade_apiserver_restarts_total", "cascade_apiserver_up",
-		"cascade_gateway_requests_total", "cascade_gateway_request_duration_seconds", "cascade_gateway_timeouts_total",
-		"cascade_gateway_log_lines_total", "cascade_node_lease_renew_timestamp_seconds", "cascade_node_lease_duration_seconds",
-		"cascade_node_leases", "cascade_nodes", "cascade_node_lease_watch_up", "cascade_node_lease_watch_last_event_timestamp_seconds",
-	} {
-		if _, ok := mfs[name]; !ok {
-			t.Errorf("family %s missing", name)
+	for _, m := range contract.Signals {
+		if _, ok := mfs[m.Name]; !ok {
+			t.Errorf("family %s missing", m.Name)
 		}
 	}
-	if len(mfs) != 15 {
-		t.Errorf("%d families, want the 15 of the contract", len(mfs))
+	if len(mfs) != len(contract.Signals) {
+		t.Errorf("%d families, want the %d of the contract's signals", len(mfs), len(contract.Signals))
 	}
 	renew := mfs["cascade_node_lease_renew_timestamp_seconds"].GetMetric()
 	if len(renew) != nodes || len(mfs["cascade_node_lease_duration_seconds"].GetMetric()) != nodes {

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/cascade-sre/cascade/internal/contract"
 )
 
 // fleet is one scrape target serving, "now", what `cascade exporter` with
@@ -80,7 +82,7 @@ var streams = []stream{
 // of requests at or below each (a 10-400 ms spread, the same for every
 // route).
 var (
-	bucketBounds = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}
+	bucketBounds = contract.GatewayDurationBuckets
 	bucketShares = []float64{0, 0.1, 0.4, 0.7, 0.9, 0.98, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}
 )
 
@@ -136,9 +138,7 @@ func (f *fleet) scrapeCounts() (agents []string, counts []int, size int) {
 func (f *fleet) appendText(b []byte, now time.Time) []byte {
 	t := float64(now.UnixNano()) / 1e9
 	elapsed := now.Sub(f.start).Seconds()
-	family := func(name, typ, help string) {
-		b = fmt.Appendf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
-	}
+	family := func(m contract.Metric) { b = append(b, m.Header()...) }
 	sample := func(name, labels string, v float64) {
 		b = append(b, name...)
 		if labels != "" {
@@ -152,48 +152,48 @@ func (f *fleet) appendText(b []byte, now time.Time) []byte {
 	}
 
 	// API server memory.
-	family("cascade_apiserver_memory_working_set_bytes", "gauge", "Working set of the API server replica.")
+	family(contract.APIServerWorkingSet)
 	for i := range apiserverReplicas {
 		share := 0.475 + 0.075*math.Sin(2*math.Pi*elapsed/600+float64(i))
-		sample("cascade_apiserver_memory_working_set_bytes", replica(i), math.Round(share*memoryLimitBytes))
+		sample(contract.APIServerWorkingSet.Name, replica(i), math.Round(share*memoryLimitBytes))
 	}
-	family("cascade_apiserver_memory_limit_bytes", "gauge", "Effective memory limit of the API server replica.")
+	family(contract.APIServerLimit)
 	for i := range apiserverReplicas {
-		sample("cascade_apiserver_memory_limit_bytes", replica(i), memoryLimitBytes)
+		sample(contract.APIServerLimit.Name, replica(i), memoryLimitBytes)
 	}
-	for _, name := range []string{"cascade_apiserver_oom_kills_total", "cascade_apiserver_restarts_total"} {
-		family(name, "counter", "Events observed.")
+	for _, m := range []contract.Metric{contract.APIServerOOMKills, contract.APIServerRestarts} {
+		family(m)
 		for i := range apiserverReplicas {
-			sample(name, replica(i), 0)
+			sample(m.Name, replica(i), 0)
 		}
 	}
-	family("cascade_apiserver_up", "gauge", "1 when the last probe of the API server replica succeeded.")
+	family(contract.APIServerUp)
 	for i := range apiserverReplicas {
-		sample("cascade_apiserver_up", replica(i), 1)
+		sample(contract.APIServerUp.Name, replica(i), 1)
 	}
 
 	// Node leases: node i renews at phase i/n of the renew interval.
-	family("cascade_node_lease_watch_up", "gauge", "1 while the lease watch is healthy.")
-	sample("cascade_node_lease_watch_up", "", 1)
-	family("cascade_node_lease_watch_last_event_timestamp_seconds", "gauge", "Last event or successful relist of the lease watch.")
-	sample("cascade_node_lease_watch_last_event_timestamp_seconds", "", math.Round(t*1000)/1000)
-	family("cascade_node_leases", "gauge", "Node leases by state.")
-	sample("cascade_node_leases", `state="fresh"`, float64(f.nodes))
-	sample("cascade_node_leases", `state="late"`, 0)
-	sample("cascade_node_leases", `state="expired"`, 0)
-	family("cascade_nodes", "gauge", "Nodes by Ready condition.")
-	sample("cascade_nodes", `condition="ready"`, float64(f.nodes))
-	sample("cascade_nodes", `condition="not_ready"`, 0)
-	sample("cascade_nodes", `condition="unknown"`, 0)
-	family("cascade_node_lease_renew_timestamp_seconds", "gauge", "renewTime of the node's lease.")
+	family(contract.NodeLeaseWatchUp)
+	sample(contract.NodeLeaseWatchUp.Name, "", 1)
+	family(contract.NodeLeaseWatchLastEvent)
+	sample(contract.NodeLeaseWatchLastEvent.Name, "", math.Round(t*1000)/1000)
+	family(contract.NodeLeases)
+	sample(contract.NodeLeases.Name, `state="fresh"`, float64(f.nodes))
+	sample(contract.NodeLeases.Name, `state="late"`, 0)
+	sample(contract.NodeLeases.Name, `state="expired"`, 0)
+	family(contract.Nodes)
+	sample(contract.Nodes.Name, `condition="ready"`, float64(f.nodes))
+	sample(contract.Nodes.Name, `condition="not_ready"`, 0)
+	sample(contract.Nodes.Name, `condition="unknown"`, 0)
+	family(contract.NodeLeaseRenewTimestamp)
 	for i, name := range f.names {
 		phase := leaseRenewSeconds * float64(i) / float64(f.nodes)
 		renew := math.Floor((t-phase)/leaseRenewSeconds)*leaseRenewSeconds + phase
-		sample("cascade_node_lease_renew_timestamp_seconds", `node="`+name+`"`, math.Round(renew*1000)/1000)
+		sample(contract.NodeLeaseRenewTimestamp.Name, `node="`+name+`"`, math.Round(renew*1000)/1000)
 	}
-	family("cascade_node_lease_duration_seconds", "gauge", "leaseDurationSeconds of the node's lease.")
+	family(contract.NodeLeaseDuration)
 	for _, name := range f.names {
-		sample("cascade_node_lease_duration_seconds", `node="`+name+`"`, leaseDurationSeconds)
+		sample(contract.NodeLeaseDuration.Name, `node="`+name+`"`, leaseDurationSeconds)
 	}
 
 	// Gateway: counters from the rates over the time since the start, with
@@ -202,12 +202,12 @@ func (f *fleet) appendText(b []byte, now time.Time) []byte {
 	count := func(s stream) float64 {
 		return math.Floor((s.perSecond + s.perNodeSecond*float64(f.nodes)) * seconds)
 	}
-	family("cascade_gateway_requests_total", "counter", "Requests seen in the gateway's access log.")
+	family(contract.GatewayRequests)
 	var lines float64
 	for _, s := range streams {
 		n := count(s)
 		lines += n
-		sample("cascade_gateway_requests_total",
+		sample(contract.GatewayRequests.Name,
 			`route="`+s.route+`",method="`+s.method+`",code="`+s.code+`",client="`+s.client+`"`, n)
 	}
 	type routeClient struct{ route, client string }
@@ -224,27 +224,27 @@ func (f *fleet) appendText(b []byte, now time.Time) []byte {
 			timeouts[rc] += count(s)
 		}
 	}
-	family("cascade_gateway_request_duration_seconds", "histogram", "Request latency.")
+	family(contract.GatewayRequestDuration)
 	for _, rc := range pairs {
 		labels := `route="` + rc.route + `",client="` + rc.client + `"`
 		n := total[rc]
 		for i, bound := range bucketBounds {
-			sample("cascade_gateway_request_duration_seconds_bucket",
+			sample(contract.GatewayRequestDuration.Name+"_bucket",
 				labels+`,le="`+strconv.FormatFloat(bound, 'g', -1, 64)+`"`, math.Floor(n*bucketShares[i]))
 		}
-		sample("cascade_gateway_request_duration_seconds_bucket", labels+`,le="+Inf"`, n)
-		sample("cascade_gateway_request_duration_seconds_sum", labels, math.Round(n*meanLatencySeconds*1000)/1000)
-		sample("cascade_gateway_request_duration_seconds_count", labels, n)
+		sample(contract.GatewayRequestDuration.Name+"_bucket", labels+`,le="+Inf"`, n)
+		sample(contract.GatewayRequestDuration.Name+"_sum", labels, math.Round(n*meanLatencySeconds*1000)/1000)
+		sample(contract.GatewayRequestDuration.Name+"_count", labels, n)
 	}
-	family("cascade_gateway_timeouts_total", "counter", "Upstream timeouts.")
+	family(contract.GatewayTimeouts)
 	for _, rc := range pairs {
 		if v, ok := timeouts[rc]; ok {
-			sample("cascade_gateway_timeouts_total", `route="`+rc.route+`",client="`+rc.client+`"`, v)
+			sample(contract.GatewayTimeouts.Name, `route="`+rc.route+`",client="`+rc.client+`"`, v)
 		}
 	}
-	family("cascade_gateway_log_lines_total", "counter", "Access log lines read, by result.")
-	sample("cascade_gateway_log_lines_total", `result="parsed"`, lines)
-	sample("cascade_gateway_log_lines_total", `result="malformed"`, math.Floor(lines*0.0002))
+	family(contract.GatewayLogLines)
+	sample(contract.GatewayLogLines.Name, `result="parsed"`, lines)
+	sample(contract.GatewayLogLines.Name, `result="malformed"`, math.Floor(lines*0.0002))
 	return b
 }
 

@@ -44,6 +44,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cascade-sre/cascade/exporters/gateway"
+	"github.com/cascade-sre/cascade/internal/contract"
 	"github.com/cascade-sre/cascade/internal/testenv"
 
 	"github.com/cascade-sre/cascade/hack/bench/procstat"
@@ -175,7 +176,7 @@ func measureExporter(path string) (exporterResult, error) {
 	}
 	for _, mf := range mfs {
 		switch mf.GetName() {
-		case "cascade_gateway_requests_total":
+		case contract.GatewayRequests.Name:
 			res.series = len(mf.GetMetric())
 			for _, m := range mf.GetMetric() {
 				var k methodCode
@@ -189,10 +190,10 @@ func measureExporter(path string) (exporterResult, error) {
 				}
 				res.requests[k] += uint64(m.GetCounter().GetValue())
 			}
-		case "cascade_gateway_log_lines_total":
+		case contract.GatewayLogLines.Name:
 			for _, m := range mf.GetMetric() {
 				v := uint64(m.GetCounter().GetValue())
-				if m.GetLabel()[0].GetValue() == gateway.ResultParsed {
+				if m.GetLabel()[0].GetValue() == contract.LinesParsed {
 					res.parsed = v
 				} else {
 					res.malformed = v

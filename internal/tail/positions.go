@@ -1,25 +1,27 @@
-package gateway
+package tail
 
 import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
+
+	"github.com/cascade-sre/cascade/internal/atomicfile"
 )
 
 // positionsVersion is written into the file; a file of another version is
 // refused rather than misread.
 const positionsVersion = 1
 
-// positionEntry is where reading of one file stopped. A configured path has
-// one entry for the file now at the path and one for each rotated-away file
-// still being read.
-type positionEntry struct {
-	// Path is the configured log path the file belongs to.
+// Position is where reading of one file stopped. A followed path has one
+// for the file now at the path and one for each rotated-away file still
+// being read.
+type Position struct {
+	// Path is the followed path the file belongs to.
 	Path string `json:"path"`
 	// File is where the file was last seen; for a rotated file the name it
 	// was rotated to (access.log.1), found through /proc/self/fd.
@@ -39,40 +41,46 @@ type positionEntry struct {
 	Rotated  bool   `json:"rotated,omitempty"`
 }
 
-type positionsFile struct {
-	Version int             `json:"version"`
-	Files   []positionEntry `json:"files"`
+// PositionsFile is the positions file's content.
+type PositionsFile struct {
+	Version int        `json:"version"`
+	Files   []Position `json:"files"`
 }
 
 // loadPositions reads the positions file; a missing file is no positions.
-func loadPositions(path string) (map[string][]positionEntry, error) {
-	out := make(map[string][]positionEntry)
+func loadPositions(path string) (map[string][]Position, error) {
+	out := make(map[string][]Position)
 	if path == "" {
 		return out, nil
 	}
-	b, err := os.ReadFile(path)
+	f, _, err := openRegular(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return out, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("gateway: positions file: %w", err)
+		return nil, fmt.Errorf("positions file: %w", err)
 	}
-	var pf positionsFile
+	b, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("positions file: %w", err)
+	}
+	var pf PositionsFile
 	if err := json.Unmarshal(b, &pf); err != nil {
-		return nil, fmt.Errorf("gateway: positions file %s: %w (remove it to start over)", path, err)
+		return nil, fmt.Errorf("positions file %s: %w (remove it to start over)", path, err)
 	}
 	if pf.Version != positionsVersion {
-		return nil, fmt.Errorf("gateway: positions file %s: version %d, want %d (remove it to start over)", path, pf.Version, positionsVersion)
+		return nil, fmt.Errorf("positions file %s: version %d, want %d (remove it to start over)", path, pf.Version, positionsVersion)
 	}
 	for _, e := range pf.Files {
 		if e.Offset < 0 {
-			return nil, fmt.Errorf("gateway: positions file %s: negative offset for %s", path, e.Path)
+			return nil, fmt.Errorf("positions file %s: negative offset for %s", path, e.Path)
 		}
 		if _, err := hex.DecodeString(e.Window); err != nil || len(e.Window) > 2*windowSize {
-			return nil, fmt.Errorf("gateway: positions file %s: bad window for %s", path, e.Path)
+			return nil, fmt.Errorf("positions file %s: bad window for %s", path, e.Path)
 		}
 		if e.HeadLen < 0 || e.HeadLen > headSize {
-			return nil, fmt.Errorf("gateway: positions file %s: bad head length for %s", path, e.Path)
+			return nil, fmt.Errorf("positions file %s: bad head length for %s", path, e.Path)
 		}
 		out[e.Path] = append(out[e.Path], e)
 	}
@@ -83,14 +91,14 @@ func loadPositions(path string) (map[string][]positionEntry, error) {
 type positionStore struct {
 	path    string
 	mu      sync.Mutex
-	entries map[string][]positionEntry
+	entries map[string][]Position
 	dirty   bool
 	// writeMu serialises writers of the file.
 	writeMu sync.Mutex
 }
 
-func newPositionStore(path string, initial map[string][]positionEntry) *positionStore {
-	s := &positionStore{path: path, entries: make(map[string][]positionEntry)}
+func newPositionStore(path string, initial map[string][]Position) *positionStore {
+	s := &positionStore{path: path, entries: make(map[string][]Position)}
 	for p, es := range initial {
 		s.entries[p] = es
 	}
@@ -98,15 +106,14 @@ func newPositionStore(path string, initial map[string][]positionEntry) *position
 }
 
 // set replaces the entries of one configured path.
-func (s *positionStore) set(path string, es []positionEntry) {
+func (s *positionStore) set(path string, es []Position) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.entries[path] = es
 	s.dirty = true
 }
 
-// write saves the positions if they changed, atomically: a temporary file
-// in the same directory, synced, then renamed over the old one.
+// write saves the positions if they changed, whole or not at all.
 func (s *positionStore) write() error {
 	if s.path == "" {
 		return nil
@@ -118,7 +125,7 @@ func (s *positionStore) write() error {
 		s.mu.Unlock()
 		return nil
 	}
-	pf := positionsFile{Version: positionsVersion}
+	pf := PositionsFile{Version: positionsVersion}
 	for _, es := range s.entries {
 		pf.Files = append(pf.Files, es...)
 	}
@@ -132,46 +139,17 @@ func (s *positionStore) write() error {
 		return !a.Rotated && b.Rotated
 	})
 	if pf.Files == nil {
-		pf.Files = []positionEntry{}
+		pf.Files = []Position{}
 	}
 	b, err := json.MarshalIndent(pf, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(s.path, append(b, '\n')); err != nil {
+	if err := atomicfile.WriteFile(s.path, append(b, '\n'), 0o600); err != nil {
 		s.mu.Lock()
 		s.dirty = true
 		s.mu.Unlock()
-		return fmt.Errorf("gateway: write positions: %w", err)
-	}
-	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// Make the rename itself durable.
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
+		return fmt.Errorf("write positions: %w", err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"io"
@@ -15,8 +15,8 @@ import (
 // exporter's own mux; without it nothing answers under /debug/pprof/.
 func TestPprofOnlyWhenEnabled(t *testing.T) {
 	get := func(enabled bool, path string) (int, string) {
-		c := &exporterCommand{metricsPath: "/metrics", enablePprof: enabled}
-		srv := httptest.NewServer(c.handler(prometheus.NewRegistry(), nil, slog.New(slog.DiscardHandler)))
+		s := &Server{metricsPath: "/metrics", enablePprof: enabled}
+		srv := httptest.NewServer(s.Handler(prometheus.NewRegistry(), nil, slog.New(slog.DiscardHandler)))
 		defer srv.Close()
 		resp, err := http.Get(srv.URL + path)
 		require.NoError(t, err)
