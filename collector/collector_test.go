@@ -180,6 +180,8 @@ scrape_configs:
 	}, 30*time.Second, 100*time.Millisecond, "no scrape failure was logged to the file")
 	stop()
 	require.NoError(t, <-done)
+}
+
 // TestRemoteWriteDeliversAtOnce: a scraped sample reaches the remote-write
 // receiver within the queue's batch deadline, not at the WAL watcher's
 // 15-second fallback read.

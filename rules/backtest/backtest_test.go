@@ -399,6 +399,8 @@ func TestNaNInTheDataKeepsTheIncident(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.Equal(t, []string{"onset", "escalation", "mitigation", "recovery", "resolved"}, phases, "truth: %s", truth.RootCause)
+}
+
 // Two alerting rules of one name (the incident per cluster and per region)
 // are one alert name, not one alert: the one that fires steadily fires
 // once, and is not marked inactive by its sibling that has nothing.
