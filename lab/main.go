@@ -158,6 +158,18 @@ func (o *Options) complete() error {
 	if o.RemedyLimit > 0 && o.MemoryLimit > 0 && o.RemedyLimit <= o.MemoryLimit {
 		return errors.New("--remedy-limit must be above --memory-limit")
 	}
+	if o.Cascade != "" {
+		// The components start in their own directories: a relative path
+		// (make lab's bin/cascade) is the caller's.
+		abs, err := filepath.Abs(o.Cascade)
+		if err != nil {
+			return fmt.Errorf("--cascade %q: %w", o.Cascade, err)
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return fmt.Errorf("--cascade: %w", err)
+		}
+		o.Cascade = abs
+	}
 	if o.OutputDir == "" {
 		o.OutputDir = filepath.Join("cascade-lab", o.Shape)
 		if o.DryRun {

@@ -44,7 +44,18 @@ func TestParseFlags(t *testing.T) {
 	require.Equal(t, filepath.Join("cascade-lab", "cluster-dry-run"), o.OutputDir)
 	require.Contains(t, o.Command, "./lab --dry-run --memory-limit 600Mi")
 
+	// A relative --cascade (make lab's bin/cascade) is made absolute: the
+	// exporters start in their own directories.
+	t.Chdir(t.TempDir())
+	require.NoError(t, os.MkdirAll("bin", 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join("bin", "cascade"), nil, 0o755))
+	o, err = parseFlags([]string{"--cascade", "bin/cascade"}, &stderr)
+	require.NoError(t, err)
+	require.True(t, filepath.IsAbs(o.Cascade), o.Cascade)
+	require.FileExists(t, o.Cascade)
+
 	for _, bad := range [][]string{
+		{"--cascade", "no/such/cascade"},
 		{"--shape", "zone"},
 		{"--shape", "region", "--clusters", "2"},
 		{"--nodes", "5"},
