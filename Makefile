@@ -60,7 +60,8 @@ vet:
 	$(GO) vet $(GOFLAGS_T) ./...
 
 # deps installs what the tests talk to on a bare machine: etcd, nginx and
-# Prometheus from Debian, kube-apiserver built once into .tools/bin.
+# Prometheus from Debian, kube-apiserver and kube-controller-manager (the lab) built
+# once into .tools/bin.
 deps:
 	./hack/install-deps.sh
 
