@@ -15,7 +15,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.Branch=main
 export PATH := $(TOOLS)/bin:$(PATH)
 
-.PHONY: all build image manifests demo vet test test-short deps fuzz bench-exporter bench-gateway bench-engine bench-detection bench-distributed bench-region dashboards-picture clean
+.PHONY: all build image manifests demo lab vet test test-short deps fuzz bench-exporter bench-gateway bench-engine bench-detection bench-distributed bench-region dashboards-picture clean
 
 all: build
 
@@ -55,13 +55,22 @@ DEMO_FLAGS ?=
 demo: build
 	bin/cascade demo $(DEMO_FLAGS)
 
+# lab reproduces the outage on real components (API servers that really run
+# out of memory, real leases, a real node lifecycle controller, a real
+# gateway and Alertmanager) and checks that Cascade pages once; LAB_FLAGS
+# picks the shape and size (README, "The lab").
+LAB_FLAGS ?= --shape cluster
+lab: deps build
+	$(GO) run $(GOFLAGS_T) ./lab --cascade bin/cascade $(LAB_FLAGS)
+
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(GOFLAGS_T) ./...
 
 # deps installs what the tests talk to on a bare machine: etcd, nginx and
-# Prometheus from Debian, kube-apiserver built once into .tools/bin.
+# Prometheus from Debian, kube-apiserver and kube-controller-manager (the lab) built
+# once into .tools/bin.
 deps:
 	./hack/install-deps.sh
 

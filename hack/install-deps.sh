@@ -3,7 +3,8 @@
 #   etcd, nginx, Prometheus, promtool, Alertmanager, amtool and mtail from Debian's packages;
 #   podman with runc (the image's test runs it in a real container runtime), from Debian;
 #   tmux (the demo's test plays it in a real terminal), from Debian;
-#   kube-apiserver v1.37.2, built once from hack/kube-tools into .tools/bin;
+#   kube-apiserver and kube-controller-manager v1.37.2, built once from
+#   hack/kube-tools into .tools/bin;
 #   VictoriaLogs (a Loki-protocol store), built once into .tools/bin;
 #   Helm and go-jsonnet (the chart's and the mixin's tests), built once into .tools/bin;
 #   Thanos, VictoriaMetrics and vmalert (the distributed engines), built once into .tools/bin.
@@ -85,20 +86,11 @@ install_packages() {
 build_tools() {
   command -v go >/dev/null 2>&1 || die "go not found on PATH (Go 1.26 is needed; /usr/local/go/bin?)"
   mkdir -p "$tools"
+  local start
 
-  # kube-apiserver: rebuilt when the tools module's pins or the build flags change.
-  local kube_version=v1.37.2 start
-  local ldflags="-X k8s.io/component-base/version.gitVersion=$kube_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
-  local stamp
-  stamp=$( (cat "$root/hack/kube-tools/go.mod" "$root/hack/kube-tools/go.sum"; echo "$ldflags") | sha256sum | cut -c1-16)
-  if [ ! -x "$tools/kube-apiserver" ] || [ "$(cat "$tools/kube-apiserver.stamp" 2>/dev/null)" != "$stamp" ]; then
-    log "building kube-apiserver $kube_version into .tools/bin (a few minutes on 2 cores, once)"
-    start=$(date +%s)
-    (cd "$root/hack/kube-tools" && go build -ldflags "$ldflags" -o "$tools/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
-    echo "$stamp" > "$tools/kube-apiserver.stamp"
-    log "kube-apiserver built in $(( $(date +%s) - start ))s"
-  fi
-  "$tools/kube-apiserver" --version >&2
+  kube_tool kube-apiserver "a few minutes on 2 cores"
+  # kube-controller-manager: the lab's node lifecycle controller.
+  kube_tool kube-controller-manager "minutes; about 15 cold on 2 cores"
 
   # VictoriaLogs: the Loki-protocol log store the Loki forwarding tests push to,
   # built once into .tools/bin from the Go module proxy (pure Go, no cgo, so it
@@ -111,6 +103,29 @@ build_tools() {
     echo "$vl_version" > "$tools/victoria-logs.version"
     log "victoria-logs built in $(( $(date +%s) - start ))s"
   fi
+}
+
+# kube_tool NAME HOW_LONG builds k8s.io/kubernetes/cmd/NAME at the version
+# hack/kube-tools pins into .tools/bin, once, and again only when the
+# modules that command is built from or the build flags change: its stamp
+# is taken over those modules alone, so adding a command to the tools
+# module rebuilds no other.
+kube_version=v1.37.2
+kube_ldflags="-X k8s.io/component-base/version.gitVersion=$kube_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
+kube_tool() {
+  local name=$1 how_long=$2 pkg=k8s.io/kubernetes/cmd/$1 deps stamp start
+  deps=$(cd "$root/hack/kube-tools" && go list -deps -f '{{with .Module}}{{if .Replace}}{{.Replace.Path}}@{{.Replace.Version}}{{else}}{{.Path}}@{{.Version}}{{end}}{{end}}' "$pkg") ||
+    die "go list $pkg failed: are hack/kube-tools/go.mod and go.sum complete?"
+  stamp=$( (printf '%s\n' "$deps" | sort -u; echo "$kube_ldflags") | sha256sum | cut -c1-16)
+  if [ ! -x "$tools/$name" ] || [ "$(cat "$tools/$name.stamp" 2>/dev/null)" != "$stamp" ]; then
+    log "building $name $kube_version into .tools/bin ($how_long, once)"
+    start=$(date +%s)
+    rm -f "$tools/$name.stamp"
+    (cd "$root/hack/kube-tools" && go build -ldflags "$kube_ldflags" -o "$tools/$name" "$pkg") || die "go build $pkg failed"
+    echo "$stamp" > "$tools/$name.stamp"
+    log "$name built in $(( $(date +%s) - start ))s"
+  fi
+  "$tools/$name" --version >&2
 }
 
 # go_tool NAME PACKAGE VERSION installs PACKAGE@VERSION (pure Go, no cgo)

@@ -206,15 +206,22 @@ func TestInstallDepsToolsWithoutGo(t *testing.T) {
 
 // goStandIn is a go command that builds nothing: `go build -o OUT` and
 // `go install PKG@V` write a script that prints its name, and every call is
-// recorded, with GOTOOLCHAIN when set. GO_FAIL=PKG makes installing or
-// getting PKG fail. `go mod download -json MOD@V` answers as the real one
-// does, pointing at a go.mod with replace directives in the state
+// recorded, with GOTOOLCHAIN when set. GO_FAIL=PKG makes building,
+// installing or getting PKG fail. `go list ... PKG` prints the modules PKG
+// is built from: $STATE/deps-NAME (NAME the package's last element) if
+// present, else one line. `go mod download -json MOD@V` answers as the real
+// one does, pointing at a go.mod with replace directives in the state
 // directory (none with GO_FAIL=download); a build in a module copies that
 // module's go.mod and directory name there as built-with.go.mod and
 // built-in.
 const goStandIn = `echo "go $*${GOTOOLCHAIN:+ GOTOOLCHAIN=$GOTOOLCHAIN}" >> "$STATE/calls"
 case "$1" in
+list)
+  pkg=${!#}
+  if [ -f "$STATE/deps-${pkg##*/}" ]; then cat "$STATE/deps-${pkg##*/}"; else echo "k8s.io/kubernetes@v1.37.2"; fi;;
 build)
+  pkg=${!#}
+  [ "$pkg" = "$GO_FAIL" ] && { echo "go: $pkg: build failed" >&2; exit 1; }
   [ -f go.mod ] && { cat go.mod > "$STATE/built-with.go.mod"; pwd > "$STATE/built-in"; }
   while [ "$1" != -o ]; do shift; done
   printf '#!%s\necho Kubernetes v1.37.2\n' "$BASH" > "$2"; chmod +x "$2";;
@@ -275,6 +282,88 @@ func TestInstallDepsBuildsToolsOnce(t *testing.T) {
 	code, out = m.run("hack/install-deps.sh", env...)
 	require.Equal(t, 0, code, out)
 	require.Equal(t, []string{"github.com/google/go-jsonnet/cmd/jsonnet@v0.22.0"}, m.goInstalls())
+}
+
+// goBuilds are the Kubernetes commands of the `go build` calls recorded
+// (the other builds, such as Thanos's, are not these tests' business).
+func (m *machine) goBuilds() []string {
+	var pkgs []string
+	for _, c := range m.calls() {
+		if !strings.HasPrefix(c, "go build ") {
+			continue
+		}
+		for _, f := range strings.Fields(c) {
+			if strings.HasPrefix(f, "k8s.io/kubernetes/cmd/") {
+				pkgs = append(pkgs, f)
+			}
+		}
+	}
+	return pkgs
+}
+
+// The Kubernetes commands are built from hack/kube-tools once each, and
+// again only when the modules that command is built from change: adding
+// kube-controller-manager to the tools module must not rebuild
+// kube-apiserver.
+func TestInstallDepsBuildsKubeToolsOnce(t *testing.T) {
+	m := newMachine(t, 0, false, packages...)
+	m.standIn("go", goStandIn)
+	tools := filepath.Join(t.TempDir(), "bin")
+	env := []string{"CASCADE_DEPS_STEPS=tools", "CASCADE_TOOLS_DIR=" + tools}
+	apiserver, kcm := "k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager"
+
+	code, out := m.run("hack/install-deps.sh", env...)
+	require.Equal(t, 0, code, out)
+	require.Equal(t, []string{apiserver, kcm}, m.goBuilds())
+	for _, tool := range []string{"kube-apiserver", "kube-controller-manager"} {
+		require.FileExists(t, filepath.Join(tools, tool))
+		require.FileExists(t, filepath.Join(tools, tool+".stamp"))
+	}
+	require.Contains(t, out, "Kubernetes v1.37.2", "each built command's version is shown")
+
+	require.NoError(t, os.Remove(filepath.Join(m.state, "calls")))
+	code, out = m.run("hack/install-deps.sh", env...)
+	require.Equal(t, 0, code, out)
+	require.Empty(t, m.goBuilds(), out)
+
+	// A module only kube-controller-manager is built from changes: it alone
+	// is built again.
+	require.NoError(t, os.WriteFile(filepath.Join(m.state, "deps-kube-controller-manager"),
+		[]byte("k8s.io/kubernetes@v1.37.2\ngithub.com/google/cadvisor/lib@v0.60.5\n"), 0o644))
+	code, out = m.run("hack/install-deps.sh", env...)
+	require.Equal(t, 0, code, out)
+	require.Equal(t, []string{kcm}, m.goBuilds())
+
+	// The same modules listed in another order are the same pins.
+	require.NoError(t, os.WriteFile(filepath.Join(m.state, "deps-kube-controller-manager"),
+		[]byte("github.com/google/cadvisor/lib@v0.60.5\nk8s.io/kubernetes@v1.37.2\nk8s.io/kubernetes@v1.37.2\n"), 0o644))
+	require.NoError(t, os.Remove(filepath.Join(m.state, "calls")))
+	code, out = m.run("hack/install-deps.sh", env...)
+	require.Equal(t, 0, code, out)
+	require.Empty(t, m.goBuilds(), out)
+}
+
+func TestInstallDepsKubeToolBuildFails(t *testing.T) {
+	m := newMachine(t, 0, false, packages...)
+	m.standIn("go", goStandIn)
+	tools := filepath.Join(t.TempDir(), "bin")
+	env := []string{"CASCADE_DEPS_STEPS=tools", "CASCADE_TOOLS_DIR=" + tools}
+	code, out := m.run("hack/install-deps.sh", append(env, "GO_FAIL=k8s.io/kubernetes/cmd/kube-controller-manager")...)
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "go build k8s.io/kubernetes/cmd/kube-controller-manager failed")
+	require.NoFileExists(t, filepath.Join(tools, "kube-controller-manager.stamp"), "a failed build is tried again next time")
+
+	code, out = m.run("hack/install-deps.sh", env...)
+	require.Equal(t, 0, code, out)
+	require.Contains(t, m.goBuilds(), "k8s.io/kubernetes/cmd/kube-controller-manager")
+}
+
+func TestInstallDepsKubeToolListFails(t *testing.T) {
+	m := newMachine(t, 0, false, packages...)
+	m.standIn("go", `case "$1" in list) echo "go: missing go.sum entry" >&2; exit 1;; *) exit 2;; esac`)
+	code, out := m.run("hack/install-deps.sh", "CASCADE_DEPS_STEPS=tools", "CASCADE_TOOLS_DIR="+filepath.Join(t.TempDir(), "bin"))
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "go list k8s.io/kubernetes/cmd/kube-apiserver failed")
 }
 
 func TestInstallDepsToolBuildFails(t *testing.T) {

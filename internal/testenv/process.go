@@ -75,6 +75,22 @@ func (p *Process) Exited() bool {
 	}
 }
 
+// Done is closed when the process has ended.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Signaled reports whether the process ended by a signal, and which: an
+// OOM kill is SIGKILL. ok is false while it runs or if it exited itself.
+func (p *Process) Signaled() (sig syscall.Signal, ok bool) {
+	if !p.Exited() || p.cmd.ProcessState == nil {
+		return 0, false
+	}
+	ws, isWait := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !isWait || !ws.Signaled() {
+		return 0, false
+	}
+	return ws.Signal(), true
+}
+
 // Kill sends SIGKILL to the process group and waits for the process to end.
 func (p *Process) Kill() { p.signalAndWait(syscall.SIGKILL, 10*time.Second) }
 

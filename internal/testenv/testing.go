@@ -45,14 +45,7 @@ func RequireLong(t testing.TB) {
 	}
 }
 
-func (cp *ControlPlane) apiserverLogTail() string {
-	cp.mu.Lock()
-	defer cp.mu.Unlock()
-	if cp.apiserver == nil {
-		return ""
-	}
-	return cp.apiserver.LogTail(3000)
-}
+func (cp *ControlPlane) apiserverLogTail() string { return cp.apiserver.LogTail(3000) }
 
 // PrometheusForTest starts Prometheus with config for t.
 func PrometheusForTest(t testing.TB, config string) *Prometheus {
