@@ -393,17 +393,16 @@ func TestPromtoolTestRulesUnaligned(t *testing.T) {
 
 // TestDebianPromtoolCheckRules loads the files into Debian's promtool
 // (Prometheus 2.42): the rules must run unchanged there too. CASCADE_PROMTOOL
-// names another binary. Missing, the test is skipped under -short unless CI
-// is set, like every test of an outside component; `make deps` installs it.
+// names another binary. Missing, it fails, except under -short without CI,
+// like every test of an outside component (testenv.RequireLong); `make
+// deps` installs it.
 func TestDebianPromtoolCheckRules(t *testing.T) {
 	bin := os.Getenv("CASCADE_PROMTOOL")
 	if bin == "" {
 		bin = "/usr/bin/promtool"
 	}
 	if _, err := os.Stat(bin); err != nil {
-		if testing.Short() && os.Getenv("CI") == "" {
-			t.Skipf("%s: %v (make deps installs Debian's prometheus)", bin, err)
-		}
+		testenv.RequireLong(t)
 		t.Fatalf("%s: %v (make deps installs Debian's prometheus)", bin, err)
 	}
 	if out, err := exec.Command(bin, "--version").CombinedOutput(); err == nil {

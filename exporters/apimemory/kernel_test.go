@@ -9,25 +9,25 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/cascade-sre/cascade/internal/testenv"
 )
 
 // TestKernelOOMKill has the kernel OOM-kill a process in a small cgroup
 // made for it under the test's own, and checks that the kill is counted
 // from the kernel's own files. It needs write access to the cgroup tree
-// (root, v1, or v2 with the memory controller delegated) and skips
-// otherwise.
+// (root, v1, or v2 with the memory controller delegated), as CI has; it
+// fails without it rather than pass unseen.
 func TestKernelOOMKill(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a process that the kernel OOM-kills")
-	}
+	testenv.RequireLong(t) // starts a process that the kernel OOM-kills
 	own, err := cgroupDirOfPID(DefaultProcRoot, DefaultCgroupRoot, os.Getpid())
 	if err != nil {
-		t.Skipf("no memory cgroup of our own: %v", err)
+		t.Fatalf("no memory cgroup of our own (run as root, or with the memory controller delegated): %v", err)
 	}
 	const limit = 32 << 20
 	dir := filepath.Join(own, "cascade-oom-test-"+strconv.Itoa(os.Getpid()))
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Skipf("cannot make a cgroup: %v", err)
+		t.Fatalf("cannot make a cgroup (run as root, or with the memory controller delegated): %v", err)
 	}
 	t.Cleanup(func() { _ = os.Remove(dir) })
 	limitFile := "memory.max" // v2
@@ -35,7 +35,7 @@ func TestKernelOOMKill(t *testing.T) {
 		limitFile = "memory.limit_in_bytes" // v1
 	}
 	if err := os.WriteFile(filepath.Join(dir, limitFile), []byte(strconv.Itoa(limit)), 0o644); err != nil {
-		t.Skipf("cannot limit the cgroup's memory: %v", err)
+		t.Fatalf("cannot limit the cgroup's memory: %v", err)
 	}
 
 	// tail keeps all it reads of a file without a newline: it grows until
