@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -240,40 +238,18 @@ func byLabel(m map[string]float64, name, label string) map[string]float64 {
 // firingAlerts asks Prometheus at base for its firing alerts, counted by
 // name: what the evaluation measured had to work through.
 func firingAlerts(ctx context.Context, base string) (map[string]float64, error) {
-	q := url.Values{"query": {`count by (alertname) (ALERTS{alertstate="firing"})`}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/query?"+q.Encode(), nil)
+	prom := &testenv.Prometheus{URL: base}
+	samples, err := prom.Query(ctx, `count by (alertname) (ALERTS{alertstate="firing"})`)
 	if err != nil {
 		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			Result []struct {
-				Metric map[string]string `json:"metric"`
-				Value  [2]any            `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("%s: %w", req.URL, err)
-	}
-	if body.Status != "success" {
-		return nil, fmt.Errorf("%s: %s %s", req.URL, resp.Status, body.Error)
 	}
 	out := map[string]float64{}
-	for _, r := range body.Data.Result {
-		s, _ := r.Value[1].(string)
-		v, err := strconv.ParseFloat(s, 64)
+	for _, s := range samples {
+		v, err := strconv.ParseFloat(fmt.Sprint(s.Value[1]), 64)
 		if err != nil {
-			return nil, fmt.Errorf("%s: value %v of %v", req.URL, r.Value[1], r.Metric)
+			return nil, fmt.Errorf("firing alerts: value %v of %v", s.Value[1], s.Metric)
 		}
-		out[r.Metric["alertname"]] = v
+		out[s.Metric["alertname"]] = v
 	}
 	return out, nil
 }
