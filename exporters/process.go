@@ -1,6 +1,13 @@
 package exporters
 
 import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/procfs"
 )
@@ -11,9 +18,14 @@ import (
 // process_network_{receive,transmit}_bytes_total. Those are the counters of
 // the whole network namespace, not of the process, and rendering
 // /proc/self/net/netstat for them cost the kernel more than the rest of a
-// scrape of 1,000 nodes together. The start time is read once.
+// scrape of 1,000 nodes together. The start time is read once. The rest
+// comes from system calls (getrusage, getrlimit) and /proc/self/statm
+// rather than by parsing /proc/self/stat and /proc/self/limits, which took
+// a scanf and a regular expression per line: a sixth of a scrape's time at
+// 1,000 nodes. The values are the same ones: the kernel fills both from the
+// same counters.
 func NewProcessCollector() prometheus.Collector {
-	c := &processCollector{}
+	c := &processCollector{pageSize: float64(os.Getpagesize())}
 	if self, err := procfs.Self(); err == nil {
 		c.proc = &self
 		if stat, err := self.Stat(); err == nil {
@@ -26,8 +38,9 @@ func NewProcessCollector() prometheus.Collector {
 }
 
 type processCollector struct {
-	proc      *procfs.Proc // nil where /proc cannot be read: no series
+	proc      *procfs.Proc // nil where /proc cannot be read: no series from it
 	startTime float64
+	pageSize  float64
 }
 
 var (
@@ -54,25 +67,58 @@ func (c *processCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect sends what it can read; a file of /proc that cannot be read
-// leaves out its series, as client_golang's collector does by default.
+// Collect sends what it can read; what cannot be read leaves out its
+// series, as client_golang's collector does by default.
 func (c *processCollector) Collect(ch chan<- prometheus.Metric) {
-	if c.proc == nil {
-		return
+	var usage syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err == nil {
+		cpu := time.Duration(usage.Utime.Nano() + usage.Stime.Nano())
+		ch <- prometheus.MustNewConstMetric(processCPUDesc, prometheus.CounterValue, cpu.Seconds())
 	}
-	if stat, err := c.proc.Stat(); err == nil {
-		ch <- prometheus.MustNewConstMetric(processCPUDesc, prometheus.CounterValue, stat.CPUTime())
-		ch <- prometheus.MustNewConstMetric(processVirtualDesc, prometheus.GaugeValue, float64(stat.VirtualMemory()))
-		ch <- prometheus.MustNewConstMetric(processResidentDesc, prometheus.GaugeValue, float64(stat.ResidentMemory()))
+	var limit syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &limit); err == nil {
+		ch <- prometheus.MustNewConstMetric(processMaxFDsDesc, prometheus.GaugeValue, float64(limit.Cur))
+	}
+	if err := syscall.Getrlimit(syscall.RLIMIT_AS, &limit); err == nil {
+		ch <- prometheus.MustNewConstMetric(processVirtualMaxDesc, prometheus.GaugeValue, float64(limit.Cur))
 	}
 	if c.startTime > 0 {
 		ch <- prometheus.MustNewConstMetric(processStartDesc, prometheus.GaugeValue, c.startTime)
 	}
+	if c.proc == nil {
+		return
+	}
+	if size, resident, err := readStatm(); err == nil {
+		ch <- prometheus.MustNewConstMetric(processVirtualDesc, prometheus.GaugeValue, float64(size)*c.pageSize)
+		ch <- prometheus.MustNewConstMetric(processResidentDesc, prometheus.GaugeValue, float64(resident)*c.pageSize)
+	}
 	if fds, err := c.proc.FileDescriptorsLen(); err == nil {
 		ch <- prometheus.MustNewConstMetric(processOpenFDsDesc, prometheus.GaugeValue, float64(fds))
 	}
-	if limits, err := c.proc.Limits(); err == nil {
-		ch <- prometheus.MustNewConstMetric(processMaxFDsDesc, prometheus.GaugeValue, float64(limits.OpenFiles))
-		ch <- prometheus.MustNewConstMetric(processVirtualMaxDesc, prometheus.GaugeValue, float64(limits.AddressSpace))
+}
+
+// readStatm returns the process's virtual and resident size in pages, the
+// first two fields of /proc/self/statm.
+func readStatm() (size, resident uint64, err error) {
+	f, err := os.Open("/proc/self/statm")
+	if err != nil {
+		return 0, 0, err
 	}
+	defer f.Close()
+	var buf [128]byte
+	n, err := f.Read(buf[:])
+	if err != nil {
+		return 0, 0, err
+	}
+	fields := bytes.Fields(buf[:n])
+	if len(fields) < 2 {
+		return 0, 0, fmt.Errorf("/proc/self/statm: %q: want at least two fields", buf[:n])
+	}
+	if size, err = strconv.ParseUint(string(fields[0]), 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("/proc/self/statm: %w", err)
+	}
+	if resident, err = strconv.ParseUint(string(fields[1]), 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("/proc/self/statm: %w", err)
+	}
+	return size, resident, nil
 }
