@@ -40,7 +40,8 @@ func (f fakeExporter) Update(ch chan<- prometheus.Metric) error {
 	return f.err
 }
 
-// appender writes one family with a label value that needs escaping.
+// appender writes one family with a label value that needs escaping, and
+// one steady family.
 type appender struct{}
 
 func (appender) AppendText(b []byte) []byte {
@@ -49,6 +50,13 @@ func (appender) AppendText(b []byte) []byte {
 	b = AppendSample(b, "cascade_test_per_node", "node", "nan", math.NaN())
 	return AppendSample(b, "cascade_test_per_node", "node", "inf", math.Inf(1))
 }
+
+func (appender) AppendSteadyText(b []byte) ([]byte, uint64) {
+	b = AppendHelpType(b, "cascade_test_steady", "Steady.", "gauge")
+	return AppendSample(b, "cascade_test_steady", "node", "a", 40), 1
+}
+
+func (appender) SteadyVersion() uint64 { return 1 }
 
 func serve(t *testing.T, h http.Handler, gzipped bool) (*httptest.ResponseRecorder, []byte) {
 	t.Helper()
@@ -92,6 +100,7 @@ func TestHandlerServesRegistryAndAppenders(t *testing.T) {
 		require.Equal(t, 1.5, per.Metric[0].GetGauge().GetValue())
 		require.True(t, math.IsNaN(per.Metric[1].GetGauge().GetValue()))
 		require.True(t, math.IsInf(per.Metric[2].GetGauge().GetValue(), 1))
+		require.Equal(t, 40.0, mfs["cascade_test_steady"].Metric[0].GetGauge().GetValue())
 
 		problems, err := promlint.New(bytes.NewReader(body)).Lint()
 		require.NoError(t, err)
@@ -161,6 +170,9 @@ func newBigAppender() bigAppender {
 	}
 	return a
 }
+
+func (a bigAppender) AppendSteadyText(b []byte) ([]byte, uint64) { return b, 0 }
+func (a bigAppender) SteadyVersion() uint64                       { return 0 }
 
 func (a bigAppender) AppendText(b []byte) []byte {
 	b = AppendHelpType(b, "cascade_test_per_node", "Per node.", "gauge")

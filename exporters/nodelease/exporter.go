@@ -66,6 +66,11 @@ type Exporter struct {
 	nodes      map[string]nodeCondition
 	nodeCounts [numConditions]int
 
+	// textMu guards snap, the per-node fields one scrape copies out of
+	// leases, kept for the next so a scrape allocates nothing per node.
+	textMu sync.Mutex
+	snap   []nodeLease
+
 	informers    []cache.SharedIndexInformer
 	listPageSize int64
 	leaseWatch   watchHealth
@@ -283,25 +288,36 @@ type nodeLease struct {
 	durationNs int64
 }
 
-// AppendText implements exporters.TextAppender: the per-node families, in
-// the text format, unless per-node series are off. It copies the few fields
-// it needs under the lock and formats outside it, so a scrape holds up the
-// watch for microseconds, not for the whole formatting.
+// snapshot copies what the per-node samples need under the lock into
+// e.snap, kept for the next scrape, and returns it with the version of the
+// durations it holds. The caller holds e.textMu.
+func (e *Exporter) snapshot() ([]nodeLease, uint64) {
+	e.mu.Lock()
+	snap := e.snap[:0]
+	for _, l := range e.leases.byName {
+		snap = append(snap, nodeLease{l.name, l.renewNanos, l.durationNs})
+	}
+	version := e.leases.steadyVersion
+	e.mu.Unlock()
+	e.snap = snap
+	return snap, version
+}
+
+// AppendText implements exporters.TextAppender: the renew times, which
+// change on every renewal, unless per-node series are off. It copies the few
+// fields it needs under the lock and formats outside it, so a scrape holds
+// up the watch for microseconds, not for the whole formatting.
 func (e *Exporter) AppendText(b []byte) []byte {
 	if !e.cfg.PerNodeSeries {
 		return b
 	}
-	e.mu.Lock()
-	snap := make([]nodeLease, 0, len(e.leases.byName))
-	for _, l := range e.leases.byName {
-		snap = append(snap, nodeLease{l.name, l.renewNanos, l.durationNs})
-	}
-	e.mu.Unlock()
+	e.textMu.Lock()
+	defer e.textMu.Unlock()
+	snap, _ := e.snapshot()
 	if len(snap) == 0 {
 		return b
 	}
-
-	renew, dur := contract.NodeLeaseRenewTimestamp, contract.NodeLeaseDuration
+	renew := contract.NodeLeaseRenewTimestamp
 	b = exporters.AppendHelpType(b, renew.Name, renew.Help, string(renew.Type))
 	for _, l := range snap {
 		if l.renewNanos != 0 {
@@ -310,13 +326,33 @@ func (e *Exporter) AppendText(b []byte) []byte {
 			b = append(b, '\n')
 		}
 	}
+	return b
+}
+
+// AppendSteadyText implements exporters.TextAppender: the lease durations,
+// which change only when a lease comes, goes or is given another duration.
+func (e *Exporter) AppendSteadyText(b []byte) ([]byte, uint64) {
+	e.textMu.Lock()
+	defer e.textMu.Unlock()
+	snap, version := e.snapshot()
+	if !e.cfg.PerNodeSeries || len(snap) == 0 {
+		return b, version
+	}
+	dur := contract.NodeLeaseDuration
 	b = exporters.AppendHelpType(b, dur.Name, dur.Help, string(dur.Type))
 	for _, l := range snap {
 		b = exporters.AppendSeries(b, dur.Name, "node", l.name)
 		b = exporters.AppendSeconds(b, l.durationNs)
 		b = append(b, '\n')
 	}
-	return b
+	return b, version
+}
+
+// SteadyVersion implements exporters.TextAppender.
+func (e *Exporter) SteadyVersion() uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.leases.steadyVersion
 }
 
 func (e *Exporter) onLeaseDeleted(obj any) {

@@ -2,6 +2,7 @@ package nodelease
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"runtime/metrics"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,6 +92,7 @@ func TestExporterAgainstRealAPIServer(t *testing.T) {
 	// A lease left alone expires with no event at all.
 	createLease(t, client, "node-short", time.Now(), 2)
 	waitMetric(t, exp, `cascade_node_leases{state="fresh"}`, 3)
+	waitMetric(t, exp, `cascade_node_lease_duration_seconds{node="node-short"}`, 2)
 	waitMetric(t, exp, `cascade_node_leases{state="expired"}`, 1) // node-short, by time alone
 
 	// A node turning Ready moves between the counts.
@@ -119,6 +122,7 @@ func TestExporterAgainstRealAPIServer(t *testing.T) {
 	waitMetric(t, exp, `cascade_node_leases{state="expired"}`, 0)
 	m = scrape(t, exp)
 	require.NotContains(t, m, `cascade_node_lease_renew_timestamp_seconds{node="node-short"}`)
+	require.NotContains(t, m, `cascade_node_lease_duration_seconds{node="node-short"}`)
 	require.Greater(t, m[`cascade_node_lease_watch_last_event_timestamp_seconds`], lastEventBefore)
 
 	// The outage is in the log once when the probe failed and once when it
@@ -295,16 +299,38 @@ func scrape(t *testing.T, e *Exporter) map[string]float64 {
 	return out
 }
 
+// handlers holds one handler per exporter, as the server does, so that
+// what the handler keeps between scrapes (the steady families) is tested.
+var handlers sync.Map
+
+// fetch scrapes e, asking for gzip every other time: both bodies are made
+// from what the handler keeps.
 func fetch(t *testing.T, e *Exporter) []byte {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(collectorFunc{e})
-	h := exporters.Handler(reg, []exporters.TextAppender{e}, 0, slog.New(slog.DiscardHandler))
+	h, ok := handlers.Load(e)
+	if !ok {
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(collectorFunc{e})
+		h, _ = handlers.LoadOrStore(e, exporters.Handler(reg, []exporters.TextAppender{e}, 0, slog.New(slog.DiscardHandler)))
+	}
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	if fetches.Add(1)%2 == 0 {
+		req.Header.Set("Accept-Encoding", "gzip")
+	}
 	w := httptest.NewRecorder()
-	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	h.(http.Handler).ServeHTTP(w, req)
 	require.Equal(t, http.StatusOK, w.Code)
-	return w.Body.Bytes()
+	if w.Header().Get("Content-Encoding") != "gzip" {
+		return w.Body.Bytes()
+	}
+	zr, err := gzip.NewReader(w.Body)
+	require.NoError(t, err)
+	body, err := io.ReadAll(zr)
+	require.NoError(t, err)
+	return body
 }
+
+var fetches atomic.Uint64
 
 func parseExposition(t *testing.T, b []byte) map[string]*dto.MetricFamily {
 	t.Helper()

@@ -62,6 +62,9 @@ type leaseTracker struct {
 	pending leaseHeap
 	counts  [numStates]int
 	now     int64 // the latest time the counts are correct for
+	// steadyVersion changes whenever the leases' names or durations do:
+	// what the duration family is written from.
+	steadyVersion uint64
 }
 
 func newLeaseTracker() *leaseTracker {
@@ -78,8 +81,12 @@ func (t *leaseTracker) upsert(name string, renewNanos, durationNs int64, now int
 		// Leases come and go with nodes, rarely: an O(n) insert is fine.
 		i, _ := slices.BinarySearchFunc(t.byName, name, byName)
 		t.byName = slices.Insert(t.byName, i, l)
+		t.steadyVersion++
 	} else {
 		t.counts[l.state]--
+		if l.durationNs != durationNs {
+			t.steadyVersion++
+		}
 	}
 	l.renewNanos, l.durationNs = renewNanos, durationNs
 	l.state, l.nextChange = l.classify(t.now)
@@ -98,6 +105,7 @@ func (t *leaseTracker) remove(name string) bool {
 		heap.Remove(&t.pending, l.heapIndex)
 	}
 	delete(t.leases, name)
+	t.steadyVersion++
 	if i, found := slices.BinarySearchFunc(t.byName, name, byName); found {
 		t.byName = slices.Delete(t.byName, i, i+1)
 	}

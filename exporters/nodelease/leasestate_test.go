@@ -92,3 +92,28 @@ func BenchmarkLeaseTrackerRenew5000(b *testing.B) {
 		tr.upsert(names[i%len(names)], now, 40*sec, now)
 	}
 }
+
+// TestSteadyVersion: the version of the duration family moves when a lease
+// comes, goes or changes its duration, and only then: a renewal alone must
+// not make the handler write and compress the family again.
+func TestSteadyVersion(t *testing.T) {
+	tr := newLeaseTracker()
+	now := 1000 * sec
+	d := 40 * sec
+	version := func() uint64 { return tr.steadyVersion }
+
+	v0 := version()
+	tr.upsert("a", now, d, now)
+	v1 := version()
+	require.NotEqual(t, v0, v1, "a new lease")
+	tr.upsert("a", now+10*sec, d, now+10*sec)
+	tr.advance(now + 60*sec)
+	require.Equal(t, v1, version(), "a renewal and time passing")
+	tr.upsert("a", now+70*sec, 60*sec, now+70*sec)
+	v2 := version()
+	require.NotEqual(t, v1, v2, "another duration")
+	require.False(t, tr.remove("b"))
+	require.Equal(t, v2, version(), "removing an unknown lease")
+	require.True(t, tr.remove("a"))
+	require.NotEqual(t, v2, version(), "a lease gone")
+}
