@@ -172,7 +172,7 @@ func newBigAppender() bigAppender {
 }
 
 func (a bigAppender) AppendSteadyText(b []byte) ([]byte, uint64) { return b, 0 }
-func (a bigAppender) SteadyVersion() uint64                       { return 0 }
+func (a bigAppender) SteadyVersion() uint64                      { return 0 }
 
 func (a bigAppender) AppendText(b []byte) []byte {
 	b = AppendHelpType(b, "cascade_test_per_node", "Per node.", "gauge")

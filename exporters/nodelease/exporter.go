@@ -22,9 +22,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/pager"
+	"k8s.io/utils/clock"
 
 	"github.com/cascade-sre/cascade/exporters"
 	"github.com/cascade-sre/cascade/internal/contract"
@@ -71,7 +73,7 @@ type Exporter struct {
 	textMu sync.Mutex
 	snap   []nodeLease
 
-	informers    []cache.SharedIndexInformer
+	reflectors   []*cache.Reflector
 	listPageSize int64
 	leaseWatch   watchHealth
 	nodeWatch    watchHealth
@@ -103,9 +105,7 @@ func New(cfg Config, client *kube.Client, logger *slog.Logger) (*Exporter, error
 	e.probeOutage = outage{logger: logger, what: "API server probe"}
 	e.leaseWatch.outage = outage{logger: logger, what: "lease watch"}
 	e.nodeWatch.outage = outage{logger: logger, what: "node watch"}
-	if err := e.buildInformers(); err != nil {
-		return nil, err
-	}
+	e.buildReflectors()
 	return e, nil
 }
 
@@ -147,41 +147,28 @@ func (e *Exporter) Update(ch chan<- prometheus.Metric) error {
 	return nil
 }
 
-// buildInformers sets up the lease and node informers; Run starts them.
-func (e *Exporter) buildInformers() error {
+// buildReflectors sets up the lease and node reflectors; Run starts them.
+// Each reflector hands what it decodes straight to the exporter (leaseStore,
+// nodeStore), in its own goroutine, as kube-state-metrics does: an
+// informer would queue every event, copy it into a cache of its own and
+// pass it through two more goroutines before a handler saw it, which at
+// 100 lease renewals a second cost more CPU than the exporter's own work,
+// and its cache held a second copy of every lease and node.
+func (e *Exporter) buildReflectors() {
 	leaseAPI := e.client.Leases(e.cfg.Namespace)
-	leaseInformer := e.newInformer(&e.leaseWatch, &coordinationv1.Lease{},
-		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return leaseAPI.List(ctx, o) },
-		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return leaseAPI.Watch(ctx, o)
-		},
-		slimLease)
-	if _, err := leaseInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { e.onLease(obj) },
-		UpdateFunc: func(_, obj any) { e.onLease(obj) },
-		DeleteFunc: e.onLeaseDeleted,
-	}); err != nil {
-		return fmt.Errorf("nodelease: lease handler: %w", err)
-	}
-
 	nodeAPI := e.client.Nodes()
-	// The reflector checks every object against the example's type; list
-	// pages and watch events are slimmed before it sees them.
-	nodeInformer := e.newInformer(&e.nodeWatch, &readyNode{},
-		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return nodeAPI.List(ctx, o) },
-		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return nodeAPI.Watch(ctx, o) },
-		slimNode)
-	if _, err := nodeInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { e.onNode(obj) },
-		UpdateFunc: func(_, obj any) { e.onNode(obj) },
-		DeleteFunc: e.onNodeDeleted,
-	}); err != nil {
-		return fmt.Errorf("nodelease: node handler: %w", err)
+	e.reflectors = []*cache.Reflector{
+		e.newReflector(&e.leaseWatch, &coordinationv1.Lease{}, leaseStore{e},
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return leaseAPI.List(ctx, o) },
+			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return leaseAPI.Watch(ctx, o)
+			},
+			slimLease),
+		e.newReflector(&e.nodeWatch, &corev1.Node{}, nodeStore{e},
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return nodeAPI.List(ctx, o) },
+			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return nodeAPI.Watch(ctx, o) },
+			slimNode),
 	}
-	e.leaseWatch.synced = leaseInformer.HasSynced
-	e.nodeWatch.synced = nodeInformer.HasSynced
-	e.informers = []cache.SharedIndexInformer{leaseInformer, nodeInformer}
-	return nil
 }
 
 // startupGCPercent is the GOGC while the initial lists are read: each page
@@ -194,14 +181,14 @@ const startupGCPercent = 10
 func (e *Exporter) Run(ctx context.Context) error {
 	gcPercent := debug.SetGCPercent(startupGCPercent)
 	var wg sync.WaitGroup
-	for _, inf := range e.informers {
-		wg.Go(func() { inf.RunWithContext(ctx) })
+	for _, r := range e.reflectors {
+		wg.Go(func() { runReflector(ctx, r) })
 	}
 	if e.cfg.ProbeInterval > 0 {
 		wg.Go(func() { e.probeLoop(ctx) })
 	}
 	wg.Go(func() {
-		synced := cache.WaitForCacheSync(ctx.Done(), e.leaseWatch.synced, e.nodeWatch.synced)
+		synced := cache.WaitForCacheSync(ctx.Done(), e.leaseWatch.synced.Load, e.nodeWatch.synced.Load)
 		debug.SetGCPercent(gcPercent)
 		if synced {
 			// The initial lists are garbage now; the runtime would keep
@@ -213,15 +200,28 @@ func (e *Exporter) Run(ctx context.Context) error {
 	return nil
 }
 
+// runReflector is what Reflector.RunWithContext does, with its back-off
+// between failed calls, but without its error handler, which would log
+// every retry: each list and watch call is recorded, and an outage logged
+// once, by the exporter's watchHealth (newReflector).
+func runReflector(ctx context.Context, r *cache.Reflector) {
+	backoff := wait.Backoff{Duration: 800 * time.Millisecond, Cap: 30 * time.Second, Steps: 38, Factor: 2, Jitter: 1}
+	_ = backoff.DelayWithReset(clock.RealClock{}, 2*time.Minute).Until(ctx, true, true, func(ctx context.Context) (bool, error) {
+		_ = r.ListAndWatchWithContext(ctx)
+		return false, nil
+	})
+}
+
 type listFunc = func(context.Context, metav1.ListOptions) (runtime.Object, error)
 type watchFunc = func(context.Context, metav1.ListOptions) (watch.Interface, error)
 
-// newInformer builds an informer whose list and watch calls report to h.
-func (e *Exporter) newInformer(h *watchHealth, example runtime.Object, list listFunc, watchFn watchFunc, slim cache.TransformFunc) cache.SharedIndexInformer {
-	// Objects are slimmed as they arrive, page by page and event by event,
-	// not only in the informer's cache: at 5,000 nodes a list of whole Node
-	// objects alone holds over 100 MB at once.
+// newReflector builds a reflector into store whose list and watch calls
+// report to h.
+func (e *Exporter) newReflector(h *watchHealth, example runtime.Object, store cache.ReflectorStore, list listFunc, watchFn watchFunc, slim slimFunc) *cache.Reflector {
 	lw := &cache.ListWatch{
+		// List pages are slimmed as they arrive, before the next is read:
+		// at 5,000 nodes a list of whole Node objects holds over 100 MB
+		// at once. Watch events are slimmed by the store, one at a time.
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			obj, err := listInPages(ctx, o, e.listPageSize, list, slim)
 			h.record(ctx, err, e.now())
@@ -234,30 +234,66 @@ func (e *Exporter) newInformer(h *watchHealth, example runtime.Object, list list
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			w, err := watchFn(ctx, o)
 			h.record(ctx, err, e.now())
-			if err != nil {
-				return nil, err
-			}
-			return watch.Filter(w, func(ev watch.Event) (watch.Event, bool) {
-				switch ev.Type {
-				case watch.Added, watch.Modified, watch.Deleted:
-					if obj, err := slim(ev.Object); err == nil {
-						ev.Object = obj.(runtime.Object)
-					}
-				}
-				// Bookmarks pass untouched: the reflector reads their
-				// annotations to know the initial events have ended.
-				return ev, true
-			}), nil
+			return w, err
 		},
 	}
-	inf := cache.NewSharedIndexInformer(kube.ListThenWatch(lw), example, 0, cache.Indexers{})
-	_ = inf.SetTransform(slim)
-	// Every list and watch call is recorded above, once, and a failing one
-	// logged once by h's outage; client-go's default handler would log
-	// each retry. What else ends a watch (a stream closed early, an event
-	// that does not decode) is followed by a new call, recorded in turn.
-	_ = inf.SetWatchErrorHandlerWithContext(func(context.Context, *cache.Reflector, error) {})
-	return inf
+	return cache.NewReflectorWithOptions(kube.ListThenWatch(lw), example, store, cache.ReflectorOptions{})
+}
+
+// leaseStore receives what the lease reflector decodes. A list replaces
+// every lease: those it does not hold are gone.
+type leaseStore struct{ e *Exporter }
+
+func (s leaseStore) Add(obj any) error    { s.e.onLease(obj); return nil }
+func (s leaseStore) Update(obj any) error { s.e.onLease(obj); return nil }
+func (s leaseStore) Delete(obj any) error { s.e.onLeaseDeleted(obj); return nil }
+func (s leaseStore) Resync() error        { return nil }
+
+func (s leaseStore) Replace(items []any, _ string) error {
+	listed := make(map[string]bool, len(items))
+	for _, obj := range items {
+		s.e.onLease(obj)
+		if l, ok := obj.(*coordinationv1.Lease); ok {
+			listed[l.Name] = true
+		}
+	}
+	s.e.mu.Lock()
+	for name := range s.e.leases.leases {
+		if !listed[name] {
+			s.e.leases.remove(name)
+		}
+	}
+	s.e.mu.Unlock()
+	s.e.leaseWatch.synced.Store(true)
+	return nil
+}
+
+// nodeStore receives what the node reflector decodes: slim readyNodes from
+// lists, whole Nodes from the watch, slimmed here.
+type nodeStore struct{ e *Exporter }
+
+func (s nodeStore) Add(obj any) error    { s.e.onNode(obj); return nil }
+func (s nodeStore) Update(obj any) error { s.e.onNode(obj); return nil }
+func (s nodeStore) Delete(obj any) error { s.e.onNodeDeleted(obj); return nil }
+func (s nodeStore) Resync() error        { return nil }
+
+func (s nodeStore) Replace(items []any, _ string) error {
+	listed := make(map[string]bool, len(items))
+	for _, obj := range items {
+		if n := s.e.onNode(obj); n != "" {
+			listed[n] = true
+		}
+	}
+	s.e.mu.Lock()
+	for name, cond := range s.e.nodes {
+		if !listed[name] {
+			s.e.nodeCounts[cond]--
+			delete(s.e.nodes, name)
+		}
+	}
+	s.e.mu.Unlock()
+	s.e.nodeWatch.synced.Store(true)
+	return nil
 }
 
 func (e *Exporter) onLease(obj any) {
@@ -366,10 +402,12 @@ func (e *Exporter) onLeaseDeleted(obj any) {
 	e.mu.Unlock()
 }
 
-func (e *Exporter) onNode(obj any) {
-	n, ok := obj.(*readyNode)
+// onNode counts a node's Ready condition and returns its name ("" for
+// anything but a node).
+func (e *Exporter) onNode(obj any) string {
+	n, ok := slimNode(obj).(*readyNode)
 	if !ok {
-		return
+		return ""
 	}
 	cond := n.Ready
 	e.mu.Lock()
@@ -379,6 +417,7 @@ func (e *Exporter) onNode(obj any) {
 	}
 	e.nodes[n.Name] = cond
 	e.nodeCounts[cond]++
+	return n.Name
 }
 
 func (e *Exporter) onNodeDeleted(obj any) {
@@ -423,10 +462,10 @@ func (e *Exporter) probeLoop(ctx context.Context) {
 	}
 }
 
-// watchHealth follows one informer: healthy once synced and while no error
-// came after its last successful list, watch or event.
+// watchHealth follows one reflector: healthy once its first list is in and
+// while no error came after its last successful list, watch or event.
 type watchHealth struct {
-	synced      func() bool
+	synced      atomic.Bool
 	lastSuccess atomic.Int64
 	lastFailure atomic.Int64
 	lastEvent   atomic.Int64
@@ -485,7 +524,7 @@ func (o *outage) ended(now time.Time) {
 }
 
 func (h *watchHealth) up() bool {
-	if h.synced == nil || !h.synced() {
+	if !h.synced.Load() {
 		return false
 	}
 	return h.lastFailure.Load() <= max(h.lastSuccess.Load(), h.lastEvent.Load())
@@ -509,7 +548,7 @@ const defaultListPageSize = 100
 // read page by page from a consistent snapshot (the continue token pins it).
 // For the same reason an expired continue token fails the list (the
 // reflector lists again) instead of falling back to one whole list.
-func listInPages(ctx context.Context, o metav1.ListOptions, pageSize int64, list listFunc, slim cache.TransformFunc) (runtime.Object, error) {
+func listInPages(ctx context.Context, o metav1.ListOptions, pageSize int64, list listFunc, slim slimFunc) (runtime.Object, error) {
 	p := &pager.ListPager{
 		PageSize: pageSize,
 		PageFn: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -531,7 +570,7 @@ func listInPages(ctx context.Context, o metav1.ListOptions, pageSize int64, list
 // slimPage is page with its items slimmed: a generic list, since its items
 // (readyNode) do not fit a NodeList, with the page's resource version and
 // continue token.
-func slimPage(page runtime.Object, slim cache.TransformFunc) (runtime.Object, error) {
+func slimPage(page runtime.Object, slim slimFunc) (runtime.Object, error) {
 	items, err := meta.ExtractList(page)
 	if err != nil {
 		return nil, err
@@ -543,25 +582,24 @@ func slimPage(page runtime.Object, slim cache.TransformFunc) (runtime.Object, er
 	out := &metav1.List{ListMeta: metav1.ListMeta{ResourceVersion: lm.GetResourceVersion(), Continue: lm.GetContinue()}}
 	slimmed := make([]runtime.Object, 0, len(items))
 	for _, item := range items {
-		s, err := slim(item)
-		if err != nil {
-			return nil, err
-		}
-		obj, ok := s.(runtime.Object)
+		obj, ok := slim(item).(runtime.Object)
 		if !ok {
-			return nil, fmt.Errorf("nodelease: slimmed list item is a %T, not an API object", s)
+			return nil, fmt.Errorf("nodelease: slimmed list item is a %T, not an API object", slim(item))
 		}
 		slimmed = append(slimmed, obj)
 	}
 	return out, meta.SetList(out, slimmed)
 }
 
-// slimLease keeps only what the exporter reads, so the informer's cache of
-// thousands of leases stays small.
-func slimLease(obj any) (any, error) {
+// slimFunc returns what the exporter keeps of a listed object.
+type slimFunc func(obj any) any
+
+// slimLease keeps only what the exporter reads, so that a list of thousands
+// of leases stays small while the pages are read.
+func slimLease(obj any) any {
 	l, ok := obj.(*coordinationv1.Lease)
 	if !ok {
-		return obj, nil
+		return obj
 	}
 	return &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{Name: l.Name, Namespace: l.Namespace, ResourceVersion: l.ResourceVersion},
@@ -569,12 +607,12 @@ func slimLease(obj any) (any, error) {
 			RenewTime:            l.Spec.RenewTime,
 			LeaseDurationSeconds: l.Spec.LeaseDurationSeconds,
 		},
-	}, nil
+	}
 }
 
-// readyNode is what the exporter keeps of a Node: its name, resource version
-// and Ready condition, a third of the size of even an empty corev1.Node
-// (784 bytes). The node informer holds these, not Nodes.
+// readyNode is what a node list page keeps of each Node while the pages are
+// read: its name, resource version and Ready condition, a third of the size
+// of even an empty corev1.Node (784 bytes).
 type readyNode struct {
 	metav1.TypeMeta
 	metav1.ObjectMeta
@@ -590,15 +628,15 @@ func (n *readyNode) DeepCopyObject() runtime.Object {
 
 // slimNode turns a Node into a readyNode: images, addresses and the rest of
 // a node's status would dominate the exporter's memory.
-func slimNode(obj any) (any, error) {
+func slimNode(obj any) any {
 	n, ok := obj.(*corev1.Node)
 	if !ok {
-		return obj, nil
+		return obj
 	}
 	return &readyNode{
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name, ResourceVersion: n.ResourceVersion},
 		Ready:      readyCondition(n),
-	}, nil
+	}
 }
 
 func readyCondition(n *corev1.Node) nodeCondition {

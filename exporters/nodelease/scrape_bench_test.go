@@ -54,9 +54,9 @@ func benchScrape(b *testing.B, h http.Handler) {
 }
 
 // filledExporter returns an exporter holding n leases and n nodes, fed
-// through its event handlers as the informers would.
+// through its event handlers as the reflectors would.
 func filledExporter(b *testing.B, n int) *Exporter {
-	// The client is never used: the informers do not run.
+	// The client is never used: the reflectors do not run.
 	client, err := kube.NewClientForConfig(&rest.Config{Host: "https://127.0.0.1:1"})
 	if err != nil {
 		b.Fatal(err)
@@ -76,7 +76,7 @@ func filledExporter(b *testing.B, n int) *Exporter {
 				RenewTime:            &metav1.MicroTime{Time: now.Add(-time.Duration(i%40) * time.Second)},
 			},
 		})
-		node, _ := slimNode(&corev1.Node{
+		node := slimNode(&corev1.Node{
 			ObjectMeta: metav1.ObjectMeta{Name: name},
 			Status:     corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
 		})
