@@ -85,6 +85,7 @@ func scrapeBoth(t *testing.T, h http.Handler) (plain, compressed []byte) {
 	h.ServeHTTP(rec, req)
 	require.Equal(t, "gzip", rec.Header().Get("Content-Encoding"))
 	compressed = rec.Body.Bytes()
+	require.Equal(t, strconv.Itoa(len(compressed)), rec.Header().Get("Content-Length"))
 	in := bytes.NewReader(compressed)
 	zr, err := gzip.NewReader(in)
 	require.NoError(t, err)

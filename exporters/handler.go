@@ -76,10 +76,11 @@ type steadyText struct {
 }
 
 // scratch is what one scrape writes into: the exposition text and, when
-// the scraper accepts it, a compressor.
+// the scraper accepts it, a compressor and the compressed body.
 type scratch struct {
-	text sliceWriter
-	fw   *flate.Writer
+	text       sliceWriter
+	fw         *flate.Writer
+	compressed sliceWriter
 }
 
 func (h *handler) getScratch() *scratch {
@@ -160,10 +161,16 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	// The body is compressed whole before it is sent, with its length:
+	// one write instead of a chunk and a system call for every few KiB
+	// the compressor hands over.
+	out := &sc.compressed
+	out.b = out.b[:0]
+	_ = writeGzip(out, sc.compressor(out), buf.b, steady)
 	header.Set("Content-Encoding", "gzip")
 	header.Add("Vary", "Accept-Encoding")
-	_ = writeGzip(w, sc.compressor(w), buf.b, steady)
-	sc.fw.Reset(nil) // let go of w
+	header.Set("Content-Length", strconv.Itoa(len(out.b)))
+	_, _ = w.Write(out.b)
 }
 
 // steadyTexts returns every appender's steady families, written again where
