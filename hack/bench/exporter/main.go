@@ -61,6 +61,7 @@ type options struct {
 	warmup       time.Duration
 	interval     time.Duration
 	cascade      string
+	compare      string // a second exporter binary, or ""
 	ksm          string
 	renewWorkers int
 	keepTemp     bool
@@ -77,6 +78,7 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 10*time.Second, "scrapes before the window that are not counted")
 	flag.DurationVar(&o.interval, "interval", 250*time.Millisecond, "time between the starts of two scrapes (sequential: a slow scrape delays the next)")
 	flag.StringVar(&o.cascade, "cascade", "bin/cascade-exporter", "the exporter binary: cascade-exporter, as the image's exporter Deployment runs it, or cascade (relative paths are from the repository root)")
+	flag.StringVar(&o.compare, "compare", "", "a second exporter binary, measured as "+targetCompare+" in the same rounds as the first: an A/B test of a change (relative paths are from the repository root)")
 	flag.StringVar(&o.ksm, "ksm", ".tools/bin/kube-state-metrics", "kube-state-metrics binary; when missing, published figures are shown (hack/bench/exporter/install-ksm.sh builds it)")
 	flag.IntVar(&o.renewWorkers, "renew-workers", 32, "concurrent lease updates at most")
 	flag.BoolVar(&o.keepTemp, "keep", false, "keep the temp directories (logs of every process) for a look afterwards")
@@ -121,6 +123,12 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	o.ksm = fromRoot(root, o.ksm)
+	if o.compare != "" {
+		o.compare = fromRoot(root, o.compare)
+		if _, err := os.Stat(o.compare); err != nil {
+			return fmt.Errorf("-compare: %w", err)
+		}
+	}
 	if _, err := os.Stat(o.cascade); err != nil {
 		return fmt.Errorf("%s: %w (run `make build` first)", o.cascade, err)
 	}

@@ -17,6 +17,7 @@ import (
 
 const (
 	targetCascade = "cascade"
+	targetCompare = "cascade-compare"
 	targetFloor   = "floor"
 	targetPeer    = "kube-state-metrics"
 )
@@ -36,21 +37,32 @@ func targetSpecs(o options, kubeconfig string, n int) []targetSpec {
 	if err != nil {
 		self = "" // cannot happen on Linux; the floor is then skipped
 	}
-	cascadeAddr, floorAddr := loopbackAddr(), loopbackAddr()
+	cascadeAddr, compareAddr, floorAddr := loopbackAddr(), loopbackAddr(), loopbackAddr()
 	ksmAddr, ksmTelemetry := freePort(), freePort()
-	cascadeArgs := []string{"exporter", "--kubeconfig=" + kubeconfig, "--no-exporter.apimemory",
-		"--web.listen-address=" + cascadeAddr}
-	if o.pprofDir != "" {
-		cascadeArgs = append(cascadeArgs, "--web.enable-pprof")
+	cascadeArgs := func(addr string) []string {
+		return []string{"exporter", "--kubeconfig=" + kubeconfig, "--no-exporter.apimemory",
+			"--web.listen-address=" + addr}
 	}
-	return []targetSpec{
-		{
-			name:  targetCascade,
-			bin:   o.cascade,
-			args:  cascadeArgs,
-			url:   "http://" + cascadeAddr + "/metrics",
+	specs := []targetSpec{{
+		name:  targetCascade,
+		bin:   o.cascade,
+		args:  cascadeArgs(cascadeAddr),
+		url:   "http://" + cascadeAddr + "/metrics",
+		ready: cascadeReady(n),
+	}}
+	if o.pprofDir != "" {
+		specs[0].args = append(specs[0].args, "--web.enable-pprof")
+	}
+	if o.compare != "" {
+		specs = append(specs, targetSpec{
+			name:  targetCompare,
+			bin:   o.compare,
+			args:  cascadeArgs(compareAddr),
+			url:   "http://" + compareAddr + "/metrics",
 			ready: cascadeReady(n),
-		},
+		})
+	}
+	return append(specs, []targetSpec{
 		{
 			name:  targetFloor,
 			bin:   self,
@@ -67,7 +79,7 @@ func targetSpecs(o options, kubeconfig string, n int) []targetSpec {
 			url:   "http://127.0.0.1:" + ksmAddr + "/metrics",
 			ready: ksmReady(n),
 		},
-	}
+	}...)
 }
 
 // cascadeReady: the lease watch is up and every lease and every node is
