@@ -26,7 +26,7 @@ type Collector interface {
 	Update(ch chan<- prometheus.Metric) error
 }
 
-// Runner is implemented by exporters with background work (informers,
+// Runner is implemented by exporters with background work (watches,
 // pollers). Run blocks until ctx is done and returns nil then; an error means
 // the exporter could not start at all.
 type Runner interface {

@@ -14,33 +14,36 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestGCPercent: the exporter collects at GOGC=50, cascade run at
-// Prometheus's 75, and $GOGC wins over both.
-func TestGCPercent(t *testing.T) {
+// TestRuntimeDefaults: the exporter collects at GOGC=50 and runs on one
+// processor, cascade run collects at Prometheus's 75 on every processor,
+// and $GOGC and $GOMAXPROCS win over the defaults.
+func TestRuntimeDefaults(t *testing.T) {
 	dir := t.TempDir()
 	accessLog := filepath.Join(dir, "access.log")
 	require.NoError(t, os.WriteFile(accessLog, nil, 0o644))
 	gatewayOnly := []string{"--no-exporter.nodelease", "--no-exporter.apimemory", "--exporter.gateway", "--gateway.log=nginx-json:" + accessLog}
 	runConfig := writeRunConfig(t, dir, "cascade:\n  storage: {path: data}\n")
 	for _, tc := range []struct {
-		name string
-		bin  func(*testing.T) string
-		args []string
-		env  string
-		want string
+		name      string
+		bin       func(*testing.T) string
+		args      []string
+		env       string
+		wantGOGC  string
+		wantProcs string // "": not checked
 	}{
-		{"cascade exporter", cascadeBinary, append([]string{"exporter"}, gatewayOnly...), "", "50"},
-		{"cascade-exporter", exporterBinary, gatewayOnly, "", "50"},
-		{"cascade-exporter with GOGC", exporterBinary, gatewayOnly, "GOGC=120", "120"},
-		{"cascade run", cascadeBinary, []string{"run", "--config.file=" + runConfig, "--no-exporter.nodelease", "--no-exporter.apimemory"}, "", "75"},
-		{"cascade run with GOGC", cascadeBinary, []string{"run", "--config.file=" + runConfig, "--no-exporter.nodelease", "--no-exporter.apimemory"}, "GOGC=90", "90"},
+		{"cascade exporter", cascadeBinary, append([]string{"exporter"}, gatewayOnly...), "", "50", "1"},
+		{"cascade-exporter", exporterBinary, gatewayOnly, "", "50", "1"},
+		{"cascade-exporter with GOGC", exporterBinary, gatewayOnly, "GOGC=120", "120", "1"},
+		{"cascade-exporter with GOMAXPROCS", exporterBinary, gatewayOnly, "GOMAXPROCS=2", "50", "2"},
+		{"cascade run", cascadeBinary, []string{"run", "--config.file=" + runConfig, "--no-exporter.nodelease", "--no-exporter.apimemory"}, "", "75", ""},
+		{"cascade run with GOGC", cascadeBinary, []string{"run", "--config.file=" + runConfig, "--no-exporter.nodelease", "--no-exporter.apimemory"}, "GOGC=90", "90", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := freeAddr(t)
 			cmd := exec.Command(tc.bin(t), append(tc.args, "--web.listen-address="+addr)...)
 			cmd.Dir = dir
 			for _, kv := range os.Environ() {
-				if !strings.HasPrefix(kv, "GOGC=") {
+				if !strings.HasPrefix(kv, "GOGC=") && !strings.HasPrefix(kv, "GOMAXPROCS=") {
 					cmd.Env = append(cmd.Env, kv)
 				}
 			}
@@ -62,7 +65,10 @@ func TestGCPercent(t *testing.T) {
 				got = gauge(t, "http://"+addr+"/metrics", "go_gc_gogc_percent")
 				return got != ""
 			}, 30*time.Second, 50*time.Millisecond, "no go_gc_gogc_percent served")
-			require.Equal(t, tc.want, got)
+			require.Equal(t, tc.wantGOGC, got)
+			if tc.wantProcs != "" {
+				require.Equal(t, tc.wantProcs, gauge(t, "http://"+addr+"/metrics", "go_sched_gomaxprocs_threads"))
+			}
 		})
 	}
 }

@@ -1,6 +1,6 @@
 // Package kube builds the one Kubernetes client the exporters share, from a
 // kubeconfig or, inside a pod, from the service account, and the list-watch
-// their informers run on.
+// their reflectors and informers run on.
 package kube
 
 import (
@@ -154,7 +154,7 @@ func restConfig(c Config) (*rest.Config, error) {
 	return cfg, nil
 }
 
-// ListThenWatch returns lw for an informer that lists, then watches, and
+// ListThenWatch returns lw for a reflector that lists, then watches, and
 // never uses client-go's watch-list (the initial state streamed as watch
 // events). While a watch-list call fails, as it does against a dead API
 // server, the reflector sleeps its backoff (up to 30 s and more) without
