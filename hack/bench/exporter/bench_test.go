@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -94,5 +95,18 @@ func TestReportShowsPublishedPeer(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestBenchTargetsListenOnLoopbackOnly: the floor and the static target
+// refuse any other address, and the static body is one series.
+func TestBenchTargetsListenOnLoopbackOnly(t *testing.T) {
+	for _, listen := range []string{"0.0.0.0:0", "[::]:0", "10.0.0.1:0", "nohost"} {
+		if err := serveLoopback(listen, http.NotFoundHandler()); err == nil {
+			t.Fatalf("%s: served", listen)
+		}
+	}
+	if n := countSeries([]byte(staticBody)); n != 1 {
+		t.Fatalf("static body: %d series", n)
 	}
 }

@@ -25,24 +25,46 @@ import (
 // exporter does not serve either).
 // Nothing else runs in the process: no informers, no events, no updates.
 func serveFloor(nodes int, listen string) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(floorRegistry(nodes), promhttp.HandlerOpts{
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: 40,
+	}))
+	return serveLoopback(listen, mux)
+}
+
+// staticBody is all the static target serves.
+const staticBody = "cascade_bench_static 1\n"
+
+// serveStatic is the static target: a Go HTTP server answering one fixed
+// line. Its latency is what the machine, the loopback and the scraper cost
+// by themselves in the same rounds; no exporter's can be below it, and the
+// slowest of its scrapes show how much of every target's tail is the
+// machine's.
+func serveStatic(listen string) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		_, _ = w.Write([]byte(staticBody))
+	})
+	return serveLoopback(listen, mux)
+}
+
+// serveLoopback serves h on listen, a loopback address, until SIGINT or
+// SIGTERM.
+func serveLoopback(listen string, h http.Handler) error {
 	host, _, err := net.SplitHostPort(listen)
 	if err != nil {
 		return err
 	}
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("-listen=%s: the floor listens on loopback only", listen)
+		return fmt.Errorf("-listen=%s: the bench's own targets listen on loopback only", listen)
 	}
-	reg := floorRegistry(nodes)
 	l, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: 40,
-	}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -11,13 +11,14 @@
 //     (N/10 updates/s), and reports the rate it achieved,
 //   - starts bin/cascade-exporter exporter, the floor (this binary re-executed with
 //     -floor-nodes=N: a bare client_golang registry with the same metric
-//     names, labels and number of series, nothing else running in it) and
-//     kube-state-metrics --resources=leases, and waits until each serves the
-//     whole fleet,
+//     names, labels and number of series, nothing else running in it), the
+//     static target (this binary with -static: one fixed line, what the
+//     machine and the scraper cost by themselves) and kube-state-metrics
+//     --resources=leases, and waits until each serves the whole fleet,
 //   - warms up, then scrapes them for the measurement window with the
 //     headers Prometheus sends: in turn, one scrape at a time, each target
 //     once per interval. Interleaving them, rather than measuring one after
-//     the other, exposes all three to the same disturbances on a shared
+//     the other, exposes them all to the same disturbances on a shared
 //     machine, so their ratios hold even when the absolute figures do not.
 //
 // Latency is from the start of the request until the last byte of the body
@@ -28,10 +29,11 @@
 //
 // Run it from the repository root after `make build`:
 //
-//	go run ./hack/bench/exporter [-sizes=1000,5000] [-duration=60s] [-pprof-dir=DIR]
+//	go run ./hack/bench/exporter [-sizes=1000,5000] [-duration=60s] [-pprof-dir=DIR] [-compare=BIN]
 //
 // -pprof-dir saves cascade's heap and allocation profiles; -hold only builds
-// the fleet and keeps it alive, for running and profiling exporters by hand.
+// the fleet and keeps it alive, for running and profiling exporters by hand;
+// -compare measures a second exporter binary in the same rounds.
 //
 // The report goes to stdout, progress to stderr. Everything it starts is
 // stopped by pid on exit, on error and on Ctrl-C.
@@ -71,7 +73,8 @@ type options struct {
 
 func main() {
 	floorNodes := flag.Int("floor-nodes", 0, "internal: serve the floor registry for this many nodes and do nothing else")
-	listen := flag.String("listen", "127.0.0.1:0", "internal: the floor's listen address")
+	static := flag.Bool("static", false, "internal: serve the static target and do nothing else")
+	listen := flag.String("listen", "127.0.0.1:0", "internal: the floor's or the static target's listen address")
 	sizes := flag.String("sizes", "1000,5000", "comma-separated fleet sizes (nodes, and as many leases)")
 	o := options{}
 	flag.DurationVar(&o.duration, "duration", 60*time.Second, "measurement window per target")
@@ -86,6 +89,13 @@ func main() {
 	flag.StringVar(&o.pprofDir, "pprof-dir", "", "start cascade with --web.enable-pprof and write its heap and allocation profiles, once it serves the whole fleet and after the window, to this directory")
 	flag.Parse()
 
+	if *static {
+		if err := serveStatic(*listen); err != nil {
+			fmt.Fprintln(os.Stderr, "static:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *floorNodes > 0 {
 		if err := serveFloor(*floorNodes, *listen); err != nil {
 			fmt.Fprintln(os.Stderr, "floor:", err)

@@ -19,6 +19,7 @@ const (
 	targetCascade = "cascade"
 	targetCompare = "cascade-compare"
 	targetFloor   = "floor"
+	targetStatic  = "static"
 	targetPeer    = "kube-state-metrics"
 )
 
@@ -37,7 +38,7 @@ func targetSpecs(o options, kubeconfig string, n int) []targetSpec {
 	if err != nil {
 		self = "" // cannot happen on Linux; the floor is then skipped
 	}
-	cascadeAddr, compareAddr, floorAddr := loopbackAddr(), loopbackAddr(), loopbackAddr()
+	cascadeAddr, compareAddr, floorAddr, staticAddr := loopbackAddr(), loopbackAddr(), loopbackAddr(), loopbackAddr()
 	ksmAddr, ksmTelemetry := freePort(), freePort()
 	cascadeArgs := func(addr string) []string {
 		return []string{"exporter", "--kubeconfig=" + kubeconfig, "--no-exporter.apimemory",
@@ -68,6 +69,13 @@ func targetSpecs(o options, kubeconfig string, n int) []targetSpec {
 			bin:   self,
 			args:  []string{"-floor-nodes=" + strconv.Itoa(n), "-listen=" + floorAddr},
 			url:   "http://" + floorAddr + "/metrics",
+			ready: func([]byte) error { return nil },
+		},
+		{
+			name:  targetStatic,
+			bin:   self,
+			args:  []string{"-static", "-listen=" + staticAddr},
+			url:   "http://" + staticAddr + "/metrics",
 			ready: func([]byte) error { return nil },
 		},
 		{
