@@ -151,7 +151,7 @@ func (e *Exporter) Update(ch chan<- prometheus.Metric) error {
 // Each reflector hands what it decodes straight to the exporter (leaseStore,
 // nodeStore), in its own goroutine, as kube-state-metrics does: an
 // informer would queue every event, copy it into a cache of its own and
-// pass it through two more goroutines before a handler saw it, which at
+// pass it through three more goroutines before a handler saw it, which at
 // 100 lease renewals a second cost more CPU than the exporter's own work,
 // and its cache held a second copy of every lease and node.
 func (e *Exporter) buildReflectors() {
