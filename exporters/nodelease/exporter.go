@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
@@ -73,13 +74,14 @@ type Exporter struct {
 	textMu sync.Mutex
 	snap   []nodeLease
 
-	reflectors   []*cache.Reflector
-	listPageSize int64
-	leaseWatch   watchHealth
-	nodeWatch    watchHealth
-	probeOK      atomic.Bool
-	probeErrs    atomic.Uint64
-	probeOutage  outage
+	reflectors    []*cache.Reflector
+	leasePageSize int64 // objects per list request
+	nodePageSize  int64
+	leaseWatch    watchHealth
+	nodeWatch     watchHealth
+	probeOK       atomic.Bool
+	probeErrs     atomic.Uint64
+	probeOutage   outage
 }
 
 // New returns an exporter; nothing is watched until Run.
@@ -98,7 +100,8 @@ func New(cfg Config, client *kube.Client, logger *slog.Logger) (*Exporter, error
 		leases: newLeaseTracker(),
 		nodes:  make(map[string]nodeCondition),
 
-		listPageSize: defaultListPageSize,
+		leasePageSize: leaseListPageSize,
+		nodePageSize:  nodeListPageSize,
 	}
 	// Until the first probe answers, trust the watch alone.
 	e.probeOK.Store(cfg.ProbeInterval == 0)
@@ -158,13 +161,13 @@ func (e *Exporter) buildReflectors() {
 	leaseAPI := e.client.Leases(e.cfg.Namespace)
 	nodeAPI := e.client.Nodes()
 	e.reflectors = []*cache.Reflector{
-		e.newReflector(&e.leaseWatch, &coordinationv1.Lease{}, leaseStore{e},
+		e.newReflector(&e.leaseWatch, &coordinationv1.Lease{}, leaseStore{e}, &e.leasePageSize,
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return leaseAPI.List(ctx, o) },
 			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 				return leaseAPI.Watch(ctx, o)
 			},
 			slimLease),
-		e.newReflector(&e.nodeWatch, &corev1.Node{}, nodeStore{e},
+		e.newReflector(&e.nodeWatch, &corev1.Node{}, nodeStore{e}, &e.nodePageSize,
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return nodeAPI.List(ctx, o) },
 			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return nodeAPI.Watch(ctx, o) },
 			slimNode),
@@ -216,14 +219,14 @@ type listFunc = func(context.Context, metav1.ListOptions) (runtime.Object, error
 type watchFunc = func(context.Context, metav1.ListOptions) (watch.Interface, error)
 
 // newReflector builds a reflector into store whose list and watch calls
-// report to h.
-func (e *Exporter) newReflector(h *watchHealth, example runtime.Object, store cache.ReflectorStore, list listFunc, watchFn watchFunc, slim slimFunc) *cache.Reflector {
+// report to h; each list reads *pageSize objects a page.
+func (e *Exporter) newReflector(h *watchHealth, example runtime.Object, store cache.ReflectorStore, pageSize *int64, list listFunc, watchFn watchFunc, slim slimFunc) *cache.Reflector {
 	lw := &cache.ListWatch{
 		// List pages are slimmed as they arrive, before the next is read:
 		// at 5,000 nodes a list of whole Node objects holds over 100 MB
 		// at once. Watch events are slimmed by the store, one at a time.
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			obj, err := listInPages(ctx, o, e.listPageSize, list, slim)
+			obj, err := listInPages(ctx, o, *pageSize, list, slim)
 			h.record(ctx, err, e.now())
 			if err != nil {
 				return nil, err
@@ -253,8 +256,8 @@ func (s leaseStore) Replace(items []any, _ string) error {
 	listed := make(map[string]bool, len(items))
 	for _, obj := range items {
 		s.e.onLease(obj)
-		if l, ok := obj.(*coordinationv1.Lease); ok {
-			listed[l.Name] = true
+		if l, ok := slimLease(obj).(*listedLease); ok {
+			listed[l.name] = true
 		}
 	}
 	s.e.mu.Lock()
@@ -296,24 +299,17 @@ func (s nodeStore) Replace(items []any, _ string) error {
 	return nil
 }
 
+// onLease records a lease from the watch (a Lease) or from a list page (a
+// listedLease).
 func (e *Exporter) onLease(obj any) {
-	l, ok := obj.(*coordinationv1.Lease)
+	l, ok := slimLease(obj).(*listedLease)
 	if !ok {
 		return
 	}
 	now := e.now()
 	e.leaseWatch.lastEvent.Store(now.UnixNano())
-	var renew int64
-	if l.Spec.RenewTime != nil {
-		renew = l.Spec.RenewTime.UnixNano()
-	}
-	duration := defaultLeaseDuration
-	if l.Spec.LeaseDurationSeconds != nil && *l.Spec.LeaseDurationSeconds > 0 {
-		duration = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
-	}
-
 	e.mu.Lock()
-	e.leases.upsert(l.Name, renew, int64(duration), now.UnixNano())
+	e.leases.upsert(l.name, l.renewNanos, l.durationNs, now.UnixNano())
 	e.mu.Unlock()
 }
 
@@ -409,15 +405,14 @@ func (e *Exporter) onNode(obj any) string {
 	if !ok {
 		return ""
 	}
-	cond := n.Ready
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if old, ok := e.nodes[n.Name]; ok {
+	if old, ok := e.nodes[n.name]; ok {
 		e.nodeCounts[old]--
 	}
-	e.nodes[n.Name] = cond
-	e.nodeCounts[cond]++
-	return n.Name
+	e.nodes[n.name] = n.ready
+	e.nodeCounts[n.ready]++
+	return n.name
 }
 
 func (e *Exporter) onNodeDeleted(obj any) {
@@ -530,10 +525,16 @@ func (h *watchHealth) up() bool {
 	return h.lastFailure.Load() <= max(h.lastSuccess.Load(), h.lastEvent.Load())
 }
 
-// defaultListPageSize is how many objects one list request asks for: 100
-// whole Nodes of 10 KB of protobuf each take some 5 MB while read and
-// decoded. 5,000 nodes and their leases are 100 requests, about 4 s.
-const defaultListPageSize = 100
+// How many objects one list request asks for. A whole Node is 10-20 KB of
+// protobuf and several times that decoded: a page of 100 took some 5 MB
+// while read and decoded, which put the start-up peak above the steady
+// state once the steady state was lower; a page of 25 takes a quarter of
+// that. A Lease is under 1 KB. At 5,000 nodes that is 200 node pages and 20
+// lease pages.
+const (
+	nodeListPageSize  = 25
+	leaseListPageSize = 250
+)
 
 // listInPages lists in pages of pageSize objects with client-go's pager,
 // slimming each page before asking for the next, and returns one list of
@@ -594,50 +595,54 @@ func slimPage(page runtime.Object, slim slimFunc) (runtime.Object, error) {
 // slimFunc returns what the exporter keeps of a listed object.
 type slimFunc func(obj any) any
 
-// slimLease keeps only what the exporter reads, so that a list of thousands
-// of leases stays small while the pages are read.
+// listedLease is what a lease list page keeps of each Lease while the
+// pages are read: a tenth of a Lease even with its metadata dropped.
+type listedLease struct {
+	name       string
+	renewNanos int64 // renewTime in Unix nanoseconds; 0 when never renewed
+	durationNs int64
+}
+
+// slimLease turns a Lease into a listedLease.
 func slimLease(obj any) any {
 	l, ok := obj.(*coordinationv1.Lease)
 	if !ok {
 		return obj
 	}
-	return &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: l.Name, Namespace: l.Namespace, ResourceVersion: l.ResourceVersion},
-		Spec: coordinationv1.LeaseSpec{
-			RenewTime:            l.Spec.RenewTime,
-			LeaseDurationSeconds: l.Spec.LeaseDurationSeconds,
-		},
+	out := &listedLease{name: l.Name, durationNs: int64(defaultLeaseDuration)}
+	if l.Spec.RenewTime != nil {
+		out.renewNanos = l.Spec.RenewTime.UnixNano()
 	}
+	if l.Spec.LeaseDurationSeconds != nil && *l.Spec.LeaseDurationSeconds > 0 {
+		out.durationNs = int64(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second)
+	}
+	return out
 }
 
 // readyNode is what a node list page keeps of each Node while the pages are
-// read: its name, resource version and Ready condition, a third of the size
-// of even an empty corev1.Node (784 bytes).
+// read: its name and Ready condition, not the kilobytes of images,
+// addresses and the rest of its status.
 type readyNode struct {
-	metav1.TypeMeta
-	metav1.ObjectMeta
-	Ready nodeCondition
+	name  string
+	ready nodeCondition
 }
 
-// DeepCopyObject implements runtime.Object.
-func (n *readyNode) DeepCopyObject() runtime.Object {
-	c := &readyNode{TypeMeta: n.TypeMeta, Ready: n.Ready}
-	n.ObjectMeta.DeepCopyInto(&c.ObjectMeta)
-	return c
-}
-
-// slimNode turns a Node into a readyNode: images, addresses and the rest of
-// a node's status would dominate the exporter's memory.
+// slimNode turns a Node into a readyNode.
 func slimNode(obj any) any {
 	n, ok := obj.(*corev1.Node)
 	if !ok {
 		return obj
 	}
-	return &readyNode{
-		ObjectMeta: metav1.ObjectMeta{Name: n.Name, ResourceVersion: n.ResourceVersion},
-		Ready:      readyCondition(n),
-	}
+	return &readyNode{name: n.Name, ready: readyCondition(n)}
 }
+
+// listedLease and readyNode are API objects only as far as a list page
+// needs (the reflector takes the page's items as runtime.Objects); no
+// client ever encodes them.
+func (*listedLease) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+func (l *listedLease) DeepCopyObject() runtime.Object { c := *l; return &c }
+func (*readyNode) GetObjectKind() schema.ObjectKind   { return schema.EmptyObjectKind }
+func (n *readyNode) DeepCopyObject() runtime.Object   { c := *n; return &c }
 
 func readyCondition(n *corev1.Node) nodeCondition {
 	for _, c := range n.Status.Conditions {

@@ -181,7 +181,7 @@ func TestListsInPages(t *testing.T) {
 
 	exp, err := New(DefaultConfig(), client, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	exp.listPageSize = 2
+	exp.leasePageSize, exp.nodePageSize = 2, 2
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
 	go func() { _ = exp.Run(ctx) }()
