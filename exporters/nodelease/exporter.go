@@ -151,8 +151,8 @@ func (e *Exporter) Update(ch chan<- prometheus.Metric) error {
 }
 
 // buildReflectors sets up the lease and node reflectors; Run starts them.
-// Each reflector hands what it decodes straight to the exporter (leaseStore,
-// nodeStore), in its own goroutine, as kube-state-metrics does: an
+// Each reflector hands what it decodes straight to the exporter (store),
+// in its own goroutine, as kube-state-metrics does: an
 // informer would queue every event, copy it into a cache of its own and
 // pass it through three more goroutines before a handler saw it, which at
 // 100 lease renewals a second cost more CPU than the exporter's own work,
@@ -161,13 +161,13 @@ func (e *Exporter) buildReflectors() {
 	leaseAPI := e.client.Leases(e.cfg.Namespace)
 	nodeAPI := e.client.Nodes()
 	e.reflectors = []*cache.Reflector{
-		e.newReflector(&e.leaseWatch, &coordinationv1.Lease{}, leaseStore{e}, &e.leasePageSize,
+		e.newReflector(&e.leaseWatch, &coordinationv1.Lease{}, store{e.onLease, e.onLeaseDeleted, e.keepLeases, &e.leaseWatch}, &e.leasePageSize,
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return leaseAPI.List(ctx, o) },
 			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 				return leaseAPI.Watch(ctx, o)
 			},
 			slimLease),
-		e.newReflector(&e.nodeWatch, &corev1.Node{}, nodeStore{e}, &e.nodePageSize,
+		e.newReflector(&e.nodeWatch, &corev1.Node{}, store{e.onNode, e.onNodeDeleted, e.keepNodes, &e.nodeWatch}, &e.nodePageSize,
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return nodeAPI.List(ctx, o) },
 			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return nodeAPI.Watch(ctx, o) },
 			slimNode),
@@ -243,74 +243,68 @@ func (e *Exporter) newReflector(h *watchHealth, example runtime.Object, store ca
 	return cache.NewReflectorWithOptions(kube.ListThenWatch(lw), example, store, cache.ReflectorOptions{})
 }
 
-// leaseStore receives what the lease reflector decodes. A list replaces
-// every lease: those it does not hold are gone.
-type leaseStore struct{ e *Exporter }
+// store receives what one reflector decodes, in the reflector's goroutine.
+// A list replaces everything: what it does not hold is gone.
+type store struct {
+	upsert func(obj any) string // records obj; its name, "" if obj is not the store's kind
+	remove func(obj any)
+	keep   func(listed map[string]bool) // forgets every object not listed
+	health *watchHealth
+}
 
-func (s leaseStore) Add(obj any) error    { s.e.onLease(obj); return nil }
-func (s leaseStore) Update(obj any) error { s.e.onLease(obj); return nil }
-func (s leaseStore) Delete(obj any) error { s.e.onLeaseDeleted(obj); return nil }
-func (s leaseStore) Resync() error        { return nil }
+func (s store) Add(obj any) error    { s.upsert(obj); return nil }
+func (s store) Update(obj any) error { s.upsert(obj); return nil }
+func (s store) Delete(obj any) error { s.remove(obj); return nil }
+func (s store) Resync() error        { return nil }
 
-func (s leaseStore) Replace(items []any, _ string) error {
+func (s store) Replace(items []any, _ string) error {
 	listed := make(map[string]bool, len(items))
 	for _, obj := range items {
-		s.e.onLease(obj)
-		if l, ok := slimLease(obj).(*listedLease); ok {
-			listed[l.name] = true
+		if name := s.upsert(obj); name != "" {
+			listed[name] = true
 		}
 	}
-	s.e.mu.Lock()
-	for name := range s.e.leases.leases {
-		if !listed[name] {
-			s.e.leases.remove(name)
-		}
-	}
-	s.e.mu.Unlock()
-	s.e.leaseWatch.synced.Store(true)
+	s.keep(listed)
+	s.health.synced.Store(true)
 	return nil
 }
 
-// nodeStore receives what the node reflector decodes: slim readyNodes from
-// lists, whole Nodes from the watch, slimmed here.
-type nodeStore struct{ e *Exporter }
-
-func (s nodeStore) Add(obj any) error    { s.e.onNode(obj); return nil }
-func (s nodeStore) Update(obj any) error { s.e.onNode(obj); return nil }
-func (s nodeStore) Delete(obj any) error { s.e.onNodeDeleted(obj); return nil }
-func (s nodeStore) Resync() error        { return nil }
-
-func (s nodeStore) Replace(items []any, _ string) error {
-	listed := make(map[string]bool, len(items))
-	for _, obj := range items {
-		if n := s.e.onNode(obj); n != "" {
-			listed[n] = true
-		}
-	}
-	s.e.mu.Lock()
-	for name, cond := range s.e.nodes {
+// keepLeases forgets every lease not listed.
+func (e *Exporter) keepLeases(listed map[string]bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for name := range e.leases.leases {
 		if !listed[name] {
-			s.e.nodeCounts[cond]--
-			delete(s.e.nodes, name)
+			e.leases.remove(name)
 		}
 	}
-	s.e.mu.Unlock()
-	s.e.nodeWatch.synced.Store(true)
-	return nil
+}
+
+// keepNodes forgets every node not listed.
+func (e *Exporter) keepNodes(listed map[string]bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for name, cond := range e.nodes {
+		if !listed[name] {
+			e.nodeCounts[cond]--
+			delete(e.nodes, name)
+		}
+	}
 }
 
 // onLease records a lease from the watch (a Lease) or from a list page (a
-// listedLease).
-func (e *Exporter) onLease(obj any) {
+// listedLease) and returns its name ("" for anything else).
+func (e *Exporter) onLease(obj any) string {
 	l, ok := slimLease(obj).(*listedLease)
 	if !ok {
-		return
+		return ""
 	}
 	now := e.now()
 	e.leaseWatch.lastEvent.Store(now.UnixNano())
 	e.mu.Lock()
 	e.leases.upsert(l.name, l.renewNanos, l.durationNs, now.UnixNano())
 	e.mu.Unlock()
+	return l.name
 }
 
 // nodeLease is what one per-node sample needs, copied out under the lock.
