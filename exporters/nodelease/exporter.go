@@ -161,13 +161,13 @@ func (e *Exporter) buildReflectors() {
 	leaseAPI := e.client.Leases(e.cfg.Namespace)
 	nodeAPI := e.client.Nodes()
 	e.reflectors = []*cache.Reflector{
-		e.newReflector(&e.leaseWatch, &coordinationv1.Lease{}, store{e.onLease, e.onLeaseDeleted, e.keepLeases, &e.leaseWatch}, &e.leasePageSize,
+		e.newReflector(&e.leaseWatch, &coordinationv1.Lease{}, store{upsert: e.onLease, remove: e.onLeaseDeleted, keep: e.keepLeases}, &e.leasePageSize,
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return leaseAPI.List(ctx, o) },
 			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 				return leaseAPI.Watch(ctx, o)
 			},
 			slimLease),
-		e.newReflector(&e.nodeWatch, &corev1.Node{}, store{e.onNode, e.onNodeDeleted, e.keepNodes, &e.nodeWatch}, &e.nodePageSize,
+		e.newReflector(&e.nodeWatch, &corev1.Node{}, store{upsert: e.onNode, remove: e.onNodeDeleted, keep: e.keepNodes}, &e.nodePageSize,
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return nodeAPI.List(ctx, o) },
 			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return nodeAPI.Watch(ctx, o) },
 			slimNode),
@@ -175,9 +175,9 @@ func (e *Exporter) buildReflectors() {
 }
 
 // startupGCPercent is the GOGC while the initial lists are read: each page
-// of whole Nodes (~5 MB at 5,000 nodes) is garbage as soon as it is
-// slimmed, and at the steady state's GC goal the pages piled up into a
-// start-up peak above the steady state.
+// of whole Nodes (1-2 MB decoded) is garbage as soon as it is slimmed, and
+// at the steady state's GC goal the pages piled up into a start-up peak
+// above the steady state.
 const startupGCPercent = 10
 
 // Run watches until ctx is done.
@@ -218,9 +218,10 @@ func runReflector(ctx context.Context, r *cache.Reflector) {
 type listFunc = func(context.Context, metav1.ListOptions) (runtime.Object, error)
 type watchFunc = func(context.Context, metav1.ListOptions) (watch.Interface, error)
 
-// newReflector builds a reflector into store whose list and watch calls
-// report to h; each list reads *pageSize objects a page.
-func (e *Exporter) newReflector(h *watchHealth, example runtime.Object, store cache.ReflectorStore, pageSize *int64, list listFunc, watchFn watchFunc, slim slimFunc) *cache.Reflector {
+// newReflector builds a reflector into s whose list and watch calls, and
+// first list, report to h; each list reads *pageSize objects a page.
+func (e *Exporter) newReflector(h *watchHealth, example runtime.Object, s store, pageSize *int64, list listFunc, watchFn watchFunc, slim slimFunc) *cache.Reflector {
+	s.health = h
 	lw := &cache.ListWatch{
 		// List pages are slimmed as they arrive, before the next is read:
 		// at 5,000 nodes a list of whole Node objects holds over 100 MB
@@ -240,7 +241,7 @@ func (e *Exporter) newReflector(h *watchHealth, example runtime.Object, store ca
 			return w, err
 		},
 	}
-	return cache.NewReflectorWithOptions(kube.ListThenWatch(lw), example, store, cache.ReflectorOptions{})
+	return cache.NewReflectorWithOptions(kube.ListThenWatch(lw), example, s, cache.ReflectorOptions{})
 }
 
 // store receives what one reflector decodes, in the reflector's goroutine.
@@ -249,7 +250,7 @@ type store struct {
 	upsert func(obj any) string // records obj; its name, "" if obj is not the store's kind
 	remove func(obj any)
 	keep   func(listed map[string]bool) // forgets every object not listed
-	health *watchHealth
+	health *watchHealth                 // marked synced by the first list
 }
 
 func (s store) Add(obj any) error    { s.upsert(obj); return nil }
