@@ -248,6 +248,11 @@ func TestLokiStoreDown(t *testing.T) {
 		c.Cluster = "down"
 		c.Loki.URL = vl.LokiPushURL()
 		c.Loki.QueueCapacity = 100
+		// Small batches, so the sender is retrying a push while the 3,000
+		// lines arrive and the queue overflows: with the default 1 MiB it
+		// could take them all into its first batch before that push
+		// failed, and nothing was dropped (seen once in CI).
+		c.Loki.BatchSize = 4 << 10
 		c.Loki.BatchWait = 100 * time.Millisecond
 		c.Loki.MinBackoff = 50 * time.Millisecond
 		c.Loki.MaxBackoff = 100 * time.Millisecond
