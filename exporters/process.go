@@ -114,11 +114,11 @@ func readStatm() (size, resident uint64, err error) {
 	if len(fields) < 2 {
 		return 0, 0, fmt.Errorf("/proc/self/statm: %q: want at least two fields", buf[:n])
 	}
-	if size, err = strconv.ParseUint(string(fields[0]), 10, 64); err != nil {
-		return 0, 0, fmt.Errorf("/proc/self/statm: %w", err)
+	var pages [2]uint64
+	for i := range pages {
+		if pages[i], err = strconv.ParseUint(string(fields[i]), 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("/proc/self/statm: %w", err)
+		}
 	}
-	if resident, err = strconv.ParseUint(string(fields[1]), 10, 64); err != nil {
-		return 0, 0, fmt.Errorf("/proc/self/statm: %w", err)
-	}
-	return size, resident, nil
+	return pages[0], pages[1], nil
 }

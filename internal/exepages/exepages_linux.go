@@ -1,13 +1,10 @@
 package exepages
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"os"
-	"strconv"
-	"strings"
 
+	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,52 +19,32 @@ func Release() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	f, err := os.Open("/proc/self/maps")
+	self, err := procfs.Self()
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	ranges, err := readOnlyMappings(f, exe)
+	maps, err := self.ProcMaps()
 	if err != nil {
 		return 0, err
 	}
 	var size int64
-	for _, r := range ranges {
+	for _, m := range readOnlyMappings(maps, exe) {
 		// By address: the mapping is not Go memory, so no slice of it.
-		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, r.start, r.end-r.start, unix.MADV_PAGEOUT); errno != 0 {
-			return size, fmt.Errorf("madvise(MADV_PAGEOUT) of %s at %#x: %w", exe, r.start, errno)
+		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, m.StartAddr, m.EndAddr-m.StartAddr, unix.MADV_PAGEOUT); errno != 0 {
+			return size, fmt.Errorf("madvise(MADV_PAGEOUT) of %s at %#x: %w", exe, m.StartAddr, errno)
 		}
-		size += int64(r.end - r.start)
+		size += int64(m.EndAddr - m.StartAddr)
 	}
 	return size, nil
 }
 
-type mapping struct{ start, end uintptr }
-
-// readOnlyMappings are the mappings of path without write permission in a
-// /proc/PID/maps listing.
-func readOnlyMappings(maps io.Reader, path string) ([]mapping, error) {
-	var out []mapping
-	sc := bufio.NewScanner(maps)
-	for sc.Scan() {
-		// address perms offset dev inode path
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || strings.Join(fields[5:], " ") != path || strings.Contains(fields[1], "w") {
-			continue
+// readOnlyMappings are the mappings of path without write permission.
+func readOnlyMappings(maps []*procfs.ProcMap, path string) []*procfs.ProcMap {
+	var out []*procfs.ProcMap
+	for _, m := range maps {
+		if m.Pathname == path && m.Perms != nil && !m.Perms.Write && m.EndAddr > m.StartAddr {
+			out = append(out, m)
 		}
-		start, end, ok := strings.Cut(fields[0], "-")
-		if !ok {
-			return nil, fmt.Errorf("maps: bad address range %q", fields[0])
-		}
-		s, err := strconv.ParseUint(start, 16, 64)
-		if err != nil {
-			return nil, fmt.Errorf("maps: %w", err)
-		}
-		e, err := strconv.ParseUint(end, 16, 64)
-		if err != nil || e <= s {
-			return nil, fmt.Errorf("maps: bad address range %q", fields[0])
-		}
-		out = append(out, mapping{uintptr(s), uintptr(e)})
 	}
-	return out, sc.Err()
+	return out
 }

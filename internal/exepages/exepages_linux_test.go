@@ -6,24 +6,24 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/procfs"
 	"github.com/stretchr/testify/require"
 )
 
 func TestReadOnlyMappings(t *testing.T) {
-	maps := `00400000-02458000 r-xp 00000000 fd:01 123 /usr/bin/cascade
-02458000-047d3000 r--p 02058000 fd:01 123 /usr/bin/cascade
-047d3000-048a6000 rw-p 043d3000 fd:01 123 /usr/bin/cascade
-048a6000-06909000 rw-p 00000000 00:00 0
-7f0000000000-7f0000001000 r--p 00000000 fd:01 456 /usr/lib/libc.so.6
-7f0000001000-7f0000002000 r-xp 00000000 fd:01 789 /usr/bin/cascade-exporter
-7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]
-`
-	got, err := readOnlyMappings(strings.NewReader(maps), "/usr/bin/cascade")
-	require.NoError(t, err)
-	require.Equal(t, []mapping{{0x400000, 0x2458000}, {0x2458000, 0x47d3000}}, got)
-
-	_, err = readOnlyMappings(strings.NewReader("zz-01 r-xp 0 0:0 1 /usr/bin/cascade\n"), "/usr/bin/cascade")
-	require.Error(t, err)
+	perms := func(write bool) *procfs.ProcMapPermissions {
+		return &procfs.ProcMapPermissions{Read: true, Write: write, Private: true}
+	}
+	maps := []*procfs.ProcMap{
+		{StartAddr: 0x400000, EndAddr: 0x2458000, Perms: perms(false), Pathname: "/usr/bin/cascade"},
+		{StartAddr: 0x2458000, EndAddr: 0x47d3000, Perms: perms(false), Pathname: "/usr/bin/cascade"},
+		{StartAddr: 0x47d3000, EndAddr: 0x48a6000, Perms: perms(true), Pathname: "/usr/bin/cascade"},
+		{StartAddr: 0x48a6000, EndAddr: 0x6909000, Perms: perms(true)},
+		{StartAddr: 0x7f0000000000, EndAddr: 0x7f0000001000, Perms: perms(false), Pathname: "/usr/lib/libc.so.6"},
+		{StartAddr: 0x7f0000001000, EndAddr: 0x7f0000002000, Perms: perms(false), Pathname: "/usr/bin/cascade-exporter"},
+	}
+	got := readOnlyMappings(maps, "/usr/bin/cascade")
+	require.Equal(t, []*procfs.ProcMap{maps[0], maps[1]}, got)
 }
 
 // TestReleaseDropsResidentPages: after Release, the test binary holds
