@@ -15,10 +15,11 @@ import (
 	"github.com/prometheus/common/expfmt"
 )
 
-// TextAppender is implemented by exporters with a series per node or more:
-// they write those families straight in the text exposition format, which
-// costs a fraction of building, sorting and checking a protobuf message per
-// series as a registry does. The families must not also come from Update.
+// TextAppender is implemented by exporters with a series per node or more,
+// and by the Go runtime's and the process's series: they write those
+// families straight in the text exposition format, which costs a fraction
+// of building, sorting and checking a protobuf message per series as a
+// registry does. The families must not also come from a registry.
 //
 // Its families come in two kinds. Those that change between most scrapes
 // (a timestamp per node) are written on every scrape by AppendText. Those
@@ -173,13 +174,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(out.b)
 }
 
-// steadyTexts returns every appender's steady families, written again where
+// steadyTexts returns the appenders' steady families, written again where
 // the appender's version moved on since the last scrape, and compressed
-// when gz is set and they are not yet.
+// when gz is set and they are not yet. Appenders without any are left out.
 func (h *handler) steadyTexts(sc *scratch, gz bool) []*steadyText {
 	h.steadyMu.Lock()
 	defer h.steadyMu.Unlock()
-	out := make([]*steadyText, len(h.appenders))
+	out := make([]*steadyText, 0, len(h.appenders))
 	for i, a := range h.appenders {
 		st := h.steady[i]
 		if st == nil || st.version != a.SteadyVersion() {
@@ -187,6 +188,9 @@ func (h *handler) steadyTexts(sc *scratch, gz bool) []*steadyText {
 			st.text, st.version = a.AppendSteadyText(nil)
 			st.crc = crc32.ChecksumIEEE(st.text)
 			h.steady[i] = st
+		}
+		if len(st.text) == 0 {
+			continue
 		}
 		if gz && st.deflate == nil {
 			var b sliceWriter
@@ -198,7 +202,7 @@ func (h *handler) steadyTexts(sc *scratch, gz bool) []*steadyText {
 			st = &steadyText{version: st.version, text: st.text, deflate: b.b, crc: st.crc}
 			h.steady[i] = st
 		}
-		out[i] = st
+		out = append(out, st)
 	}
 	return out
 }

@@ -8,94 +8,79 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/procfs"
 )
 
-// NewProcessCollector returns the standard process_* series of the
+// NewProcessMetrics returns the standard process_* series of the
 // exporter's own process: CPU, memory, file descriptors and start time,
-// under the names client_golang's process collector gives them, without its
-// process_network_{receive,transmit}_bytes_total. Those are the counters of
-// the whole network namespace, not of the process, and rendering
-// /proc/self/net/netstat for them cost the kernel more than the rest of a
-// scrape of 1,000 nodes together. The start time is read once. The rest
-// comes from system calls (getrusage, getrlimit) and /proc/self/statm
-// rather than by parsing /proc/self/stat and /proc/self/limits, which took
-// a scanf and a regular expression per line: a sixth of a scrape's time at
-// 1,000 nodes. The values are the same ones: the kernel fills both from the
-// same counters.
-func NewProcessCollector() prometheus.Collector {
-	c := &processCollector{pageSize: float64(os.Getpagesize())}
+// under the names client_golang's process collector gives them, written
+// straight as text, without its process_network_{receive,transmit}_bytes_total.
+// Those are the counters of the whole network namespace, not of the
+// process, and rendering /proc/self/net/netstat for them cost the kernel more
+// than the rest of a scrape of 1,000 nodes together. The start time is read
+// once. The rest comes from system calls (getrusage, getrlimit) and
+// /proc/self/statm rather than by parsing /proc/self/stat and
+// /proc/self/limits, which took a scanf and a regular expression per line:
+// a sixth of a scrape's time at 1,000 nodes. The values are the same ones:
+// the kernel fills both from the same counters.
+func NewProcessMetrics() TextAppender {
+	p := &processMetrics{pageSize: uint64(os.Getpagesize())}
 	if self, err := procfs.Self(); err == nil {
-		c.proc = &self
+		p.proc = &self
 		if stat, err := self.Stat(); err == nil {
 			if start, err := stat.StartTime(); err == nil {
-				c.startTime = start
+				p.startTime = start
 			}
 		}
 	}
-	return c
+	return p
 }
 
-type processCollector struct {
+type processMetrics struct {
 	proc      *procfs.Proc // nil where /proc cannot be read: no series from it
 	startTime float64
-	pageSize  float64
+	pageSize  uint64
 }
 
-var (
-	processCPUDesc = prometheus.NewDesc("process_cpu_seconds_total",
-		"User and system CPU time the process has used, in seconds.", nil, nil)
-	processOpenFDsDesc = prometheus.NewDesc("process_open_fds",
-		"File descriptors the process has open.", nil, nil)
-	processMaxFDsDesc = prometheus.NewDesc("process_max_fds",
-		"The process's limit of open file descriptors.", nil, nil)
-	processVirtualDesc = prometheus.NewDesc("process_virtual_memory_bytes",
-		"Size of the process's virtual memory, in bytes.", nil, nil)
-	processVirtualMaxDesc = prometheus.NewDesc("process_virtual_memory_max_bytes",
-		"The process's limit of virtual memory, in bytes.", nil, nil)
-	processResidentDesc = prometheus.NewDesc("process_resident_memory_bytes",
-		"Resident memory of the process (its own and mapped files), in bytes.", nil, nil)
-	processStartDesc = prometheus.NewDesc("process_start_time_seconds",
-		"When the process started, as a Unix time.", nil, nil)
-)
-
-func (c *processCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{processCPUDesc, processOpenFDsDesc, processMaxFDsDesc,
-		processVirtualDesc, processVirtualMaxDesc, processResidentDesc, processStartDesc} {
-		ch <- d
-	}
-}
-
-// Collect sends what it can read; what cannot be read leaves out its
-// series, as client_golang's collector does by default.
-func (c *processCollector) Collect(ch chan<- prometheus.Metric) {
+// AppendText implements TextAppender. It writes what it can read; what
+// cannot be read leaves out its series, as client_golang's collector does
+// by default.
+func (p *processMetrics) AppendText(b []byte) []byte {
 	var usage syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err == nil {
 		cpu := time.Duration(usage.Utime.Nano() + usage.Stime.Nano())
-		ch <- prometheus.MustNewConstMetric(processCPUDesc, prometheus.CounterValue, cpu.Seconds())
+		b = AppendHelpType(b, "process_cpu_seconds_total", "User and system CPU time the process has used, in seconds.", "counter")
+		b = appendUnlabelled(b, "process_cpu_seconds_total", cpu.Seconds())
 	}
 	var limit syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &limit); err == nil {
-		ch <- prometheus.MustNewConstMetric(processMaxFDsDesc, prometheus.GaugeValue, float64(limit.Cur))
+		b = appendGaugeUint(b, "process_max_fds", "The process's limit of open file descriptors.", limit.Cur)
 	}
 	if err := syscall.Getrlimit(syscall.RLIMIT_AS, &limit); err == nil {
-		ch <- prometheus.MustNewConstMetric(processVirtualMaxDesc, prometheus.GaugeValue, float64(limit.Cur))
+		b = appendGaugeUint(b, "process_virtual_memory_max_bytes", "The process's limit of virtual memory, in bytes.", limit.Cur)
 	}
-	if c.startTime > 0 {
-		ch <- prometheus.MustNewConstMetric(processStartDesc, prometheus.GaugeValue, c.startTime)
+	if p.startTime > 0 {
+		b = appendGauge(b, "process_start_time_seconds", "When the process started, as a Unix time.", p.startTime)
 	}
-	if c.proc == nil {
-		return
+	if p.proc == nil {
+		return b
 	}
 	if size, resident, err := readStatm(); err == nil {
-		ch <- prometheus.MustNewConstMetric(processVirtualDesc, prometheus.GaugeValue, float64(size)*c.pageSize)
-		ch <- prometheus.MustNewConstMetric(processResidentDesc, prometheus.GaugeValue, float64(resident)*c.pageSize)
+		b = appendGaugeUint(b, "process_virtual_memory_bytes", "Size of the process's virtual memory, in bytes.", size*p.pageSize)
+		b = appendGaugeUint(b, "process_resident_memory_bytes", "Resident memory of the process (its own and mapped files), in bytes.", resident*p.pageSize)
 	}
-	if fds, err := c.proc.FileDescriptorsLen(); err == nil {
-		ch <- prometheus.MustNewConstMetric(processOpenFDsDesc, prometheus.GaugeValue, float64(fds))
+	if fds, err := p.proc.FileDescriptorsLen(); err == nil {
+		b = appendGaugeUint(b, "process_open_fds", "File descriptors the process has open.", uint64(fds))
 	}
+	return b
 }
+
+// AppendSteadyText implements TextAppender: every process_* series but the
+// start time can change between scrapes, and one line is not worth keeping.
+func (p *processMetrics) AppendSteadyText(b []byte) ([]byte, uint64) { return b, 0 }
+
+// SteadyVersion implements TextAppender.
+func (p *processMetrics) SteadyVersion() uint64 { return 0 }
 
 // readStatm returns the process's virtual and resident size in pages, the
 // first two fields of /proc/self/statm.

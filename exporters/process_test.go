@@ -1,20 +1,23 @@
 package exporters
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
 
-// TestProcessCollectorMatchesClientGolang: the same series as client_golang's
+// TestProcessMetricsMatchClientGolang: the same series as client_golang's
 // process collector, with the same types and values, less the network
 // namespace's counters.
-func TestProcessCollectorMatchesClientGolang(t *testing.T) {
-	ours := gatherAll(t, NewProcessCollector())
+func TestProcessMetricsMatchClientGolang(t *testing.T) {
+	ours := appendedFamilies(t, NewProcessMetrics())
 	theirs := gatherAll(t, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	delete(theirs, "process_network_receive_bytes_total")
 	delete(theirs, "process_network_transmit_bytes_total")
@@ -31,9 +34,25 @@ func TestProcessCollectorMatchesClientGolang(t *testing.T) {
 			require.Equal(t, w, g, name)
 		}
 	}
-	problems, err := testutil.CollectAndLint(NewProcessCollector())
+}
+
+// appendedFamilies parses what a reads as Prometheus's text parser does,
+// checks it with promlint, and returns it by family name.
+func appendedFamilies(t *testing.T, a TextAppender) map[string]*dto.MetricFamily {
+	t.Helper()
+	steady, _ := a.AppendSteadyText(nil)
+	text := append(a.AppendText(nil), steady...)
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	byName, err := parser.TextToMetricFamilies(bytes.NewReader(text))
+	require.NoError(t, err, "%s", text)
+	var mfs []*dto.MetricFamily
+	for _, mf := range byName {
+		mfs = append(mfs, mf)
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
 	require.NoError(t, err)
 	require.Empty(t, problems)
+	return byName
 }
 
 func gatherAll(t *testing.T, c prometheus.Collector) map[string]*dto.MetricFamily {
@@ -50,8 +69,11 @@ func gatherAll(t *testing.T, c prometheus.Collector) map[string]*dto.MetricFamil
 }
 
 func value(m *dto.Metric) float64 {
-	if m.Counter != nil {
+	switch {
+	case m.Counter != nil:
 		return m.Counter.GetValue()
+	case m.Untyped != nil:
+		return m.Untyped.GetValue()
 	}
 	return m.Gauge.GetValue()
 }

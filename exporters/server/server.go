@@ -16,7 +16,6 @@ import (
 
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
@@ -142,7 +141,9 @@ func (s *Server) ValidateWeb() error {
 // process's own metrics; routes, if set, adds the caller's handlers.
 func (s *Server) AddToGroup(g *run.Group, ctx context.Context, cancel context.CancelFunc, parts []Part, reg *prometheus.Registry, logger *slog.Logger, routes func(*http.ServeMux)) {
 	named := make([]exporters.Named, 0, len(parts))
-	var appenders []exporters.TextAppender
+	// The go_* and process_* series are written as text, like the per-node
+	// families, rather than through reg.
+	appenders := []exporters.TextAppender{exporters.NewGoRuntime(), exporters.NewProcessMetrics()}
 	for _, p := range parts {
 		named = append(named, p.Named)
 		if a, ok := p.Collector.(exporters.TextAppender); ok {
@@ -152,8 +153,6 @@ func (s *Server) AddToGroup(g *run.Group, ctx context.Context, cancel context.Ca
 	reg.MustRegister(
 		exporters.NewSet(logger, named...),
 		versioncollector.NewCollector("cascade_exporter"),
-		collectors.NewGoCollector(),
-		exporters.NewProcessCollector(),
 	)
 	mux := s.Handler(reg, appenders, logger)
 	if routes != nil {
