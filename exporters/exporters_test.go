@@ -16,6 +16,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
@@ -53,7 +54,9 @@ func (appender) AppendText(b []byte) []byte {
 
 func (appender) AppendSteadyText(b []byte) ([]byte, uint64) {
 	b = AppendHelpType(b, "cascade_test_steady", "Steady.", "gauge")
-	return AppendSample(b, "cascade_test_steady", "node", "a", 40), 1
+	b = AppendSample(b, "cascade_test_steady", "node", "a", 40)
+	b = AppendEscapedSeries(b, "cascade_test_steady", "node", EscapeLabelValue("b\"c"))
+	return append(b, "41\n"...), 1
 }
 
 func (appender) SteadyVersion() uint64 { return 1 }
@@ -81,7 +84,8 @@ func TestHandlerServesRegistryAndAppenders(t *testing.T) {
 	reg.MustRegister(NewSet(slog.New(slog.DiscardHandler),
 		Named{Name: "good", Collector: fakeExporter{}},
 	))
-	h := Handler(reg, []TextAppender{appender{}}, 0, slog.New(slog.DiscardHandler))
+	// The Go runtime's and the process's appenders have no steady text.
+	h := Handler(reg, []TextAppender{NewGoRuntime(), appender{}, NewProcessMetrics()}, 0, slog.New(slog.DiscardHandler))
 
 	for _, gz := range []bool{false, true} {
 		w, body := serve(t, h, gz)
@@ -93,6 +97,8 @@ func TestHandlerServesRegistryAndAppenders(t *testing.T) {
 		mfs, err := parser.TextToMetricFamilies(bytes.NewReader(body))
 		require.NoError(t, err, "%s", body)
 		require.Contains(t, mfs, "cascade_test_value")
+		require.Contains(t, mfs, "go_goroutines")
+		require.Contains(t, mfs, "process_cpu_seconds_total")
 		per := mfs["cascade_test_per_node"]
 		require.NotNil(t, per)
 		require.Equal(t, "Per node\\value.", per.GetHelp())
@@ -100,12 +106,23 @@ func TestHandlerServesRegistryAndAppenders(t *testing.T) {
 		require.Equal(t, 1.5, per.Metric[0].GetGauge().GetValue())
 		require.True(t, math.IsNaN(per.Metric[1].GetGauge().GetValue()))
 		require.True(t, math.IsInf(per.Metric[2].GetGauge().GetValue(), 1))
-		require.Equal(t, 40.0, mfs["cascade_test_steady"].Metric[0].GetGauge().GetValue())
+		steady := mfs["cascade_test_steady"].Metric
+		require.Equal(t, 40.0, steady[0].GetGauge().GetValue())
+		require.Equal(t, "b\"c", steady[1].Label[0].GetValue())
+		require.Equal(t, 41.0, steady[1].GetGauge().GetValue())
 
 		problems, err := promlint.New(bytes.NewReader(body)).Lint()
 		require.NoError(t, err)
 		require.Empty(t, problems)
 	}
+}
+
+// TestEscapeLabelValueCopiesOnlyWhatChanges: a name with nothing to escape,
+// any node's, is kept as it is, not copied for every lease.
+func TestEscapeLabelValueCopiesOnlyWhatChanges(t *testing.T) {
+	name := "ip-10-0-1-2.eu-west-1.compute.internal"
+	require.Same(t, unsafe.StringData(name), unsafe.StringData(EscapeLabelValue(name)))
+	require.Equal(t, `a\\b\"c\nd`, EscapeLabelValue("a\\b\"c\nd"))
 }
 
 // TestSetReportsEachExporter: a failing exporter is reported as such and does

@@ -248,12 +248,33 @@ func AppendSample(b []byte, name, label, value string, v float64) []byte {
 // AppendSeries writes a series with a single label up to its value,
 // `name{label="value"} `: the value and the newline are the caller's.
 func AppendSeries(b []byte, name, label, value string) []byte {
+	b = appendSeriesStart(b, name, label)
+	b = appendEscaped(b, value, true)
+	return append(b, `"} `...)
+}
+
+// AppendEscapedSeries is AppendSeries for a label value escaped already by
+// EscapeLabelValue: for values written on every scrape, escaped once.
+func AppendEscapedSeries(b []byte, name, label, escaped string) []byte {
+	b = appendSeriesStart(b, name, label)
+	b = append(b, escaped...)
+	return append(b, `"} `...)
+}
+
+func appendSeriesStart(b []byte, name, label string) []byte {
 	b = append(b, name...)
 	b = append(b, '{')
 	b = append(b, label...)
-	b = append(b, `="`...)
-	b = appendEscaped(b, value, true)
-	return append(b, `"} `...)
+	return append(b, `="`...)
+}
+
+// EscapeLabelValue returns s escaped as a label value of the text format:
+// s itself, not a copy, when it has nothing to escape (any node name).
+func EscapeLabelValue(s string) string {
+	if !needsEscaping(s, true) {
+		return s
+	}
+	return string(appendEscaped(nil, s, true))
 }
 
 // AppendSeconds writes ns nanoseconds as decimal seconds, exactly

@@ -310,7 +310,7 @@ func (e *Exporter) onLease(obj any) string {
 
 // nodeLease is what one per-node sample needs, copied out under the lock.
 type nodeLease struct {
-	name       string
+	label      string // the node's name escaped as a label value
 	renewNanos int64
 	durationNs int64
 }
@@ -322,7 +322,7 @@ func (e *Exporter) snapshot() ([]nodeLease, uint64) {
 	e.mu.Lock()
 	snap := e.snap[:0]
 	for _, l := range e.leases.byName {
-		snap = append(snap, nodeLease{l.name, l.renewNanos, l.durationNs})
+		snap = append(snap, nodeLease{l.label, l.renewNanos, l.durationNs})
 	}
 	version := e.leases.steadyVersion
 	e.mu.Unlock()
@@ -348,7 +348,7 @@ func (e *Exporter) AppendText(b []byte) []byte {
 	b = exporters.AppendHelpType(b, renew.Name, renew.Help, string(renew.Type))
 	for _, l := range snap {
 		if l.renewNanos != 0 {
-			b = exporters.AppendSeries(b, renew.Name, "node", l.name)
+			b = exporters.AppendEscapedSeries(b, renew.Name, "node", l.label)
 			b = exporters.AppendSeconds(b, l.renewNanos)
 			b = append(b, '\n')
 		}
@@ -368,7 +368,7 @@ func (e *Exporter) AppendSteadyText(b []byte) ([]byte, uint64) {
 	dur := contract.NodeLeaseDuration
 	b = exporters.AppendHelpType(b, dur.Name, dur.Help, string(dur.Type))
 	for _, l := range snap {
-		b = exporters.AppendSeries(b, dur.Name, "node", l.name)
+		b = exporters.AppendEscapedSeries(b, dur.Name, "node", l.label)
 		b = exporters.AppendSeconds(b, l.durationNs)
 		b = append(b, '\n')
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cascade-sre/cascade/exporters"
 	"github.com/cascade-sre/cascade/internal/contract"
 )
 
@@ -27,7 +28,8 @@ const defaultLeaseDuration = 40 * time.Second
 // lease is what the exporter keeps of one Lease object.
 type lease struct {
 	name       string
-	renewNanos int64 // renewTime in Unix nanoseconds; 0 when never renewed
+	label      string // name escaped as a label value, for every scrape's text
+	renewNanos int64  // renewTime in Unix nanoseconds; 0 when never renewed
 	durationNs int64
 	state      leaseState
 	nextChange int64 // when state changes next, Unix ns; 0 once expired
@@ -76,7 +78,7 @@ func (t *leaseTracker) upsert(name string, renewNanos, durationNs int64, now int
 	t.advance(now)
 	l, ok := t.leases[name]
 	if !ok {
-		l = &lease{name: name, heapIndex: -1}
+		l = &lease{name: name, label: exporters.EscapeLabelValue(name), heapIndex: -1}
 		t.leases[name] = l
 		// Leases come and go with nodes, rarely: an O(n) insert is fine.
 		i, _ := slices.BinarySearchFunc(t.byName, name, byName)
