@@ -70,6 +70,9 @@ func (cp *ControlPlane) KillAPIServer() { cp.apiserver.Kill() }
 // APIServerPid is the pid of the running kube-apiserver, 0 if none runs.
 func (cp *ControlPlane) APIServerPid() int { return cp.apiserver.Pid() }
 
+// EtcdPid is etcd's process id.
+func (cp *ControlPlane) EtcdPid() int { return cp.etcd.Pid() }
+
 // Stop stops kube-apiserver and etcd.
 func (cp *ControlPlane) Stop() {
 	cp.apiserver.Stop()

@@ -1,13 +1,22 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/cascade-sre/cascade/hack/bench/procstat"
+	"github.com/cascade-sre/cascade/internal/testenv"
 )
 
 func TestSamples(t *testing.T) {
@@ -109,4 +118,139 @@ func TestBenchTargetsListenOnLoopbackOnly(t *testing.T) {
 	if n := countSeries([]byte(staticBody)); n != 1 {
 		t.Fatalf("static body: %d series", n)
 	}
+}
+
+// TestReniceSetsEveryThread: a Go child's threads (several, started
+// before the renice) all end at the nice value given.
+func TestReniceSetsEveryThread(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
+	cmd.Env = append(os.Environ(), "CASCADE_BENCH_SLEEP=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stdin.Close(); _ = cmd.Wait() }()
+	pid := cmd.Process.Pid
+	var threads int
+	for deadline := time.Now().Add(10 * time.Second); threads < 2; time.Sleep(10 * time.Millisecond) {
+		tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+		threads = len(tasks)
+		if time.Now().After(deadline) {
+			t.Fatalf("child has %d threads", threads)
+		}
+	}
+	n, err := renice(pid, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 2 {
+		t.Errorf("reniced %d threads, want every one of at least 2", n)
+	}
+	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		tid, _ := strconv.Atoi(task.Name())
+		// getpriority's raw system call returns 20 - nice.
+		prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, tid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nice := 20 - prio; nice != 7 {
+			t.Errorf("thread %d: nice %d, want 7", tid, nice)
+		}
+	}
+}
+
+// TestRenewerProcessRenewsEveryLease: the renewer child renews each lease
+// of a real control plane once a period, at the nice value given, reports
+// what it did to the parent and stops on SIGTERM.
+func TestRenewerProcessRenewsEveryLease(t *testing.T) {
+	cp, err := testenv.StartControlPlane(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Stop()
+	client, err := newClient(cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	if err := createFleet(t.Context(), client, n); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := cp.WriteKubeconfig(kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	r, err := startRenewerProcess(os.Args[0], kubeconfig, 4, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.stop()
+
+	// One period renews every lease once.
+	deadline := time.Now().Add(renewPeriod + 20*time.Second)
+	for r.total().done < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("renewals after %s: %+v", renewPeriod+20*time.Second, r.total())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if s := r.total(); s.failed != 0 {
+		t.Errorf("failed renewals: %+v", s)
+	}
+	leases, err := client.CoordinationV1().Leases(leaseNamespace).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leases.Items {
+		if !l.Spec.RenewTime.After(before) {
+			t.Errorf("lease %s renewed at %s, before the renewer started (%s)", l.Name, l.Spec.RenewTime, before)
+		}
+	}
+	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(r.cmd.Process.Pid) + "/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		tid, _ := strconv.Atoi(task.Name())
+		if prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, tid); err == nil && 20-prio != 5 {
+			t.Errorf("renewer thread %d: nice %d, want 5", tid, 20-prio)
+		}
+	}
+	r.stop()
+	select {
+	case <-r.done:
+	default:
+		t.Error("the renewer still runs after stop")
+	}
+	if code := r.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("renewer exited %d after SIGTERM, want 0", code)
+	}
+}
+
+// TestMain lets the test binary stand in for the bench's child processes:
+// with CASCADE_BENCH_SLEEP set it waits until its stdin closes (a process to
+// renice); with -renew-kubeconfig it is the renewer.
+func TestMain(m *testing.M) {
+	if os.Getenv("CASCADE_BENCH_SLEEP") != "" {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}
+	if len(os.Args) == 4 && strings.HasPrefix(os.Args[1], "-renew-kubeconfig=") {
+		workers, _ := strconv.Atoi(strings.TrimPrefix(os.Args[2], "-renew-workers="))
+		nice, _ := strconv.Atoi(strings.TrimPrefix(os.Args[3], "-fleet-nice="))
+		if err := runRenewer(strings.TrimPrefix(os.Args[1], "-renew-kubeconfig="), workers, nice); err != nil {
+			fmt.Fprintln(os.Stderr, "renewer:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
 }

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/cascade-sre/cascade/internal/testenv"
 )
@@ -28,46 +29,46 @@ const (
 )
 
 // newClient talks protobuf, as kubelets do, so the control plane spends its
-// CPU on the requests and not on JSON. QPS is unlimited (-1 in RESTConfig).
+// CPU on the requests and not on JSON, with no client-side rate limit.
 func newClient(cp *testenv.ControlPlane) (kubernetes.Interface, error) {
-	cfg := cp.RESTConfig()
+	return kubernetes.NewForConfig(protobufConfig(cp.RESTConfig()))
+}
+
+func protobufConfig(cfg *rest.Config) *rest.Config {
 	cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	cfg.UserAgent = "cascade-bench-fleet"
-	return kubernetes.NewForConfig(cfg)
+	cfg.QPS = -1 // unlimited
+	return cfg
 }
 
-// createFleet creates n Nodes (with status) and their n Leases, and returns
-// the Leases as created, for the renewer.
-func createFleet(ctx context.Context, client kubernetes.Interface, n int) ([]*coordinationv1.Lease, error) {
+// createFleet creates n Nodes (with status) and their n Leases.
+func createFleet(ctx context.Context, client kubernetes.Interface, n int) error {
 	if b, err := json.Marshal(newNode(0, time.Now())); err == nil {
 		progress("[%d] creating %d nodes (%.1f KiB of JSON each) and %d leases", n, n, float64(len(b))/1024, n)
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: leaseNamespace}}
 	if _, err := client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("namespace %s: %w", leaseNamespace, err)
+		return fmt.Errorf("namespace %s: %w", leaseNamespace, err)
 	}
 
 	start := time.Now()
-	leases := make([]*coordinationv1.Lease, n)
 	err := forEach(ctx, n, createWorkers, func(i int) error {
 		now := time.Now()
 		if err := createNode(ctx, client, newNode(i, now)); err != nil {
 			return err
 		}
-		l, err := client.CoordinationV1().Leases(leaseNamespace).Create(ctx, newLease(i, now), metav1.CreateOptions{})
-		if err != nil {
+		if _, err := client.CoordinationV1().Leases(leaseNamespace).Create(ctx, newLease(i, now), metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("lease %d: %w", i, err)
 		}
-		leases[i] = l
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	took := time.Since(start)
 	progress("[%d] fleet created in %s (%.0f objects/s)", n, took.Round(time.Second), float64(2*n)/took.Seconds())
-	return leases, nil
+	return nil
 }
 
 // createNode creates the node and then sets its status: the API ignores the

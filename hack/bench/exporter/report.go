@@ -61,7 +61,7 @@ var publishedPeer = struct {
 const goalSize = 5000
 
 func printReport(w io.Writer, m machine, o options, all []sizeResult) {
-	fmt.Fprintf(w, "cascade exporter benchmark: all targets running, scraped in turn (one at a time) every %s for %s after %s of warm-up\n",
+	fmt.Fprintf(w, "cascade exporter benchmark: all targets running, scraped in turn (one at a time, spread evenly) every %s for %s after %s of warm-up\n",
 		o.interval, o.duration, o.warmup)
 	fmt.Fprintf(w, "machine: %d CPUs, %s, %s; load average %s at start, %s at end\n\n",
 		m.cpus, m.model, m.goVersion, m.loadStart, m.loadEnd)
