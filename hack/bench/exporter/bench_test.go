@@ -107,6 +107,26 @@ func TestReportShowsPublishedPeer(t *testing.T) {
 	}
 }
 
+// TestReportGivesRatiosToThePeers: issue 15's ratios, to kube-state-metrics
+// and to kube-state-metrics with gzip, from the same rounds.
+func TestReportGivesRatiosToThePeers(t *testing.T) {
+	win := func(p50 time.Duration, rss uint64, cpu float64) window {
+		return window{latencies: []time.Duration{p50}, rssPeak: rss, rssLast: rss, hwm: rss + 1<<20, cpuPercent: cpu}
+	}
+	res := []sizeResult{{nodes: 1000, targets: []targetResult{
+		{name: targetCascade, window: win(2*time.Millisecond, 20<<20, 1)},
+		{name: targetPeer, window: win(4*time.Millisecond, 40<<20, 4)},
+		{name: targetPeerGzip, window: win(8*time.Millisecond, 50<<20, 5)},
+	}}}
+	var b strings.Builder
+	printPeerRatios(&b, res)
+	want := "size 1000: cascade to kube-state-metrics: RSS 0.50x, p99 0.50x, p50 0.50x, CPU 0.25x; " +
+		"lifetime peak 21.0 MiB against 20.0 in the window; p99 0.25x kube-state-metrics with gzip\n"
+	if !strings.Contains(b.String(), want) {
+		t.Errorf("got %q, want it to hold %q", b.String(), want)
+	}
+}
+
 // TestBenchTargetsListenOnLoopbackOnly: the floor and the static target
 // refuse any other address, and the static body is one series.
 func TestBenchTargetsListenOnLoopbackOnly(t *testing.T) {

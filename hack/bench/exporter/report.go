@@ -82,8 +82,41 @@ func printReport(w io.Writer, m machine, o options, all []sizeResult) {
 		}
 	}
 	fmt.Fprintln(w)
+	printPeerRatios(w, all)
 	printGoals(w, all)
 }
+
+// printPeerRatios gives each exporter's figures as ratios to
+// kube-state-metrics' in the same rounds, as issue 15 states its goals
+// (RSS at most 0.8x, p99 at most 0.5x, CPU at most 1x, the start-up peak at
+// most the steady state), and its p99 to kube-state-metrics' with gzip on.
+func printPeerRatios(w io.Writer, all []sizeResult) {
+	for _, s := range all {
+		peer, ok := s.target(targetPeer)
+		if !ok {
+			continue
+		}
+		gz, gzOK := s.target(targetPeerGzip)
+		for _, name := range []string{targetCascade, targetCompare} {
+			c, ok := s.target(name)
+			if !ok {
+				continue
+			}
+			fmt.Fprintf(w, "size %d: %s to kube-state-metrics: RSS %.2fx, p99 %.2fx, p50 %.2fx, CPU %.2fx; lifetime peak %.1f MiB against %.1f in the window",
+				s.nodes, name, float64(c.window.rssPeak)/float64(peer.window.rssPeak),
+				ratio(c.window.percentile(0.99), peer.window.percentile(0.99)),
+				ratio(c.window.percentile(0.5), peer.window.percentile(0.5)),
+				c.window.cpuPercent/peer.window.cpuPercent, mib(c.window.hwm), mib(c.window.rssPeak))
+			if gzOK {
+				fmt.Fprintf(w, "; p99 %.2fx kube-state-metrics with gzip", ratio(c.window.percentile(0.99), gz.window.percentile(0.99)))
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
 
 var columns = []struct {
 	title string

@@ -21,6 +21,10 @@ const (
 	targetFloor   = "floor"
 	targetStatic  = "static"
 	targetPeer    = "kube-state-metrics"
+	// targetPeerGzip is kube-state-metrics with --enable-gzip-encoding:
+	// by default it sends its text uncompressed, whatever the scraper
+	// accepts, while cascade compresses it. This one does the same work.
+	targetPeerGzip = "kube-state-metrics-gzip"
 )
 
 // targetSpec says how to start one scrape target and when it is ready.
@@ -39,7 +43,12 @@ func targetSpecs(o options, kubeconfig string, n int) []targetSpec {
 		self = "" // cannot happen on Linux; the floor is then skipped
 	}
 	cascadeAddr, compareAddr, floorAddr, staticAddr := loopbackAddr(), loopbackAddr(), loopbackAddr(), loopbackAddr()
-	ksmAddr, ksmTelemetry := freePort(), freePort()
+	ksmAddr, ksmTelemetry, ksmGzipAddr, ksmGzipTelemetry := freePort(), freePort(), freePort(), freePort()
+	ksmArgs := func(port, telemetry string) []string {
+		return []string{"--resources=leases", "--kubeconfig=" + kubeconfig,
+			"--host=127.0.0.1", "--port=" + port,
+			"--telemetry-host=127.0.0.1", "--telemetry-port=" + telemetry}
+	}
 	cascadeArgs := func(addr string) []string {
 		return []string{"exporter", "--kubeconfig=" + kubeconfig, "--no-exporter.apimemory",
 			"--web.listen-address=" + addr}
@@ -79,12 +88,17 @@ func targetSpecs(o options, kubeconfig string, n int) []targetSpec {
 			ready: func([]byte) error { return nil },
 		},
 		{
-			name: targetPeer,
-			bin:  o.ksm,
-			args: []string{"--resources=leases", "--kubeconfig=" + kubeconfig,
-				"--host=127.0.0.1", "--port=" + ksmAddr,
-				"--telemetry-host=127.0.0.1", "--telemetry-port=" + ksmTelemetry},
+			name:  targetPeer,
+			bin:   o.ksm,
+			args:  ksmArgs(ksmAddr, ksmTelemetry),
 			url:   "http://127.0.0.1:" + ksmAddr + "/metrics",
+			ready: ksmReady(n),
+		},
+		{
+			name:  targetPeerGzip,
+			bin:   o.ksm,
+			args:  append(ksmArgs(ksmGzipAddr, ksmGzipTelemetry), "--enable-gzip-encoding"),
+			url:   "http://127.0.0.1:" + ksmGzipAddr + "/metrics",
 			ready: ksmReady(n),
 		},
 	}...)
