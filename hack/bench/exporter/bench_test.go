@@ -255,6 +255,24 @@ func TestRenewerProcessRenewsEveryLease(t *testing.T) {
 	}
 }
 
+// TestRenewerProcessFailsOnBadKubeconfig: a renewer that cannot start ends
+// with an error of its own instead of hanging the bench.
+func TestRenewerProcessFailsOnBadKubeconfig(t *testing.T) {
+	r, err := startRenewerProcess(os.Args[0], filepath.Join(t.TempDir(), "missing"), 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.done:
+	case <-time.After(30 * time.Second):
+		r.stop()
+		t.Fatal("the renewer still runs with a missing kubeconfig")
+	}
+	if code := r.cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("exit code %d, want 1", code)
+	}
+}
+
 // TestMain lets the test binary stand in for the bench's child processes:
 // with CASCADE_BENCH_SLEEP set it waits until its stdin closes (a process to
 // renice); with -renew-kubeconfig it is the renewer.

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,9 +36,10 @@ const statsEvery = 100 * time.Millisecond
 
 // renewerProcess is the parent's view of the child.
 type renewerProcess struct {
-	cmd     *exec.Cmd
-	done    chan struct{}
-	started time.Time
+	cmd      *exec.Cmd
+	done     chan struct{}
+	started  time.Time
+	stopping atomic.Bool
 
 	mu      sync.Mutex
 	last    renewStats    // the child's latest counters
@@ -60,7 +62,11 @@ func startRenewerProcess(bin, kubeconfig string, workers, nice int) (*renewerPro
 	r := &renewerProcess{cmd: cmd, done: make(chan struct{}), started: time.Now()}
 	go func() {
 		r.read(out)
-		_ = cmd.Wait()
+		err := cmd.Wait()
+		if !r.stopping.Load() {
+			// The report's update rate shows it too; this says when and why.
+			progress("renewer (pid %d) ended before the bench did (%v): no more lease updates", cmd.Process.Pid, err)
+		}
 		close(r.done)
 	}()
 	return r, nil
@@ -101,6 +107,7 @@ func (r *renewerProcess) resetLate() {
 
 // stop ends the child: SIGTERM to its pid, SIGKILL after 10 s.
 func (r *renewerProcess) stop() {
+	r.stopping.Store(true)
 	_ = r.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-r.done:
