@@ -34,6 +34,8 @@ func newClient(cp *testenv.ControlPlane) (kubernetes.Interface, error) {
 	return kubernetes.NewForConfig(protobufConfig(cp.RESTConfig()))
 }
 
+// protobufConfig sets cfg up as newClient describes; the renewer child
+// builds its client from a kubeconfig with it too.
 func protobufConfig(cfg *rest.Config) *rest.Config {
 	cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"

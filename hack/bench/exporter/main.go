@@ -21,7 +21,9 @@
 //     names, labels and number of series, nothing else running in it), the
 //     static target (this binary with -static: one fixed line, what the
 //     machine and the scraper cost by themselves) and kube-state-metrics
-//     --resources=leases, and waits until each serves the whole fleet,
+//     --resources=leases, as it runs by default (its text uncompressed) and
+//     with --enable-gzip-encoding (the same work as cascade's), and waits
+//     until each serves the whole fleet,
 //   - warms up, then scrapes them for the measurement window with the
 //     headers Prometheus sends: in turn, one scrape at a time, each target
 //     once per interval, the scrapes spread evenly over it. Interleaving
