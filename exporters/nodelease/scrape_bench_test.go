@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -35,6 +36,15 @@ func BenchmarkScrape(b *testing.B) {
 		})
 		b.Run("floor/"+strconv.Itoa(n), func(b *testing.B) {
 			benchScrape(b, promhttp.HandlerFor(floorRegistry(n), promhttp.HandlerOpts{}))
+		})
+		// As the exporter's server serves it: the build info in the
+		// registry, the Go runtime's and the process's series as text.
+		b.Run("served/"+strconv.Itoa(n), func(b *testing.B) {
+			e := filledExporter(b, n)
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectorFunc{e}, versioncollector.NewCollector("cascade_exporter"))
+			appenders := []exporters.TextAppender{exporters.NewGoRuntime(), exporters.NewProcessMetrics(), e}
+			benchScrape(b, exporters.Handler(reg, appenders, 0, slog.New(slog.DiscardHandler)))
 		})
 	}
 }
