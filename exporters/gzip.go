@@ -3,52 +3,39 @@ package exporters
 import (
 	"encoding/binary"
 	"hash/crc32"
-	"io"
 
-	"github.com/klauspost/compress/flate"
+	"github.com/cascade-sre/cascade/exporters/linedeflate"
 )
 
-// writeGzip writes one gzip member (RFC 1952) holding text followed by the
-// text of every steady part, compressing only text: each part's deflate
-// bytes were compressed once, when its text last changed.
+// appendGzip appends to dst one gzip member (RFC 1952) holding text
+// followed by the text of every steady part, compressing only text: each
+// part's deflate bytes were compressed once, when its text last changed.
 //
 // This works because a deflate stream (RFC 1951) is a sequence of blocks.
-// A flush ends the blocks written so far on a byte boundary (with an empty
-// stored block) without marking any of them final, so the blocks of several
-// compressors, each started afresh and flushed, can follow one another; none
-// refers back past its own start. A final empty block ends the stream, and
-// the member's trailer holds the CRC-32 and length of all the text, the
-// CRC-32 combined from each piece's.
-func writeGzip(w io.Writer, fw *flate.Writer, text []byte, steady []*steadyText) error {
-	if _, err := w.Write(gzipHeader[:]); err != nil {
-		return err
-	}
-	if _, err := fw.Write(text); err != nil {
-		return err
-	}
-	if err := fw.Flush(); err != nil {
-		return err
-	}
+// The encoder ends the blocks it writes on a byte boundary (with an empty
+// stored block, as a flush does) without marking any of them final, and
+// refers back to nothing before their start, so pieces compressed apart
+// can follow one another. A final empty block ends the stream, and the
+// member's trailer holds the CRC-32 and length of all the text, the CRC-32
+// combined from each piece's.
+func appendGzip(dst []byte, enc *linedeflate.Encoder, text []byte, steady []*steadyText) []byte {
+	dst = append(dst, gzipHeader[:]...)
+	dst = enc.Append(dst, text)
 	crc, size := crc32.ChecksumIEEE(text), uint32(len(text))
 	for _, st := range steady {
-		if _, err := w.Write(st.deflate); err != nil {
-			return err
-		}
+		dst = append(dst, st.deflate...)
 		crc = crc32Combine(crc, st.crc, int64(len(st.text)))
 		size += uint32(len(st.text)) // the trailer holds the length modulo 2^32
 	}
-	var tail [len(finalBlock) + 8]byte
-	copy(tail[:], finalBlock[:])
-	binary.LittleEndian.PutUint32(tail[len(finalBlock):], crc)
-	binary.LittleEndian.PutUint32(tail[len(finalBlock)+4:], size)
-	_, err := w.Write(tail[:])
-	return err
+	dst = append(dst, finalBlock[:]...)
+	dst = binary.LittleEndian.AppendUint32(dst, crc)
+	return binary.LittleEndian.AppendUint32(dst, size)
 }
 
 var (
 	// gzipHeader: the magic bytes, deflate, no flags, no modification time,
-	// "fastest compression" (XFL 4), unknown operating system.
-	gzipHeader = [10]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255}
+	// no compression level claimed (XFL 0), unknown operating system.
+	gzipHeader = [10]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255}
 	// finalBlock is an empty stored block marked final.
 	finalBlock = [5]byte{0x01, 0x00, 0x00, 0xff, 0xff}
 )
