@@ -2,6 +2,8 @@ package exporters
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +36,61 @@ func TestProcessMetricsMatchClientGolang(t *testing.T) {
 			require.Equal(t, w, g, name)
 		}
 	}
+}
+
+// TestOpenFDsCounted: the count the kernel gives as /proc/self/fd's size,
+// and the listing where it does not, both follow descriptors opened and
+// closed.
+func TestOpenFDsCounted(t *testing.T) {
+	p := NewProcessMetrics().(*processMetrics)
+	listing := func() uint64 {
+		entries, err := os.ReadDir("/proc/self/fd")
+		require.NoError(t, err)
+		return uint64(len(entries)) - 1 // less the listing's own
+	}
+	byListing := &processMetrics{proc: p.proc}
+	for _, q := range []*processMetrics{p, byListing} {
+		before, ok := q.openFDs()
+		require.True(t, ok)
+		require.Equal(t, listing(), before)
+		var files []*os.File
+		for range 10 {
+			f, err := os.Open(os.DevNull)
+			require.NoError(t, err)
+			files = append(files, f)
+		}
+		after, ok := q.openFDs()
+		require.True(t, ok)
+		require.Equal(t, before+10, after)
+		for _, f := range files {
+			require.NoError(t, f.Close())
+		}
+		now, _ := q.openFDs()
+		require.Equal(t, before, now)
+	}
+}
+
+func TestReadStatm(t *testing.T) {
+	f, err := os.Open("/proc/self/statm")
+	require.NoError(t, err)
+	defer f.Close()
+	for range 2 { // read again from the start
+		size, resident, err := readStatm(f)
+		require.NoError(t, err)
+		require.Positive(t, resident)
+		require.GreaterOrEqual(t, size, resident)
+	}
+	for _, bad := range []string{"", "12", "x 3 4", "1 -2 3", "99999999999999999999 1"} {
+		path := filepath.Join(t.TempDir(), "statm")
+		require.NoError(t, os.WriteFile(path, []byte(bad), 0o644))
+		f, err := os.Open(path)
+		require.NoError(t, err)
+		_, _, err = readStatm(f)
+		require.Error(t, err, "%q", bad)
+		f.Close()
+	}
+	_, _, err = readStatm(nil)
+	require.Error(t, err)
 }
 
 // appendedFamilies parses what a reads as Prometheus's text parser does,
