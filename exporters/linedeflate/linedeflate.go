@@ -8,10 +8,11 @@
 // that table is then most of what a scrape waits for. Exposition lines need
 // no table: a series' line repeats the one before it up to the label value
 // that differs, and again after it, so this encoder only looks for a repeat
-// at the same column of the line before (counted from its start, or from
-// its end when the two lines differ in length) and at the distance of the
-// last repeat it found. All it touches besides the text is a token buffer
-// and a few tables of a few hundred entries each.
+// at the same column of the line before, at the column that puts the two
+// lines' values (after their last space) over each other, which is where
+// the repeat resumes after label values of different lengths, and at the
+// distance of the last repeat it found. All it touches besides the text is
+// a token buffer and a few tables of a few hundred entries each.
 //
 // Each block carries Huffman codes built from its own symbols' counts, so
 // the random digits of timestamps cost about what they would in any deflate
