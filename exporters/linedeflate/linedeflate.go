@@ -238,7 +238,7 @@ func (e *Encoder) writeBlock(end int) {
 	e.w.write(0b100, 3) // not final; BTYPE 10, written low bit first
 	e.writeCodeLengths()
 
-	w := &e.w
+	w := e.w // a copy the compiler can keep in registers
 	p := e.blockStart
 	for _, t := range e.tokens {
 		if t&matchFlag == 0 { // a run of t literals
@@ -261,6 +261,7 @@ func (e *Encoder) writeBlock(end int) {
 		panic("linedeflate: a block's tokens do not cover its text")
 	}
 	w.write(uint64(e.litCode[endBlock]), uint(e.litLen[endBlock]))
+	e.w = w
 
 	e.tokens = e.tokens[:0]
 	e.litFreq, e.distFreq = [numLitLen]uint32{}, [numDist]uint32{}
