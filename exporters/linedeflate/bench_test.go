@@ -30,9 +30,7 @@ func BenchmarkCompress(b *testing.B) {
 				b.SetBytes(int64(len(src)))
 				for b.Loop() {
 					if cold {
-						b.StopTimer()
-						coldcache.Evict()
-						b.StartTimer()
+						coldcache.EvictUntimed(b)
 					}
 					out = e.Append(out[:0], src)
 				}
@@ -44,9 +42,7 @@ func BenchmarkCompress(b *testing.B) {
 				b.SetBytes(int64(len(src)))
 				for b.Loop() {
 					if cold {
-						b.StopTimer()
-						coldcache.Evict()
-						b.StartTimer()
+						coldcache.EvictUntimed(b)
 					}
 					out.Reset()
 					fw.Reset(&out)

@@ -3,6 +3,8 @@
 // processes have had the caches to themselves.
 package coldcache
 
+import "testing"
+
 // evictor is larger than any processor's last-level cache; allocated on
 // first use, so that only the benchmarks that want it pay for it.
 var evictor []byte
@@ -17,4 +19,11 @@ func Evict() {
 	for i := 0; i < len(evictor); i += 64 {
 		evictor[i]++
 	}
+}
+
+// EvictUntimed runs Evict with b's timer stopped.
+func EvictUntimed(b *testing.B) {
+	b.StopTimer()
+	Evict()
+	b.StartTimer()
 }
