@@ -37,9 +37,9 @@ type TextAppender interface {
 // and every Prometheus-compatible scraper accepts it.
 var textFormat = expfmt.NewFormat(expfmt.TypeTextPlain)
 
-// Handler serves /metrics: everything registered in reg through the
-// registry, then the families of every TextAppender, gzip-compressed when
-// the scraper accepts it. At most maxInFlight scrapes run at once (0: no
+// Handler serves /metrics: everything registered in reg, if not nil,
+// through the registry, then the families of every TextAppender,
+// gzip-compressed when the scraper accepts it. At most maxInFlight scrapes run at once (0: no
 // limit); more are answered 503 so a scrape storm cannot pile up.
 func Handler(reg prometheus.Gatherer, appenders []TextAppender, maxInFlight int, logger *slog.Logger) http.Handler {
 	h := &handler{reg: reg, appenders: appenders, logger: logger, spare: make(chan *scratch, 1),
@@ -119,14 +119,16 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A failing collector is logged and the rest is still served, as
 	// promhttp's ContinueOnError does: one broken source must not blind
 	// Prometheus to all the others.
-	mfs, err := h.reg.Gather()
-	if err != nil {
-		h.logger.Error("gathering metrics", "err", err)
-	}
-	enc := expfmt.NewEncoder(buf, textFormat)
-	for _, mf := range mfs {
-		if err := enc.Encode(mf); err != nil {
-			h.logger.Error("encoding metric family", "family", mf.GetName(), "err", err)
+	if h.reg != nil {
+		mfs, err := h.reg.Gather()
+		if err != nil {
+			h.logger.Error("gathering metrics", "err", err)
+		}
+		enc := expfmt.NewEncoder(buf, textFormat)
+		for _, mf := range mfs {
+			if err := enc.Encode(mf); err != nil {
+				h.logger.Error("encoding metric family", "family", mf.GetName(), "err", err)
+			}
 		}
 	}
 	for _, a := range h.appenders {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/oklog/run"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cascade-sre/cascade/exporters/server"
 	"github.com/cascade-sre/cascade/internal/exepages"
@@ -61,11 +60,13 @@ func (c *exporterCommand) run(logger *slog.Logger) int {
 		logger.Error("invalid --web.config.file", "file", c.server.WebConfigFile(), "err", err)
 		return 1
 	}
-	reg := prometheus.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var g run.Group
-	c.server.AddToGroup(&g, ctx, cancel, parts, reg, logger, nil)
+	if err := c.server.AddToGroup(&g, ctx, cancel, parts, nil, logger, nil); err != nil {
+		logger.Error("cannot start the exporter", "err", err)
+		return 1
+	}
 	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
 	releaseStartupPages(logger)
 	return runGroup(&g, logger, "exporter")

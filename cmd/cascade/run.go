@@ -181,10 +181,13 @@ func (r *runCommand) run(logger *slog.Logger) int {
 	var g run.Group
 	quit := make(chan struct{})
 	var quitOnce sync.Once
-	r.exporters.AddToGroup(&g, ctx, cancel, parts, reg, logger, func(mux *http.ServeMux) {
+	if err := r.exporters.AddToGroup(&g, ctx, cancel, parts, reg, logger, func(mux *http.ServeMux) {
 		r.lifecycleRoutes(mux, rl, func() { quitOnce.Do(func() { close(quit) }) })
 		mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Ready") })
-	})
+	}); err != nil {
+		logger.Error("cannot start the exporters", "err", err)
+		return 1
+	}
 	g.Add(func() error {
 		select {
 		case <-quit:

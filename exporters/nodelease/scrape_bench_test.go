@@ -33,44 +33,47 @@ func BenchmarkScrape(b *testing.B) {
 			e := filledExporter(b, n)
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectorFunc{e})
-			benchScrape(b, exporters.Handler(reg, []exporters.TextAppender{e}, 0, slog.New(slog.DiscardHandler)))
+			benchScrape(b, exporters.Handler(reg, []exporters.TextAppender{e}, 0, slog.New(slog.DiscardHandler)), false)
 		})
 		b.Run("floor/"+strconv.Itoa(n), func(b *testing.B) {
-			benchScrape(b, promhttp.HandlerFor(floorRegistry(n), promhttp.HandlerOpts{}))
+			benchScrape(b, promhttp.HandlerFor(floorRegistry(n), promhttp.HandlerOpts{}), false)
 		})
-		// As the exporter's server serves it: the build info in the
-		// registry, the Go runtime's and the process's series as text.
+		// As the exporter's server serves it.
 		b.Run("served/"+strconv.Itoa(n), func(b *testing.B) {
-			e := filledExporter(b, n)
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectorFunc{e}, versioncollector.NewCollector("cascade_exporter"))
-			appenders := []exporters.TextAppender{exporters.NewGoRuntime(), exporters.NewProcessMetrics(), e}
-			benchScrape(b, exporters.Handler(reg, appenders, 0, slog.New(slog.DiscardHandler)))
+			benchScrape(b, servedHandler(b, n), false)
 		})
 		// The same with the caches emptied before each scrape, as the
 		// work of other processes between two scrapes seconds apart
 		// empties them: the figure the bench's latencies follow.
 		b.Run("served-cold/"+strconv.Itoa(n), func(b *testing.B) {
-			e := filledExporter(b, n)
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectorFunc{e}, versioncollector.NewCollector("cascade_exporter"))
-			appenders := []exporters.TextAppender{exporters.NewGoRuntime(), exporters.NewProcessMetrics(), e}
-			benchScrape(b, exporters.Handler(reg, appenders, 0, slog.New(slog.DiscardHandler)), coldcache.Evict)
+			benchScrape(b, servedHandler(b, n), true)
 		})
 	}
 }
 
-// benchScrape times scrapes of h; before each, outside the timing, it
-// runs each of before.
-func benchScrape(b *testing.B, h http.Handler, before ...func()) {
+// servedHandler serves an exporter of n nodes as exporters/server does:
+// the exporter set and the build info, the Go runtime's and the process's
+// series and the per-node families, all as text.
+func servedHandler(b *testing.B, n int) http.Handler {
+	logger := slog.New(slog.DiscardHandler)
+	e := filledExporter(b, n)
+	own, err := exporters.NewCollectorText(logger,
+		exporters.NewSet(logger, exporters.Named{Name: "nodelease", Collector: e}),
+		versioncollector.NewCollector("cascade_exporter"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	appenders := []exporters.TextAppender{own, exporters.NewGoRuntime(), exporters.NewProcessMetrics(), e}
+	return exporters.Handler(nil, appenders, 0, logger)
+}
+
+// benchScrape times scrapes of h; when cold is set, it empties the caches
+// before each, outside the timing.
+func benchScrape(b *testing.B, h http.Handler, cold bool) {
 	b.ReportAllocs()
 	for b.Loop() {
-		if len(before) > 0 {
-			b.StopTimer()
-			for _, f := range before {
-				f()
-			}
-			b.StartTimer()
+		if cold {
+			coldcache.EvictUntimed(b)
 		}
 		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 		req.Header.Set("Accept-Encoding", "gzip")

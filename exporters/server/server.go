@@ -137,23 +137,29 @@ func (s *Server) ValidateWeb() error {
 }
 
 // AddToGroup adds the exporters' background work and the HTTP server to g;
-// any of them ending cancels ctx. reg receives the exporters and the
-// process's own metrics; routes, if set, adds the caller's handlers.
-func (s *Server) AddToGroup(g *run.Group, ctx context.Context, cancel context.CancelFunc, parts []Part, reg *prometheus.Registry, logger *slog.Logger, routes func(*http.ServeMux)) {
+// any of them ending cancels ctx. The metrics path serves the exporters,
+// the build info, the process's own metrics and, if reg is not nil, what
+// the caller registered there; routes, if set, adds the caller's handlers.
+// It fails only if an exporter's descriptors cannot be read.
+func (s *Server) AddToGroup(g *run.Group, ctx context.Context, cancel context.CancelFunc, parts []Part, reg *prometheus.Registry, logger *slog.Logger, routes func(*http.ServeMux)) error {
 	named := make([]exporters.Named, 0, len(parts))
-	// The go_* and process_* series are written as text, like the per-node
-	// families, rather than through reg.
-	appenders := []exporters.TextAppender{exporters.NewGoRuntime(), exporters.NewProcessMetrics()}
+	var perNode []exporters.TextAppender
 	for _, p := range parts {
 		named = append(named, p.Named)
 		if a, ok := p.Collector.(exporters.TextAppender); ok {
-			appenders = append(appenders, a)
+			perNode = append(perNode, a)
 		}
 	}
-	reg.MustRegister(
+	// Everything is written as text, with buffers kept between scrapes,
+	// rather than through a registry (see exporters.CollectorText).
+	own, err := exporters.NewCollectorText(logger,
 		exporters.NewSet(logger, named...),
 		versioncollector.NewCollector("cascade_exporter"),
 	)
+	if err != nil {
+		return err
+	}
+	appenders := append([]exporters.TextAppender{own, exporters.NewGoRuntime(), exporters.NewProcessMetrics()}, perNode...)
 	mux := s.Handler(reg, appenders, logger)
 	if routes != nil {
 		routes(mux)
@@ -183,13 +189,18 @@ func (s *Server) AddToGroup(g *run.Group, ctx context.Context, cancel context.Ca
 		defer scancel()
 		_ = server.Shutdown(sctx)
 	})
+	return nil
 }
 
-// Handler serves reg and appenders at the metrics path, /-/healthy, a
-// landing page and, with --web.enable-pprof, the Go profiles.
+// Handler serves reg (if not nil) and appenders at the metrics path,
+// /-/healthy, a landing page and, with --web.enable-pprof, the Go profiles.
 func (s *Server) Handler(reg *prometheus.Registry, appenders []exporters.TextAppender, logger *slog.Logger) *http.ServeMux {
+	var gatherer prometheus.Gatherer
+	if reg != nil { // a nil *Registry in the interface would not be nil
+		gatherer = reg
+	}
 	mux := http.NewServeMux()
-	mux.Handle(s.metricsPath, exporters.Handler(reg, appenders, s.maxRequests, logger))
+	mux.Handle(s.metricsPath, exporters.Handler(gatherer, appenders, s.maxRequests, logger))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy") })
 	if s.enablePprof {
 		// Registered by hand: importing net/http/pprof also adds these to
