@@ -30,8 +30,8 @@ import (
 // and asks the kernel the size of the second, which since Linux 6.2 is the
 // number of open descriptors, rather than looking both up by path and
 // listing the directory. Between scrapes seconds apart the kernel's path
-// walk and directory listing run with cold caches, and they cost five times
-// as much as these system calls: 80 us a scrape.
+// walk and directory listing run with cold caches: the process's series
+// took 94-100 us a scrape that way, 41-49 us this way (BenchmarkProcessMetrics).
 func NewProcessMetrics() TextAppender {
 	p := &processMetrics{pageSize: uint64(os.Getpagesize())}
 	if self, err := procfs.Self(); err == nil {
