@@ -140,26 +140,13 @@ func (s *Server) ValidateWeb() error {
 // any of them ending cancels ctx. The metrics path serves the exporters,
 // the build info, the process's own metrics and, if reg is not nil, what
 // the caller registered there; routes, if set, adds the caller's handlers.
-// It fails only if an exporter's descriptors cannot be read.
+// It fails only if the exporters' descriptors cannot be read, or
+// registered in reg beside the caller's.
 func (s *Server) AddToGroup(g *run.Group, ctx context.Context, cancel context.CancelFunc, parts []Part, reg *prometheus.Registry, logger *slog.Logger, routes func(*http.ServeMux)) error {
-	named := make([]exporters.Named, 0, len(parts))
-	var perNode []exporters.TextAppender
-	for _, p := range parts {
-		named = append(named, p.Named)
-		if a, ok := p.Collector.(exporters.TextAppender); ok {
-			perNode = append(perNode, a)
-		}
-	}
-	// Everything is written as text, with buffers kept between scrapes,
-	// rather than through a registry (see exporters.CollectorText).
-	own, err := exporters.NewCollectorText(logger,
-		exporters.NewSet(logger, named...),
-		versioncollector.NewCollector("cascade_exporter"),
-	)
+	appenders, err := metricsAppenders(parts, reg, logger)
 	if err != nil {
 		return err
 	}
-	appenders := append([]exporters.TextAppender{own, exporters.NewGoRuntime(), exporters.NewProcessMetrics()}, perNode...)
 	mux := s.Handler(reg, appenders, logger)
 	if routes != nil {
 		routes(mux)
@@ -190,6 +177,43 @@ func (s *Server) AddToGroup(g *run.Group, ctx context.Context, cancel context.Ca
 		_ = server.Shutdown(sctx)
 	})
 	return nil
+}
+
+// metricsAppenders returns what the metrics path writes besides reg: the
+// exporters' own families and the build info, the Go runtime's and the
+// process's series, then the per-node families.
+//
+// Without a registry (cascade exporter) the exporters' own families are
+// written as text too, with buffers kept between scrapes
+// (exporters.CollectorText). With one (cascade run) they are registered
+// there: the caller's collectors may have families of the same names (its
+// Loki client's and the gateway exporter's), which one registry merges into
+// one family and two writers would each write.
+func metricsAppenders(parts []Part, reg *prometheus.Registry, logger *slog.Logger) ([]exporters.TextAppender, error) {
+	named := make([]exporters.Named, 0, len(parts))
+	var perNode []exporters.TextAppender
+	for _, p := range parts {
+		named = append(named, p.Named)
+		if a, ok := p.Collector.(exporters.TextAppender); ok {
+			perNode = append(perNode, a)
+		}
+	}
+	own := []prometheus.Collector{exporters.NewSet(logger, named...), versioncollector.NewCollector("cascade_exporter")}
+	appenders := []exporters.TextAppender{exporters.NewGoRuntime(), exporters.NewProcessMetrics()}
+	if reg != nil {
+		for _, c := range own {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		text, err := exporters.NewCollectorText(logger, own...)
+		if err != nil {
+			return nil, err
+		}
+		appenders = append([]exporters.TextAppender{text}, appenders...)
+	}
+	return append(appenders, perNode...), nil
 }
 
 // Handler serves reg (if not nil) and appenders at the metrics path,
