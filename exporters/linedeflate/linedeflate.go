@@ -228,7 +228,7 @@ func (e *Encoder) writeBlock(end int) {
 	e.litFreq[endBlock] = 1
 	e.huff.lengths(e.litFreq[:], maxCodeBits, e.litLen[:])
 	e.huff.lengths(e.distFreq[:], maxCodeBits, e.distLen[:])
-	if !anyUsed(e.distLen[:]) {
+	if lastUsed(e.distLen[:]) < 0 {
 		// All literals: a decoder still wants one distance code.
 		e.distLen[0] = 1
 	}
@@ -276,8 +276,8 @@ var codeLengthOrder = [19]uint8{16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 
 // three bits: how many codes of each alphabet are sent, the code-length
 // code, and the lengths of both codes run-length encoded with it.
 func (e *Encoder) writeCodeLengths() {
-	hlit := lastUsed(e.litLen[:]) + 1 // at least 257: the end of block is always used
-	hdist := max(lastUsed(e.distLen[:])+1, 1)
+	hlit := lastUsed(e.litLen[:]) + 1   // at least 257: the end of block is always used
+	hdist := lastUsed(e.distLen[:]) + 1 // at least 1: writeBlock gives one distance a code
 
 	// The lengths of both alphabets form one sequence, run-length encoded
 	// as symbols 0-15 (a length), 16 (the last length 3-6 more times),
@@ -351,8 +351,6 @@ func (e *Encoder) writeCodeLengths() {
 }
 
 type codeLengthRun struct{ sym, extra uint8 }
-
-func anyUsed(lengths []uint8) bool { return lastUsed(lengths) >= 0 }
 
 // lastUsed returns the highest symbol with a code, or -1.
 func lastUsed(lengths []uint8) int {
