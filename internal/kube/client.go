@@ -4,9 +4,11 @@
 package kube
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -15,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/client-go/gentype"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -107,31 +109,71 @@ func groupClient(cfg *rest.Config, httpClient *http.Client, apiPath string, gv s
 	return c, nil
 }
 
+// Resource lists, watches and gets one kind of object (T, its list L) of
+// one namespace, or of the cluster when namespace is empty. client-go's
+// gentype does the same, but links client-go's fake clients with it, and
+// their server-side apply and OpenAPI machinery: packages whose
+// initialisers alone touched megabytes of the exporter's executable at
+// start-up.
+type Resource[T, L runtime.Object] struct {
+	client    rest.Interface
+	resource  string
+	namespace string
+	newObject func() T
+	newList   func() L
+}
+
+// List lists the objects that opts selects.
+func (r Resource[T, L]) List(ctx context.Context, opts metav1.ListOptions) (L, error) {
+	list := r.newList()
+	err := r.request(&opts, opts.TimeoutSeconds).Do(ctx).Into(list)
+	return list, err
+}
+
+// Watch watches the objects that opts selects.
+func (r Resource[T, L]) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	opts.Watch = true
+	return r.request(&opts, opts.TimeoutSeconds).Watch(ctx)
+}
+
+// Get gets the object called name.
+func (r Resource[T, L]) Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error) {
+	object := r.newObject()
+	err := r.request(&opts, nil).Name(name).Do(ctx).Into(object)
+	return object, err
+}
+
+func (r Resource[T, L]) request(opts runtime.Object, timeoutSeconds *int64) *rest.Request {
+	var timeout time.Duration
+	if timeoutSeconds != nil {
+		timeout = time.Duration(*timeoutSeconds) * time.Second
+	}
+	return r.client.Get().
+		NamespaceIfScoped(r.namespace, r.namespace != "").
+		Resource(r.resource).
+		VersionedParams(opts, parameterCodec).
+		Timeout(timeout)
+}
+
 // Leases are the Leases of namespace.
-func (c *Client) Leases(namespace string) *gentype.ClientWithList[*coordinationv1.Lease, *coordinationv1.LeaseList] {
-	return gentype.NewClientWithList(
-		"leases", c.coordination, parameterCodec, namespace,
+func (c *Client) Leases(namespace string) Resource[*coordinationv1.Lease, *coordinationv1.LeaseList] {
+	return Resource[*coordinationv1.Lease, *coordinationv1.LeaseList]{c.coordination, "leases", namespace,
 		func() *coordinationv1.Lease { return &coordinationv1.Lease{} },
-		func() *coordinationv1.LeaseList { return &coordinationv1.LeaseList{} },
-		gentype.PrefersProtobuf[*coordinationv1.Lease]())
+		func() *coordinationv1.LeaseList { return &coordinationv1.LeaseList{} }}
 }
 
 // Nodes are the cluster's Nodes.
-func (c *Client) Nodes() *gentype.ClientWithList[*corev1.Node, *corev1.NodeList] {
-	return gentype.NewClientWithList(
-		"nodes", c.core, parameterCodec, "",
+func (c *Client) Nodes() Resource[*corev1.Node, *corev1.NodeList] {
+	return Resource[*corev1.Node, *corev1.NodeList]{c.core, "nodes", "",
 		func() *corev1.Node { return &corev1.Node{} },
-		func() *corev1.NodeList { return &corev1.NodeList{} },
-		gentype.PrefersProtobuf[*corev1.Node]())
+		func() *corev1.NodeList { return &corev1.NodeList{} }}
 }
 
 // Pods are the Pods of namespace.
-func (c *Client) Pods(namespace string) *gentype.ClientWithList[*corev1.Pod, *corev1.PodList] {
-	return gentype.NewClientWithList(
-		"pods", c.core, parameterCodec, namespace,
+func (c *Client) Pods(namespace string) Resource[*corev1.Pod, *corev1.PodList] {
+	return Resource[*corev1.Pod, *corev1.PodList]{c.core, "pods", namespace,
 		func() *corev1.Pod { return &corev1.Pod{} },
-		func() *corev1.PodList { return &corev1.PodList{} },
-		gentype.PrefersProtobuf[*corev1.Pod]())
+		func() *corev1.PodList { return &corev1.PodList{} }}
 }
 
 func restConfig(c Config) (*rest.Config, error) {
