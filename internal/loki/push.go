@@ -15,9 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/grafana/loki/pkg/push"
 	"github.com/klauspost/compress/snappy"
 	"github.com/prometheus/common/version"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/cascade-sre/cascade/internal/redact"
 )
@@ -27,13 +27,24 @@ const maxErrorBody = 1 << 10
 
 // batch is what one push request carries: entries grouped by stream.
 type batch struct {
-	streams map[string]*push.Stream // by the stream's label string
-	bytes   int                     // of lines
+	streams map[string]*stream // by the stream's label string
+	bytes   int                // of lines
 	entries int
 	created time.Time
 }
 
-func newBatch() *batch { return &batch{streams: map[string]*push.Stream{}} }
+// stream is one stream's entries in a batch.
+type stream struct {
+	labels  string
+	entries []streamEntry
+}
+
+type streamEntry struct {
+	time time.Time
+	line string
+}
+
+func newBatch() *batch { return &batch{streams: map[string]*stream{}} }
 
 func (b *batch) add(e entry) {
 	if b.entries == 0 {
@@ -42,26 +53,93 @@ func (b *batch) add(e entry) {
 	key := e.labels.String()
 	s := b.streams[key]
 	if s == nil {
-		s = &push.Stream{Labels: key}
+		s = &stream{labels: key}
 		b.streams[key] = s
 	}
-	s.Entries = append(s.Entries, push.Entry{Timestamp: e.time, Line: e.line})
+	s.entries = append(s.entries, streamEntry{e.time, e.line})
 	b.bytes += len(e.line)
 	b.entries++
 }
 
+// Field numbers of Loki's push protocol (logproto, push.proto):
+// PushRequest{streams 1}, StreamAdapter{labels 1, entries 2},
+// EntryAdapter{timestamp 1, line 2}, google.protobuf.Timestamp{seconds 1,
+// nanos 2}.
+const (
+	fieldRequestStreams  protowire.Number = 1
+	fieldStreamLabels    protowire.Number = 1
+	fieldStreamEntries   protowire.Number = 2
+	fieldEntryTimestamp  protowire.Number = 1
+	fieldEntryLine       protowire.Number = 2
+	fieldTimestampSecond protowire.Number = 1
+	fieldTimestampNanos  protowire.Number = 2
+)
+
 // encode makes the body of a push request: the protobuf PushRequest,
-// snappy-compressed, as Promtail sends it.
-func (b *batch) encode() ([]byte, error) {
-	req := push.PushRequest{Streams: make([]push.Stream, 0, len(b.streams))}
+// snappy-compressed, as Promtail sends it. The message is written field by
+// field: Loki's own Go package for it links gRPC and gogo/protobuf, which
+// the exporter's executable would carry (and touch at start-up) for one
+// message of four fields.
+func (b *batch) encode() []byte {
+	var buf []byte
 	for _, s := range b.streams {
-		req.Streams = append(req.Streams, *s)
+		buf = protowire.AppendTag(buf, fieldRequestStreams, protowire.BytesType)
+		buf = protowire.AppendVarint(buf, uint64(s.size()))
+		buf = protowire.AppendTag(buf, fieldStreamLabels, protowire.BytesType)
+		buf = protowire.AppendString(buf, s.labels)
+		for _, e := range s.entries {
+			ts := e.timestampSize()
+			buf = protowire.AppendTag(buf, fieldStreamEntries, protowire.BytesType)
+			buf = protowire.AppendVarint(buf, uint64(e.size(ts)))
+			buf = protowire.AppendTag(buf, fieldEntryTimestamp, protowire.BytesType)
+			buf = protowire.AppendVarint(buf, uint64(ts))
+			if sec := e.time.Unix(); sec != 0 {
+				buf = protowire.AppendTag(buf, fieldTimestampSecond, protowire.VarintType)
+				buf = protowire.AppendVarint(buf, uint64(sec))
+			}
+			if nanos := e.time.Nanosecond(); nanos != 0 {
+				buf = protowire.AppendTag(buf, fieldTimestampNanos, protowire.VarintType)
+				buf = protowire.AppendVarint(buf, uint64(nanos))
+			}
+			if e.line != "" {
+				buf = protowire.AppendTag(buf, fieldEntryLine, protowire.BytesType)
+				buf = protowire.AppendString(buf, e.line)
+			}
+		}
 	}
-	buf, err := req.Marshal()
-	if err != nil {
-		return nil, err
+	return snappy.Encode(nil, buf)
+}
+
+// size is the length of the stream's StreamAdapter message.
+func (s *stream) size() int {
+	n := protowire.SizeTag(fieldStreamLabels) + protowire.SizeBytes(len(s.labels))
+	for _, e := range s.entries {
+		n += protowire.SizeTag(fieldStreamEntries) + protowire.SizeBytes(e.size(e.timestampSize()))
 	}
-	return snappy.Encode(nil, buf), nil
+	return n
+}
+
+// size is the length of the entry's EntryAdapter message, whose timestamp
+// takes ts bytes.
+func (e streamEntry) size(ts int) int {
+	n := protowire.SizeTag(fieldEntryTimestamp) + protowire.SizeBytes(ts)
+	if e.line != "" {
+		n += protowire.SizeTag(fieldEntryLine) + protowire.SizeBytes(len(e.line))
+	}
+	return n
+}
+
+// timestampSize is the length of the entry's Timestamp message; fields
+// at their zero value are left out, as proto3 does.
+func (e streamEntry) timestampSize() int {
+	n := 0
+	if sec := e.time.Unix(); sec != 0 {
+		n += protowire.SizeTag(fieldTimestampSecond) + protowire.SizeVarint(uint64(sec))
+	}
+	if nanos := e.time.Nanosecond(); nanos != 0 {
+		n += protowire.SizeTag(fieldTimestampNanos) + protowire.SizeVarint(uint64(nanos))
+	}
+	return n
 }
 
 // pusher sends batches to the store and keeps this sender's own counts of
@@ -92,12 +170,7 @@ func newPusher(cfg Config, logger *slog.Logger) *pusher {
 // growing, jittered delay, up to cfg.MaxRetries attempts in all. It returns
 // false when ctx ended first: the batch is then the caller's to count.
 func (p *pusher) push(ctx context.Context, b *batch) bool {
-	body, err := b.encode()
-	if err != nil { // not seen with valid labels and lines; counted all the same
-		p.failed.Add(uint64(b.entries))
-		p.logger.Error("cannot encode a batch for Loki; dropped", "entries", b.entries, "err", err)
-		return true
-	}
+	body := b.encode()
 	delay := p.cfg.MinBackoff
 	for attempt := 1; ; attempt++ {
 		retry, err := p.send(ctx, body)
