@@ -45,6 +45,7 @@ const exporterGCPercent = 50
 const exporterMaxProcs = 1
 
 func (c *exporterCommand) run(logger *slog.Logger) int {
+	releaseStartupPages(logger, "package initialisers")
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(exporterGCPercent)
 	}
@@ -68,21 +69,24 @@ func (c *exporterCommand) run(logger *slog.Logger) int {
 		return 1
 	}
 	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
-	releaseStartupPages(logger)
+	releaseStartupPages(logger, "set-up")
 	return runGroup(&g, logger, "exporter")
 }
 
 // releaseStartupPages hands back the pages of the executable that only
-// start-up touched (package initialisers, flags, configuration, opening the
-// stores): called once everything is set up, just before the work starts.
-// What the work needs comes back on first use (internal/exepages).
-func releaseStartupPages(logger *slog.Logger) {
+// start-up touched (internal/exepages); what the work needs comes back on
+// first use. after names what touched them, for the debug log. The
+// exporter calls it twice: once the package initialisers have run (half
+// of the executable's pages at start-up: the Kubernetes client's,
+// client_golang's, TLS's), then once flags, configuration and clients
+// are set up, just before the work starts.
+func releaseStartupPages(logger *slog.Logger, after string) {
 	n, err := exepages.Release()
 	if err != nil {
-		logger.Debug("cannot hand back the executable's start-up pages", "err", err)
+		logger.Debug("cannot hand back the executable's start-up pages", "after", after, "err", err)
 		return
 	}
-	logger.Debug("handed back the executable's start-up pages", "mapped_bytes", n)
+	logger.Debug("handed back the executable's start-up pages", "after", after, "mapped_bytes", n)
 }
 
 // runGroup runs g and turns its end into an exit code: a signal is a clean

@@ -212,7 +212,7 @@ func (r *runCommand) run(logger *slog.Logger) int {
 		}
 	}, func(error) { cancel() })
 	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
-	releaseStartupPages(logger)
+	releaseStartupPages(logger, "set-up")
 	return runGroup(&g, logger, "cascade run")
 }
 
