@@ -39,6 +39,33 @@ func TestReleaseDropsResidentPages(t *testing.T) {
 	require.Less(t, after, before-1024, "RssFile %d KiB before, %d KiB after", before, after)
 }
 
+// TestReleaseMarksMappingsRandom: after Release, every read-only mapping of
+// the executable carries the random-read advice ("rr" in smaps' VmFlags),
+// so pages touched again are read one at a time, without read-ahead.
+func TestReleaseMarksMappingsRandom(t *testing.T) {
+	_, err := Release()
+	require.NoError(t, err)
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	smaps, err := os.ReadFile("/proc/self/smaps")
+	require.NoError(t, err)
+	checked := 0
+	readOnlyExe := false
+	for line := range strings.SplitSeq(string(smaps), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) >= 5 && strings.Contains(fields[0], "-") && len(fields[1]) == 4 {
+			// A mapping's header: range, permissions, offset, device, inode, path.
+			readOnlyExe = len(fields) == 6 && fields[5] == exe && fields[1][1] == '-'
+			continue
+		}
+		if flags, ok := strings.CutPrefix(line, "VmFlags:"); ok && readOnlyExe {
+			require.Contains(t, strings.Fields(flags), "rr", "a read-only mapping of %s without the random-read advice: %s", exe, flags)
+			checked++
+		}
+	}
+	require.Positive(t, checked, "no read-only mapping of %s in /proc/self/smaps", exe)
+}
+
 func rssFileKiB(t *testing.T) int {
 	b, err := os.ReadFile("/proc/self/status")
 	require.NoError(t, err)
