@@ -24,8 +24,8 @@ all: build
 # every cluster links neither the engine nor the tooling (README.md, "Two
 # binaries in one image"). cascade-exporter is built without cgo, as the
 # image builds it, so that bench-exporter measures what runs: linked with
-# the C library it holds 1.5-2 MiB more at start-up (the C library's pages,
-# the dynamic loader's relocations).
+# the C library it holds about 2 MiB more at start-up (the C library's
+# pages, the dynamic loader's relocations).
 build:
 	$(GO) build $(GOFLAGS_T) -ldflags "$(LDFLAGS)" -o bin/cascade ./cmd/cascade
 	CGO_ENABLED=0 $(GO) build -tags $(EXPORTER_TAGS) -ldflags "$(LDFLAGS)" -o bin/cascade-exporter ./cmd/cascade

@@ -76,10 +76,10 @@ func (c *exporterCommand) run(logger *slog.Logger) int {
 // releaseStartupPages hands back the pages of the executable that only
 // start-up touched (internal/exepages); what the work needs comes back on
 // first use. after names what touched them, for the debug log. The
-// exporter calls it twice: once the package initialisers have run (half
-// of the executable's pages at start-up: the Kubernetes client's,
-// client_golang's, TLS's), then once flags, configuration and clients
-// are set up, just before the work starts.
+// exporter calls it twice: once the package initialisers have run (they
+// leave some 15 MiB of its executable resident: the Kubernetes client's,
+// client_golang's, TLS's), then once flags, configuration and clients are
+// set up, just before the work starts.
 func releaseStartupPages(logger *slog.Logger, after string) {
 	n, err := exepages.Release()
 	if err != nil {
