@@ -85,7 +85,7 @@ func TestHandlerServesRegistryAndAppenders(t *testing.T) {
 		Named{Name: "good", Collector: fakeExporter{}},
 	))
 	// The Go runtime's and the process's appenders have no steady text.
-	h := Handler(reg, []TextAppender{NewGoRuntime(), appender{}, NewProcessMetrics()}, 0, slog.New(slog.DiscardHandler))
+	h := Handler(reg, []TextAppender{NewGoRuntime(), appender{}, NewProcessMetrics()}, HandlerOpts{Gzip: true}, slog.New(slog.DiscardHandler))
 
 	for _, gz := range []bool{false, true} {
 		w, body := serve(t, h, gz)
@@ -133,7 +133,7 @@ func TestSetReportsEachExporter(t *testing.T) {
 		Named{Name: "good", Collector: fakeExporter{}},
 		Named{Name: "bad", Collector: fakeExporter{err: errors.New("boom")}},
 	))
-	_, body := serve(t, Handler(reg, nil, 0, slog.New(slog.DiscardHandler)), false)
+	_, body := serve(t, Handler(reg, nil, HandlerOpts{}, slog.New(slog.DiscardHandler)), false)
 	text := string(body)
 	require.Contains(t, text, `cascade_exporter_scrape_success{exporter="good"} 1`)
 	require.Contains(t, text, `cascade_exporter_scrape_success{exporter="bad"} 0`)
@@ -144,7 +144,7 @@ func TestHandlerLimitsConcurrentScrapes(t *testing.T) {
 	block := make(chan struct{})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(NewSet(slog.New(slog.DiscardHandler), Named{Name: "slow", Collector: fakeExporter{block: block}}))
-	h := Handler(reg, nil, 1, slog.New(slog.DiscardHandler))
+	h := Handler(reg, nil, HandlerOpts{MaxInFlight: 1}, slog.New(slog.DiscardHandler))
 
 	var wg sync.WaitGroup
 	first := make(chan int, 1)
@@ -205,7 +205,7 @@ func (a bigAppender) AppendText(b []byte) []byte {
 // GC, and every scrape allocated them anew (~2 MiB at 5,000 nodes), which
 // the GC goal then doubled in the process's memory.
 func TestHandlerKeepsItsScratchAcrossGC(t *testing.T) {
-	h := Handler(prometheus.NewRegistry(), []TextAppender{newBigAppender()}, 0, slog.New(slog.DiscardHandler))
+	h := Handler(prometheus.NewRegistry(), []TextAppender{newBigAppender()}, HandlerOpts{Gzip: true}, slog.New(slog.DiscardHandler))
 	serve(t, h, true) // the first scrape allocates
 	var before, after runtime.MemStats
 	const scrapes = 5

@@ -114,7 +114,7 @@ func samplesOf(t *testing.T, body []byte, family string) int {
 func TestSteadyTextIsKeptUntilItsVersionChanges(t *testing.T) {
 	a := &steadyAppender{}
 	a.set(2000, 1)
-	h := Handler(prometheus.NewRegistry(), []TextAppender{a}, 0, slog.New(slog.DiscardHandler))
+	h := Handler(prometheus.NewRegistry(), []TextAppender{a}, HandlerOpts{Gzip: true}, slog.New(slog.DiscardHandler))
 
 	plain, _ := scrapeBoth(t, h)
 	require.Equal(t, 2000, samplesOf(t, plain, "cascade_test_duration"))
@@ -142,7 +142,7 @@ func TestGzipCommandReadsTheBody(t *testing.T) {
 	require.NoError(t, err, "gzip is in every Debian system (the gzip package is essential)")
 	a := &steadyAppender{}
 	a.set(5000, 1)
-	h := Handler(prometheus.NewRegistry(), []TextAppender{a}, 0, slog.New(slog.DiscardHandler))
+	h := Handler(prometheus.NewRegistry(), []TextAppender{a}, HandlerOpts{Gzip: true}, slog.New(slog.DiscardHandler))
 	_, compressed := scrapeBoth(t, h)
 
 	cmd := exec.Command(gzipCmd, "--decompress", "--stdout")

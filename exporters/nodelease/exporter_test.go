@@ -311,7 +311,7 @@ func fetch(t *testing.T, e *Exporter) []byte {
 	if !ok {
 		reg := prometheus.NewPedanticRegistry()
 		reg.MustRegister(collectorFunc{e})
-		h, _ = handlers.LoadOrStore(e, exporters.Handler(reg, []exporters.TextAppender{e}, 0, slog.New(slog.DiscardHandler)))
+		h, _ = handlers.LoadOrStore(e, exporters.Handler(reg, []exporters.TextAppender{e}, exporters.HandlerOpts{Gzip: true}, slog.New(slog.DiscardHandler)))
 	}
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	if fetches.Add(1)%2 == 0 {

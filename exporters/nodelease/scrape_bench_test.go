@@ -33,28 +33,36 @@ func BenchmarkScrape(b *testing.B) {
 			e := filledExporter(b, n)
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectorFunc{e})
-			benchScrape(b, exporters.Handler(reg, []exporters.TextAppender{e}, 0, slog.New(slog.DiscardHandler)), false)
+			h := exporters.Handler(reg, []exporters.TextAppender{e}, exporters.HandlerOpts{Gzip: true}, slog.New(slog.DiscardHandler))
+			benchScrape(b, h, false)
 		})
 		b.Run("floor/"+strconv.Itoa(n), func(b *testing.B) {
 			benchScrape(b, promhttp.HandlerFor(floorRegistry(n), promhttp.HandlerOpts{}), false)
 		})
-		// As the exporter's server serves it.
-		b.Run("served/"+strconv.Itoa(n), func(b *testing.B) {
-			benchScrape(b, servedHandler(b, n), false)
-		})
-		// The same with the caches emptied before each scrape, as the
-		// work of other processes between two scrapes seconds apart
-		// empties them: the figure the bench's latencies follow.
-		b.Run("served-cold/"+strconv.Itoa(n), func(b *testing.B) {
-			benchScrape(b, servedHandler(b, n), true)
-		})
+		// As the exporter's server serves it, by default (plain text)
+		// and with --web.enable-gzip; then the same with the caches
+		// emptied before each scrape, as the work of other processes
+		// between two scrapes seconds apart empties them: the figures
+		// the bench's latencies follow.
+		for _, gz := range []bool{false, true} {
+			name := "served"
+			if gz {
+				name += "-gzip"
+			}
+			b.Run(name+"/"+strconv.Itoa(n), func(b *testing.B) {
+				benchScrape(b, servedHandler(b, n, gz), false)
+			})
+			b.Run(name+"-cold/"+strconv.Itoa(n), func(b *testing.B) {
+				benchScrape(b, servedHandler(b, n, gz), true)
+			})
+		}
 	}
 }
 
 // servedHandler serves an exporter of n nodes as exporters/server does:
 // the exporter set and the build info, the Go runtime's and the process's
-// series and the per-node families, all as text.
-func servedHandler(b *testing.B, n int) http.Handler {
+// series and the per-node families, all as text, compressed if gz is set.
+func servedHandler(b *testing.B, n int, gz bool) http.Handler {
 	logger := slog.New(slog.DiscardHandler)
 	e := filledExporter(b, n)
 	own, err := exporters.NewCollectorText(logger,
@@ -64,11 +72,12 @@ func servedHandler(b *testing.B, n int) http.Handler {
 		b.Fatal(err)
 	}
 	appenders := []exporters.TextAppender{own, exporters.NewGoRuntime(), exporters.NewProcessMetrics(), e}
-	return exporters.Handler(nil, appenders, 0, logger)
+	return exporters.Handler(nil, appenders, exporters.HandlerOpts{Gzip: gz}, logger)
 }
 
-// benchScrape times scrapes of h; when cold is set, it empties the caches
-// before each, outside the timing.
+// benchScrape times scrapes of h, which are asked for gzip as Prometheus
+// asks; when cold is set, it empties the caches before each, outside the
+// timing.
 func benchScrape(b *testing.B, h http.Handler, cold bool) {
 	b.ReportAllocs()
 	for b.Loop() {

@@ -52,7 +52,7 @@ func TestMetricsServeEachFamilyOnce(t *testing.T) {
 				gatherer = tc.reg
 			}
 			w := httptest.NewRecorder()
-			exporters.Handler(gatherer, appenders, 0, logger).ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+			exporters.Handler(gatherer, appenders, exporters.HandlerOpts{}, logger).ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 			parser := expfmt.NewTextParser(model.LegacyValidation)
 			families, err := parser.TextToMetricFamilies(w.Body)
 			require.NoError(t, err)
