@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cascade-sre/cascade/hack/bench/procstat"
 	"github.com/cascade-sre/cascade/internal/testenv"
 )
 
@@ -45,10 +46,16 @@ scrape_configs:
 `, interval, target, min(interval, 10*time.Second), labels)
 }
 
+// Both servers start with their executables dropped from the page cache,
+// as in a new pod (see procstat.DropFromPageCache).
+
 // startCascade starts `cascade run` with its exporters off, scraping the
 // fleet into its embedded TSDB and evaluating its embedded rules (rules/*.yml
 // built into the binary).
 func startCascade(dir, bin, target string, interval time.Duration, region, pprof bool) (*server, error) {
+	if err := procstat.DropFromPageCache(bin); err != nil {
+		return nil, err
+	}
 	port, err := testenv.FreePort()
 	if err != nil {
 		return nil, err
@@ -85,6 +92,9 @@ func startCascade(dir, bin, target string, interval time.Duration, region, pprof
 // startPrometheus starts Debian's Prometheus with the same scrape
 // configuration and the repository's rule files.
 func startPrometheus(dir, bin, target string, interval time.Duration, region bool, ruleFiles []string) (*server, error) {
+	if err := procstat.DropFromPageCache(bin); err != nil {
+		return nil, err
+	}
 	port, err := testenv.FreePort()
 	if err != nil {
 		return nil, err
