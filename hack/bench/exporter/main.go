@@ -10,27 +10,32 @@
 //   - renews every Lease once per 10 s, spread evenly, as kubelets do
 //     (N/10 updates/s), from a child process (this binary with
 //     -renew-kubeconfig), and reports the rate it achieved,
-//   - lowers the priority of etcd, kube-apiserver and the renewer (nice 10,
-//     -fleet-nice): they stand in for a control plane and kubelets on other
-//     machines. At full priority, and with the renewer in the scraping
-//     process, they delayed whichever target was being scraped, the static
-//     one included: with this and the spreading below, its p99 at 5,000
-//     nodes went from 4.1 to 1.6 ms,
-//   - starts bin/cascade-exporter exporter, the floor (this binary re-executed with
-//     -floor-nodes=N: a bare client_golang registry with the same metric
-//     names, labels and number of series, nothing else running in it), the
-//     static target (this binary with -static: one fixed line, what the
-//     machine and the scraper cost by themselves) and kube-state-metrics
-//     --resources=leases, as it runs by default (its text uncompressed) and
-//     with --enable-gzip-encoding (the same work as cascade's), and waits
-//     until each serves the whole fleet,
+//   - lowers the priority of etcd, kube-apiserver and the renewer
+//     (SCHED_IDLE, -fleet-idle; nice 10 before): they stand in for a
+//     control plane and kubelets on other machines. At full priority, and
+//     with the renewer in the scraping process, they delayed whichever
+//     target was being scraped, the static one included: with this and the
+//     spreading below, its p99 at 5,000 nodes went from 4.1 to 1.6 ms,
+//   - starts bin/cascade-exporter exporter as it runs by default (its text
+//     uncompressed) and with --web.enable-gzip, the floor (this binary
+//     re-executed with -floor-nodes=N: a bare client_golang registry with
+//     the same metric names, labels and number of series, nothing else
+//     running in it), the static target (this binary with -static: one
+//     fixed line, what the machine and the scraper cost by themselves) and
+//     kube-state-metrics --resources=leases, as it runs by default (its
+//     text uncompressed) and with --enable-gzip-encoding, each with its
+//     executable dropped from the page cache first, as in a new pod, and
+//     waits until each serves the whole fleet,
 //   - warms up, then scrapes them for the measurement window with the
 //     headers Prometheus sends: in turn, one scrape at a time, each target
 //     once per interval, the scrapes spread evenly over it. Interleaving
 //     them, rather than measuring one after the other, exposes them all to
 //     the same disturbances on a shared machine, so their ratios hold even
 //     when the absolute figures do not; spreading them keeps what one
-//     target does after answering out of the next one's scrape.
+//     target does after answering out of the next one's scrape. The
+//     scraper collects its own garbage between scrapes, never during one,
+//     and idle CPUs poll instead of halting (-cpu-latency), so that waking
+//     a halted virtual CPU is not in any target's figures.
 //
 // Latency is from the start of the request until the last byte of the body
 // (gzip, when the target offers it) is read. Memory is VmRSS from
@@ -40,7 +45,7 @@
 //
 // Run it from the repository root after `make build`:
 //
-//	go run ./hack/bench/exporter [-sizes=1000,5000] [-duration=60s] [-pprof-dir=DIR] [-compare=BIN]
+//	go run ./hack/bench/exporter [-sizes=1000,5000] [-duration=72s] [-pprof-dir=DIR] [-compare=BIN]
 //
 // -pprof-dir saves cascade's heap and allocation profiles; -hold only builds
 // the fleet and keeps it alive, for running and profiling exporters by hand;
@@ -77,7 +82,8 @@ type options struct {
 	compare      string // a second exporter binary, or ""
 	ksm          string
 	renewWorkers int
-	fleetNice    int
+	fleet        fleetPriority
+	cpuLatency   bool
 	keepTemp     bool
 	hold         bool
 	pprofDir     string
@@ -87,17 +93,19 @@ func main() {
 	floorNodes := flag.Int("floor-nodes", 0, "internal: serve the floor registry for this many nodes and do nothing else")
 	static := flag.Bool("static", false, "internal: serve the static target and do nothing else")
 	listen := flag.String("listen", "127.0.0.1:0", "internal: the floor's or the static target's listen address")
-	renewKubeconfig := flag.String("renew-kubeconfig", "", "internal: renew every lease of this control plane's fleet (-renew-workers, at -fleet-nice) and report on stdout until SIGTERM")
+	renewKubeconfig := flag.String("renew-kubeconfig", "", "internal: renew every lease of this control plane's fleet (-renew-workers, at -fleet-idle or -fleet-nice) and report on stdout until SIGTERM")
 	sizes := flag.String("sizes", "1000,5000", "comma-separated fleet sizes (nodes, and as many leases)")
 	o := options{}
-	flag.DurationVar(&o.duration, "duration", 60*time.Second, "measurement window per target")
+	flag.DurationVar(&o.duration, "duration", 72*time.Second, "measurement window per target (the default and -interval's give each target 240 scrapes)")
 	flag.DurationVar(&o.warmup, "warmup", 10*time.Second, "scrapes before the window that are not counted")
-	flag.DurationVar(&o.interval, "interval", 250*time.Millisecond, "time between the starts of two scrapes (sequential: a slow scrape delays the next)")
+	flag.DurationVar(&o.interval, "interval", 300*time.Millisecond, "time between two scrapes of a target; the targets' scrapes are spread over it, 50 ms apart for the six targets by default (sequential: a slow scrape delays the next)")
 	flag.StringVar(&o.cascade, "cascade", "bin/cascade-exporter", "the exporter binary: cascade-exporter, as the image's exporter Deployment runs it, or cascade (relative paths are from the repository root)")
 	flag.StringVar(&o.compare, "compare", "", "a second exporter binary, measured as "+targetCompare+" in the same rounds as the first: an A/B test of a change (relative paths are from the repository root)")
 	flag.StringVar(&o.ksm, "ksm", ".tools/bin/kube-state-metrics", "kube-state-metrics binary; when missing, published figures are shown (hack/bench/exporter/install-ksm.sh builds it)")
 	flag.IntVar(&o.renewWorkers, "renew-workers", 32, "concurrent lease updates at most")
-	flag.IntVar(&o.fleetNice, "fleet-nice", 10, "nice value for the fleet's etcd, kube-apiserver and lease renewer, which stand in for a control plane and kubelets on other machines (0: leave them competing with the targets and the scraper for the CPU)")
+	flag.BoolVar(&o.fleet.idle, "fleet-idle", true, "run the fleet's etcd, kube-apiserver and lease renewer, which stand in for a control plane and kubelets on other machines, under SCHED_IDLE: only when no target and not the scraper wants a CPU")
+	flag.IntVar(&o.fleet.nice, "fleet-nice", 10, "with -fleet-idle=false, the fleet's nice value instead (0: leave it competing with the targets and the scraper for the CPU)")
+	flag.BoolVar(&o.cpuLatency, "cpu-latency", true, "keep the CPUs out of idle states slower to leave than polling ("+cpuLatencyDevice+", root only) while measuring: a halted virtual CPU waits for its host to wake it")
 	flag.BoolVar(&o.keepTemp, "keep", false, "keep the temp directories (logs of every process) for a look afterwards")
 	flag.BoolVar(&o.hold, "hold", false, "create the first size's fleet, keep renewing its leases and wait for Ctrl-C, starting no target: run and profile exporters against it by hand (its kubeconfig is printed)")
 	flag.StringVar(&o.pprofDir, "pprof-dir", "", "start cascade with --web.enable-pprof and write its heap and allocation profiles, once it serves the whole fleet and after the window, to this directory")
@@ -111,7 +119,7 @@ func main() {
 		return
 	}
 	if *renewKubeconfig != "" {
-		if err := runRenewer(*renewKubeconfig, o.renewWorkers, o.fleetNice); err != nil {
+		if err := runRenewer(*renewKubeconfig, o.renewWorkers, o.fleet); err != nil {
 			fmt.Fprintln(os.Stderr, "renewer:", err)
 			os.Exit(1)
 		}
@@ -170,6 +178,15 @@ func run(ctx context.Context, o options) error {
 
 	m := describeMachine()
 	progress("machine: %s", m)
+	if o.cpuLatency {
+		f, err := holdCPULatency(cpuLatencyDevice)
+		if err != nil {
+			progress("CPUs left free to halt when idle, so latencies include waking them: %v", err)
+		} else {
+			defer f.Close()
+			m.cpuLatencyHeld = true
+		}
+	}
 	var all []sizeResult
 	for _, n := range o.sizes {
 		res, err := benchSize(ctx, n, o)
@@ -221,13 +238,13 @@ func benchSize(ctx context.Context, n int, o options) (sizeResult, error) {
 	if err != nil {
 		return res, err
 	}
-	r, err := startRenewerProcess(self, kubeconfig, o.renewWorkers, o.fleetNice)
+	r, err := startRenewerProcess(self, kubeconfig, o.renewWorkers, o.fleet)
 	if err != nil {
 		return res, err
 	}
 	defer r.stop()
 	fleet := []int{cp.EtcdPid(), cp.APIServerPid()}
-	if err := reniceFleet(n, fleet, o.fleetNice); err != nil {
+	if err := lowerFleet(n, fleet, o.fleet); err != nil {
 		return res, err
 	}
 	runStart := r.total()
@@ -257,7 +274,7 @@ func benchSize(ctx context.Context, n int, o options) (sizeResult, error) {
 	if err := measureAll(ctx, probes, o.warmup, o.interval); err != nil {
 		return res, err
 	}
-	if err := reniceFleet(n, fleet, o.fleetNice); err != nil {
+	if err := lowerFleet(n, fleet, o.fleet); err != nil {
 		return res, err
 	}
 	progress("[%d] measuring %d targets, interleaved, for %s", n, len(probes), o.duration)
@@ -292,6 +309,11 @@ func startTargets(ctx context.Context, dir string, specs []targetSpec, n int) (p
 	for _, spec := range specs {
 		if spec.bin == "" {
 			continue
+		}
+		// Every target starts from disk, as in a new pod, whatever ran
+		// or was built before (see procstat.DropFromPageCache).
+		if err := procstat.DropFromPageCache(spec.bin); err != nil {
+			return nil, stop, fmt.Errorf("%s: %w", spec.name, err)
 		}
 		progress("[%d] %s: starting %s %s", n, spec.name, filepath.Base(spec.bin), strings.Join(spec.args, " "))
 		c, err := startChild(dir, spec.name, spec.bin, spec.args...)

@@ -23,6 +23,9 @@ type machine struct {
 	goVersion string
 	loadStart string
 	loadEnd   string
+	// cpuLatencyHeld: idle CPUs polled instead of halting while measuring
+	// (see holdCPULatency).
+	cpuLatencyHeld bool
 }
 
 func describeMachine() machine {
@@ -31,4 +34,12 @@ func describeMachine() machine {
 
 func (m machine) String() string {
 	return fmt.Sprintf("%d CPUs (%s), %s, load average %s", m.cpus, m.model, m.goVersion, m.loadStart)
+}
+
+// idleCPUs says how the CPUs waited when idle.
+func (m machine) idleCPUs() string {
+	if m.cpuLatencyHeld {
+		return "idle CPUs polling (" + cpuLatencyDevice + " held at 0)"
+	}
+	return "idle CPUs free to halt"
 }

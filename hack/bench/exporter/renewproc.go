@@ -47,9 +47,10 @@ type renewerProcess struct {
 }
 
 // startRenewerProcess starts bin as the renewer of the leases the
-// kubeconfig's control plane holds, at the given nice value.
-func startRenewerProcess(bin, kubeconfig string, workers, nice int) (*renewerProcess, error) {
-	cmd := exec.Command(bin, "-renew-kubeconfig="+kubeconfig, fmt.Sprintf("-renew-workers=%d", workers), fmt.Sprintf("-fleet-nice=%d", nice))
+// kubeconfig's control plane holds, at the given priority.
+func startRenewerProcess(bin, kubeconfig string, workers int, prio fleetPriority) (*renewerProcess, error) {
+	cmd := exec.Command(bin, "-renew-kubeconfig="+kubeconfig, fmt.Sprintf("-renew-workers=%d", workers),
+		fmt.Sprintf("-fleet-idle=%t", prio.idle), fmt.Sprintf("-fleet-nice=%d", prio.nice))
 	cmd.Stderr = os.Stderr // its progress lines
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
@@ -120,11 +121,9 @@ func (r *renewerProcess) stop() {
 
 // runRenewer is the child: it lowers its own priority, renews every lease
 // in leaseNamespace until SIGTERM and reports on stdout.
-func runRenewer(kubeconfig string, workers, nice int) error {
-	if nice != 0 {
-		if _, err := renice(os.Getpid(), nice); err != nil {
-			return err
-		}
+func runRenewer(kubeconfig string, workers int, prio fleetPriority) error {
+	if _, err := prio.lower(os.Getpid()); err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

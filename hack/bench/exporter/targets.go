@@ -17,13 +17,17 @@ import (
 
 const (
 	targetCascade = "cascade"
-	targetCompare = "cascade-compare"
-	targetFloor   = "floor"
-	targetStatic  = "static"
-	targetPeer    = "kube-state-metrics"
+	// targetCascadeGzip is the same exporter with --web.enable-gzip: it
+	// compresses its text when the scraper accepts gzip, as Prometheus
+	// does, as kube-state-metrics-gzip does.
+	targetCascadeGzip = "cascade-gzip"
+	targetCompare     = "cascade-compare"
+	targetFloor       = "floor"
+	targetStatic      = "static"
+	targetPeer        = "kube-state-metrics"
 	// targetPeerGzip is kube-state-metrics with --enable-gzip-encoding:
 	// by default it sends its text uncompressed, whatever the scraper
-	// accepts, while cascade compresses it. This one does the same work.
+	// accepts, as cascade does. This one does cascade-gzip's work.
 	targetPeerGzip = "kube-state-metrics-gzip"
 )
 
@@ -42,7 +46,8 @@ func targetSpecs(o options, kubeconfig string, n int) []targetSpec {
 	if err != nil {
 		self = "" // cannot happen on Linux; the floor is then skipped
 	}
-	cascadeAddr, compareAddr, floorAddr, staticAddr := loopbackAddr(), loopbackAddr(), loopbackAddr(), loopbackAddr()
+	cascadeAddr, cascadeGzipAddr, compareAddr := loopbackAddr(), loopbackAddr(), loopbackAddr()
+	floorAddr, staticAddr := loopbackAddr(), loopbackAddr()
 	ksmAddr, ksmTelemetry, ksmGzipAddr, ksmGzipTelemetry := freePort(), freePort(), freePort(), freePort()
 	ksmArgs := func(port, telemetry string) []string {
 		return []string{"--resources=leases", "--kubeconfig=" + kubeconfig,
@@ -63,6 +68,13 @@ func targetSpecs(o options, kubeconfig string, n int) []targetSpec {
 	if o.pprofDir != "" {
 		specs[0].args = append(specs[0].args, "--web.enable-pprof")
 	}
+	specs = append(specs, targetSpec{
+		name:  targetCascadeGzip,
+		bin:   o.cascade,
+		args:  append(cascadeArgs(cascadeGzipAddr), "--web.enable-gzip"),
+		url:   "http://" + cascadeGzipAddr + "/metrics",
+		ready: cascadeReady(n),
+	})
 	if o.compare != "" {
 		specs = append(specs, targetSpec{
 			name:  targetCompare,
