@@ -33,9 +33,9 @@
 //     the same disturbances on a shared machine, so their ratios hold even
 //     when the absolute figures do not; spreading them keeps what one
 //     target does after answering out of the next one's scrape. The
-//     scraper collects its own garbage between scrapes, never during one,
-//     and idle CPUs poll instead of halting (-cpu-latency), so that waking
-//     a halted virtual CPU is not in any target's figures.
+//     scraper collects its own garbage between rounds, never during a
+//     scrape, and idle CPUs poll instead of halting (-cpu-latency), so that
+//     waking a halted virtual CPU is not in any target's figures.
 //
 // Latency is from the start of the request until the last byte of the body
 // (gzip, when the target offers it) is read. Memory is VmRSS from

@@ -33,8 +33,8 @@ type probe struct {
 // A round that takes longer than interval is followed at once by the next.
 // Memory is sampled after each scrape; CPU time is taken over the window.
 //
-// The scraper's own garbage (bodies read, decompressed and parsed: about a
-// megabyte a round) is collected at the end of each round, in the gap
+// The scraper's own garbage (bodies read, decompressed and parsed: a
+// megabyte or more a round) is collected at the end of each round, in the gap
 // before the next scrape, and never while one runs: with the collector
 // left to itself, its workers started at any moment and took one of the
 // two cores from whichever target was answering.
