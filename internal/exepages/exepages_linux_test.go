@@ -47,20 +47,32 @@ func TestReleaseMarksMappingsRandom(t *testing.T) {
 	require.NoError(t, err)
 	exe, err := os.Executable()
 	require.NoError(t, err)
+	self, err := procfs.Self()
+	require.NoError(t, err)
+	maps, err := self.ProcMaps()
+	require.NoError(t, err)
+	// The mappings Release advises, by start address.
+	advised := map[uint64]bool{}
+	for _, m := range readOnlyMappings(maps, exe) {
+		advised[uint64(m.StartAddr)] = true
+	}
 	smaps, err := os.ReadFile("/proc/self/smaps")
 	require.NoError(t, err)
 	checked := 0
-	readOnlyExe := false
+	inAdvised := false
 	for line := range strings.SplitSeq(string(smaps), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) >= 5 && strings.Contains(fields[0], "-") && len(fields[1]) == 4 {
-			// A mapping's header: range, permissions, offset, device, inode, path.
-			readOnlyExe = len(fields) == 6 && fields[5] == exe && fields[1][1] == '-'
+		if flags, ok := strings.CutPrefix(line, "VmFlags:"); ok {
+			if inAdvised {
+				require.Contains(t, strings.Fields(flags), "rr", "a read-only mapping of %s without the random-read advice: %s", exe, flags)
+				checked++
+			}
 			continue
 		}
-		if flags, ok := strings.CutPrefix(line, "VmFlags:"); ok && readOnlyExe {
-			require.Contains(t, strings.Fields(flags), "rr", "a read-only mapping of %s without the random-read advice: %s", exe, flags)
-			checked++
+		// A mapping's header starts with its range in hex, "start-end";
+		// the other lines of smaps start with a field name and a colon.
+		if start, _, ok := strings.Cut(line, "-"); ok && !strings.Contains(start, ":") {
+			addr, err := strconv.ParseUint(start, 16, 64)
+			inAdvised = err == nil && advised[addr]
 		}
 	}
 	require.Positive(t, checked, "no read-only mapping of %s in /proc/self/smaps", exe)

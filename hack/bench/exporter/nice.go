@@ -42,13 +42,16 @@ func (p fleetPriority) lower(pid int) (int, error) {
 		return eachThread(pid, func(tid int) error {
 			return unix.SchedSetAttr(tid, &unix.SchedAttr{Policy: unix.SCHED_IDLE}, 0)
 		})
-	case p.nice != 0:
+	case p.lowers():
 		return eachThread(pid, func(tid int) error {
 			return syscall.Setpriority(syscall.PRIO_PROCESS, tid, p.nice)
 		})
 	}
 	return 0, nil
 }
+
+// lowers says whether p changes anything.
+func (p fleetPriority) lowers() bool { return p.idle || p.nice != 0 }
 
 // eachThread calls set for every thread of process pid, passing over one
 // that ends meanwhile, and returns how many it set.
@@ -78,7 +81,7 @@ func eachThread(pid int, set func(tid int) error) (int, error) {
 // lowerFleet applies p to the fleet's etcd and kube-apiserver. Called again
 // before the window, for threads started since.
 func lowerFleet(n int, pids []int, p fleetPriority) error {
-	if !p.idle && p.nice == 0 {
+	if !p.lowers() {
 		return nil
 	}
 	threads := 0
